@@ -1,0 +1,41 @@
+"""The ``podsweep`` command: one module per verb, printers in :mod:`.printers`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import PodsweepError
+from ..hpo import HPOError
+from . import hpo
+
+app = typer.Typer(
+    name="podsweep",
+    help="Hyperparameter sweeps for research teams sharing GPUs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain one-line usage errors, as click prints them
+)
+app.add_typer(hpo.app, name="hpo")
+
+
+@app.command()
+def version() -> None:
+    """Print podsweep's version."""
+    from .. import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point: podsweep's errors become one line on stderr and a non-zero exit code.
+
+    Usage errors (unknown flags, bad values) are typer's, printed by it with exit code 2.
+    """
+    try:
+        app()
+    except (PodsweepError, HPOError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(getattr(exc, "exit_code", 1))

@@ -1,0 +1,155 @@
+"""The journal's format, and the fold of its events that a picking process keeps.
+
+Format 1 — one JSON object per line, in the order the lock granted them::
+
+    {"event":"experiment","format":1,"name":"hpo1-5f2c","strategy":"grid","seed":0,
+     "space":{"batch_size":[32,64,128],"lr":[1,0.1,0.01,0.001]},"size":12,"time":…}
+    {"event":"assign","trial":4,"attempt":0,"worker":"host:1234","lease":60,
+     "config":{"batch_size":32,"lr":0.001},"time":…}         # "reclaimed": "preempted"|"lease"
+    {"event":"heartbeat","trial":4,"attempt":0,"time":…}
+    {"event":"report","trial":4,"attempt":0,"epoch":5,"metrics":{"accuracy":0.87},"time":…}
+    {"event":"preempted","trial":4,"attempt":0,"time":…}
+    {"event":"finished","trial":4,"attempt":0,"time":…}
+    {"event":"failed","trial":4,"attempt":0,"error":"ValueError: …","time":…}
+
+The first line declares the experiment; trials are numbered from 1 and their configuration
+follows from the declared space (``_space.Space.config``), recorded in ``assign`` for
+readers. An event of an attempt that is no longer the trial's latest changes nothing but
+its own record (a report still counts). Unknown events are skipped, so a newer writer may
+add some; a newer ``format`` is refused.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, Optional
+
+from ._errors import JournalError
+from ._journal import Event
+from ._space import Space
+
+FORMAT = 1
+
+RUNNING, PREEMPTED, FINISHED, FAILED = "running", "preempted", "finished", "failed"
+ENDINGS = {"preempted": PREEMPTED, "finished": FINISHED, "failed": FAILED}
+
+
+def check_header(event: Event) -> None:
+    version = event.get("format")
+    if not isinstance(version, int) or version > FORMAT:
+        raise JournalError(f"journal format {version!r} is newer than this podsweep.hpo "
+                           f"reads ({FORMAT}); upgrade podsweep")
+
+
+@dataclass
+class Slot:
+    """The latest attempt of one trial, as far as handing trials out is concerned."""
+
+    attempt: int
+    status: str
+    last_seen: float
+    lease: float
+    epoch: Optional[int] = None
+
+
+class Ledger:
+    """Everything pick() needs, folded from the journal in O(1) per event.
+
+    ``live`` holds running trials in the order they were last heard from, so the one whose
+    lease runs out first is at its front and finding it costs O(1) whatever the history.
+    """
+
+    def __init__(self) -> None:
+        self.header: Optional[Event] = None
+        self.space: Optional[Space] = None
+        self.handed = 0
+        self.slots: Dict[int, Slot] = {}
+        self.reclaimable: Deque[int] = deque()
+        self.live: OrderedDict[int, None] = OrderedDict()
+
+    def apply(self, event: Event) -> None:
+        kind = event.get("event")
+        try:
+            if kind == "experiment":
+                if self.header is None:
+                    check_header(event)
+                    self.header = event
+                    self.space = Space.from_spec(event["strategy"], event["space"],
+                                                 event.get("seed", 0))
+                return
+            trial = int(event["trial"])
+            attempt = int(event.get("attempt", 0))
+            if kind == "assign":
+                self._assign(trial, attempt, event)
+            elif kind == "report":
+                self._report(trial, attempt, event)
+            elif kind == "heartbeat":
+                self._heard(trial, attempt, float(event["time"]))
+            elif kind in ENDINGS:
+                self._end(trial, attempt, ENDINGS[kind])
+        except (KeyError, TypeError, ValueError):
+            pass   # a malformed record is skipped, as an unparseable line is
+
+    def _assign(self, trial: int, attempt: int, event: Event) -> None:
+        slot = self.slots.get(trial)
+        if slot is not None and attempt <= slot.attempt:
+            return
+        epoch = slot.epoch if slot is not None else None
+        self.slots[trial] = Slot(attempt, RUNNING, float(event["time"]),
+                                 float(event.get("lease", 60)), epoch)
+        self.live[trial] = None
+        self.live.move_to_end(trial)
+        self.handed = max(self.handed, trial)
+
+    def _report(self, trial: int, attempt: int, event: Event) -> None:
+        slot = self.slots.get(trial)
+        if slot is None:
+            return
+        epoch = int(event["epoch"])
+        slot.epoch = epoch if slot.epoch is None else max(slot.epoch, epoch)
+        self._heard(trial, attempt, float(event["time"]))
+
+    def _heard(self, trial: int, attempt: int, when: float) -> None:
+        slot = self.slots.get(trial)
+        if slot is not None and slot.attempt == attempt and slot.status == RUNNING:
+            slot.last_seen = max(slot.last_seen, when)
+            self.live.move_to_end(trial)
+
+    def _end(self, trial: int, attempt: int, status: str) -> None:
+        slot = self.slots.get(trial)
+        if slot is None or slot.attempt != attempt or slot.status != RUNNING:
+            return
+        slot.status = status
+        self.live.pop(trial, None)
+        if status == PREEMPTED:
+            self.reclaimable.append(trial)
+
+    def next_trial(self, now: float) -> tuple[Optional[int], Optional[str]]:
+        """The trial to hand out next and why: (trial, "preempted" | "lease" | None).
+
+        Preempted trials first, in the order they were preempted; then the running trial
+        heard from longest ago, if its lease has run out; then the next fresh one. Returns
+        (None, None) when the space is exhausted.
+        """
+        while self.reclaimable:
+            trial = self.reclaimable.popleft()
+            if self.slots[trial].status == PREEMPTED:
+                return trial, "preempted"
+        if self.live:
+            trial = next(iter(self.live))
+            slot = self.slots[trial]
+            if now - slot.last_seen > slot.lease:
+                return trial, "lease"
+        assert self.space is not None
+        size = self.space.size
+        if size is None or self.handed < size:
+            return self.handed + 1, None
+        return None, None
+
+    def counts(self) -> Dict[str, Any]:
+        """How many trials are in each state (for messages; O(trials), not on a hot path)."""
+        out: Dict[str, int] = {}
+        for slot in self.slots.values():
+            out[slot.status] = out.get(slot.status, 0) + 1
+        return out
