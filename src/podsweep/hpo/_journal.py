@@ -33,9 +33,13 @@ _CHUNK = 1 << 20
 
 
 @dataclass
-class Stats:
-    """Counters that make a call's cost observable (tests assert on them, not on time)."""
+class Cursor:
+    """How far one reader of a journal has folded it, and what that cost.
 
+    The counters make a call's cost observable: tests assert on them, not on time.
+    """
+
+    offset: int = 0
     calls: int = 0
     bytes_read: int = 0
     events_read: int = 0
@@ -97,9 +101,7 @@ class Journal:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT
                                 | getattr(os, "O_CLOEXEC", 0), 0o666)
-        self._offset = 0
         self._thread_lock = threading.Lock()
-        self.stats = Stats()
 
     @classmethod
     def open(cls, path: Path) -> Journal:
@@ -119,36 +121,35 @@ class Journal:
         for journal in cls._registry.values():
             journal._thread_lock = threading.Lock()
 
-    def transact(self, decide: Callable[[List[Event]], List[Event]]) -> List[Event]:
+    def transact(self, cursor: Cursor,
+                 decide: Callable[[List[Event]], List[Event]]) -> List[Event]:
         """Fold in what others appended, then append what ``decide`` returns, atomically.
 
-        ``decide`` gets the events appended since this process's last call (in file order)
-        and returns the events to append; it runs while the lock is held, so what it saw is
-        still the whole journal when its events land. If it raises, nothing is written.
+        ``decide`` gets the events appended since ``cursor`` (in file order) and returns the
+        events to append; it runs while the lock is held, so what it saw is still the whole
+        journal when its events land. If it raises, nothing is written. The cursor then
+        stands after the appended events.
         """
         with self._thread_lock:
             fcntl.lockf(self._lock_fd, fcntl.LOCK_EX)
             try:
-                size = self._repair_tail()
-                before = self._offset
-                events, self._offset, bad = read_lines(self._fd, before, size)
-                self._count(self._offset - before, len(events), bad)
+                size = self._repair_tail(cursor)
+                before = cursor.offset
+                events, cursor.offset, bad = read_lines(self._fd, before, size)
+                read = cursor.offset - before
+                cursor.calls += 1
+                cursor.bytes_read += read
+                cursor.last_call_bytes_read = read
+                cursor.events_read += len(events)
+                cursor.bad_lines += bad
                 out = decide(events)
                 if out:
                     data = encode(out)
                     self._write_at(data, size)
-                    self._offset = size + len(data)
+                    cursor.offset = size + len(data)
                 return out
             finally:
                 fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)
-
-    def _count(self, read: int, events: int, bad: int) -> None:
-        s = self.stats
-        s.calls += 1
-        s.bytes_read += read
-        s.last_call_bytes_read = read
-        s.events_read += events
-        s.bad_lines += bad
 
     def _write_at(self, data: bytes, offset: int) -> None:
         # pwrite at the size seen under the lock rather than O_APPEND, which NFS emulates.
@@ -157,7 +158,7 @@ class Journal:
             n = os.pwrite(self._fd, view, offset)
             view, offset = view[n:], offset + n
 
-    def _repair_tail(self) -> int:
+    def _repair_tail(self, cursor: Cursor) -> int:
         """Cut a torn last line left by a writer that died mid-write; return the size."""
         size = os.fstat(self._fd).st_size
         if size == 0 or os.pread(self._fd, 1, size - 1) == b"\n":
@@ -172,8 +173,8 @@ class Journal:
                 break
             cut = start
         os.ftruncate(self._fd, cut)
-        self.stats.repairs += 1
-        self._offset = min(self._offset, cut)
+        cursor.repairs += 1
+        cursor.offset = min(cursor.offset, cut)
         return cut
 
 

@@ -25,7 +25,7 @@ from types import FrameType, TracebackType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 from ._errors import InvalidArgument, NotInitialized, NoTrialsLeft, SpaceMismatch
-from ._journal import Event, Journal
+from ._journal import Cursor, Event, Journal
 from ._ledger import FORMAT, RUNNING, Ledger
 from ._space import Space, Strategy
 
@@ -92,6 +92,7 @@ class Session:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.current: Optional[Assignment] = None
         self._journal = Journal.open(self.path)
+        self._cursor = Cursor()
         self._ledger = Ledger()
         self._pid = os.getpid()
         self._main_busy = 0
@@ -115,7 +116,7 @@ class Session:
                 for event in out:
                     self._ledger.apply(event)
                 return out
-            out = self._journal.transact(fold_then_decide)
+            out = self._journal.transact(self._cursor, fold_then_decide)
             if out:
                 self._last_write = time.monotonic()
             return out

@@ -1,0 +1,51 @@
+# podsweep — everything a fresh machine needs goes through these targets.
+#   make install   .venv with podsweep and its test and benchmark extras
+#   make test      lint, types, the test suite; the HPO library's tests on 3.9 and 3.13 too
+#   make demo      the walk-through's sweep on this machine
+#   make bench     side-by-side benchmarks (FULL=1 for the whole matrix)
+
+PYTHON ?= $(shell scripts/find-python 3.11)
+VENV := .venv
+BIN := $(VENV)/bin
+HPO_PYTHONS := 3.9 3.13
+
+.PHONY: install lint test test-py test-hpo-versions demo bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+install: $(BIN)/.installed
+
+.venv-py%/.installed:
+	$(shell scripts/find-python $*) -m venv .venv-py$*
+	.venv-py$*/bin/pip install -q pytest pytest-timeout hypothesis
+	touch $@
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks examples scripts
+	$(BIN)/mypy
+
+test-py: install
+	$(BIN)/pytest -q
+
+# podsweep.hpo runs inside users' images: its tests run on the oldest and newest Pythons
+# we support, with nothing but the standard library and pytest.
+test-hpo-versions: $(foreach v,$(HPO_PYTHONS),.venv-py$(v)/.installed)
+	@for v in $(HPO_PYTHONS); do \
+	  echo "== podsweep.hpo on Python $$v"; \
+	  PYTHONPATH=src .venv-py$$v/bin/python -m pytest -q -p no:cacheprovider tests/hpo || exit 1; \
+	done
+
+test: lint test-py test-hpo-versions
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+bench: install
+	$(BIN)/python benchmarks/hpo_coord.py $(if $(FULL),--full,)
+
+clean:
+	rm -rf $(VENV) .venv-py* .demo benchmarks/results
