@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 from ._errors import InvalidArgument, NotInitialized, NoTrialsLeft, SpaceMismatch
 from ._journal import Cursor, Event, Journal
@@ -100,6 +100,8 @@ class Session:
         self._terminating = False
         self._last_write = 0.0
         self._heartbeat: Optional[threading.Thread] = None
+        self._space_cache: Optional[Tuple[Any, Space]] = None
+        self._space_checked: Optional[Space] = None
         self._stop = threading.Event()
 
     # ---------------------------------------------------------------- the journal
@@ -141,7 +143,7 @@ class Session:
         A trial still held from an earlier pick() in this process is marked finished first.
         """
         self._check_process()
-        space = Space.build(grid, strategy, seed)
+        space = self._space(grid, strategy, seed)
         if self.current is not None:
             self.end("finished")
         chosen: Dict[str, Any] = {}
@@ -155,7 +157,7 @@ class Session:
                             "space": space.spec(), "size": space.size,
                             "time": round(time.time(), 3)})
                 ledger.apply(out[0])
-            elif not ledger.space.same_as(space):
+            elif space is not self._space_checked and not ledger.space.same_as(space):
                 raise SpaceMismatch(
                     f"experiment {self.experiment!r} was declared with "
                     f"{ledger.space.strategy.name} over {ledger.space.spec()} "
@@ -164,6 +166,7 @@ class Session:
                     f"for another search.")
             declared = ledger.space
             assert declared is not None
+            self._space_checked = space
             trial, reason = ledger.next_trial(time.time())
             if trial is None:
                 counts = ledger.counts()
@@ -201,6 +204,21 @@ class Session:
         log.info("Using configuration: %s", self.current.config)
         self._start_heartbeat()
         return dict(self.current.config)
+
+    def _space(self, grid: Mapping[str, Any], strategy: Strategy, seed: int) -> Space:
+        """The Space for pick()'s arguments, built and checked once while they stay equal.
+
+        A sweep calls pick() with the same grid every time; validating it and comparing it
+        with the declared one costs O(grid size), which must not be paid per call.
+        """
+        key = ({k: list(v) if isinstance(v, (list, tuple, range)) else v
+                for k, v in grid.items()} if isinstance(grid, Mapping) else None,
+               strategy, seed)
+        if self._space_cache is not None and self._space_cache[0] == key:
+            return self._space_cache[1]
+        space = Space.build(grid, strategy, seed)
+        self._space_cache = (key, space)
+        return space
 
     def report(self, epoch: int, metrics: Mapping[str, Any]) -> None:
         """Record the trial's metrics at ``epoch``; also renews the trial's lease."""
