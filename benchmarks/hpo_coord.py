@@ -140,9 +140,9 @@ def optuna_worker(root: Path, trials: int, deadline: float, rec: Recorder) -> No
             break
         rec.configs.append(tuple(config.values()))
         for epoch in range(REPORTS):
-            rec.timed(REPORT, lambda e=epoch: trial.report(e / 10, e))
+            rec.timed(REPORT, lambda e=epoch, t=trial: t.report(e / 10, e))
             rec.reports += 1
-        rec.timed(FINISH, lambda: tell(trial))
+        rec.timed(FINISH, lambda t=trial: tell(t))
         rec.trials += 1
 
 

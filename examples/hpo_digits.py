@@ -61,7 +61,11 @@ def main() -> None:
     strategy = (hpo.Strategy.GridSearch if args.strategy == "grid"
                 else hpo.Strategy.RandomSearch)
     hpo.init(args.hpo_dir)
-    config = hpo.pick(grid=GRID, strategy=strategy)
+    try:
+        config = hpo.pick(grid=GRID, strategy=strategy)
+    except hpo.NoTrialsLeft as exc:   # more pods than configurations: nothing left to do
+        print(f"Nothing to do: {exc}", flush=True)
+        return
     trial = hpo.trial()
 
     x_train, x_val, y_train, y_val = load_data()

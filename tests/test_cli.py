@@ -31,7 +31,8 @@ def test_show_ranks_trials_and_marks_the_best(tmp_path):
                                 "ACCURACY", "LOSS"]
     assert lines[2].split() == ["best", "2", "finished", "2", "2", "32", "0.1", "0.93", "0.2"]
     assert [line.split()[0] for line in lines[3:6]] == ["3", "4", "1"]
-    assert lines[-1] == "Best by accuracy (max): trial #2 {'batch_size': 32, 'lr': 0.1} accuracy=0.93"
+    assert lines[-1] == ("Best by accuracy (max): trial #2 {'batch_size': 32, 'lr': 0.1} "
+                         "accuracy=0.93")
 
 
 def test_show_ranks_by_a_loss_ascending_and_exports(tmp_path):
