@@ -1,123 +1,117 @@
-"""make demo: the walk-through's sweep on this machine, narrated.
+"""make demo: the walk-through on this machine, narrated, with the real training script.
 
-Until the local control plane exists, the "pods" are plain local processes: 12 runs of
-examples/hpo_digits.py, at most 3 at a time, over one shared HPO directory. One of them
-is preempted (SIGTERM) half-way, as when another project claims its GPU; its index runs
-again as a new attempt, which picks the preempted trial and resumes from its checkpoint.
+It starts a local control plane with 4 virtual GPUs in .demo/home. It creates team-a and
+team-b with 2 GPUs each, then submits hpo1: 12 pods of examples/hpo_digits.py, 3 at a time,
+one GPU each, with the shared directory at /nfs/hpo. Then team-b claims its 2 GPUs, and one
+hpo1 pod is preempted. The demo follows the job with list/get/logs until the 12
+configurations are done, shows the results with the best marked, deletes the job and stops
+the control plane.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
-HPO_DIR = DEMO / "nfs" / "hpo"
-LOGS = DEMO / "logs"
-JOB, COMPLETIONS, PARALLELISM, EPOCHS = "hpo1", 12, 3, 10
-PREEMPT_INDEX, PREEMPT_AFTER_EPOCH = 1, 3
+HOME = DEMO / "home"
+NFS = DEMO / "nfs"
+PODSWEEP = str(Path(sys.executable).with_name("podsweep"))
+ENV = {**os.environ, "PODSWEEP_HOME": str(HOME)}
+for key in ("PODSWEEP_PROJECT", "PODSWEEP_TOKEN", "PODSWEEP_URL"):
+    ENV.pop(key, None)
 
 
-@dataclass
-class Pod:
-    index: int
-    attempt: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def name(self) -> str:
-        return f"{JOB}-{self.index}-{self.attempt}"
-
-
-def say(text: str) -> None:
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def start(index: int, attempt: int, uid: str) -> Pod:
-    log = LOGS / f"{JOB}-{index}-{attempt}.log"
-    env = {**os.environ, "PODSWEEP_JOB_NAME": JOB, "PODSWEEP_JOB_UID": uid,
-           "PODSWEEP_POD_INDEX": str(index), "JOB_COMPLETION_INDEX": str(index),
-           "PODSWEEP_POD_NAME": f"{JOB}-{index}-{attempt}", "OMP_NUM_THREADS": "1",
-           "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "hpo_digits.py"), "--hpo-dir",
-             str(HPO_DIR), "--epochs", str(EPOCHS), "--epoch-seconds", "0.25"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    pod = Pod(index, attempt, proc, log)
-    say(f"  started  {pod.name}")
-    return pod
+def podsweep(*args: str, show: bool = True) -> str:
+    if show:
+        say(f"$ podsweep {' '.join(args)}")
+    proc = subprocess.run([PODSWEEP, *args], capture_output=True, text=True, env=ENV, cwd=ROOT)
+    if proc.returncode != 0:
+        say(proc.stdout + proc.stderr)
+        raise SystemExit(f"demo: podsweep {' '.join(args)} failed")
+    if show:
+        say(proc.stdout.rstrip() + "\n")
+    return proc.stdout
 
 
-def epochs_done(pod: Pod) -> int:
-    return pod.log.read_text(errors="replace").count("validation accuracy")
+def job(name: str, project: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(podsweep("get", name, "-p", project, "-o", "json",
+                                               show=False))
+    return data
+
+
+def wait(what: str, test: Any, timeout: float = 300) -> None:
+    """Wait for a condition, printing the job's progress on one line as it changes."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while not test():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: timed out waiting for {what}")
+        j = job("hpo1", "team-a")["job"]
+        line = (f"  ... {what}: hpo1 {j['status']}, {j['running']} running, "
+                f"{j['succeeded']}/{j['completions']} done")
+        if line != last:
+            say(line)
+            last = line
+        time.sleep(0.3)
+    say()
 
 
 def main() -> int:
+    subprocess.run([PODSWEEP, "down"], env=ENV, capture_output=True)
     shutil.rmtree(DEMO, ignore_errors=True)
-    HPO_DIR.mkdir(parents=True)
-    LOGS.mkdir()
-    uid = uuid.uuid4().hex[:8]
-    say(f"podsweep demo: job {JOB}: {COMPLETIONS} pods, at most {PARALLELISM} at a time, "
-        f"over the shared HPO directory {HPO_DIR.relative_to(ROOT)}")
-    say(f"  each pod runs: python examples/hpo_digits.py  (grid: 3 batch sizes x 4 learning "
-        f"rates, {EPOCHS} epochs)\n")
-
-    queue = [(i, 0) for i in range(COMPLETIONS)]
-    running: list[Pod] = []
-    succeeded: set[int] = set()
-    preempted = False
-    t0 = time.monotonic()
-    while len(succeeded) < COMPLETIONS:
-        while queue and len(running) < PARALLELISM:
-            running.append(start(*queue.pop(0), uid))
-        time.sleep(0.05)
-        for pod in list(running):
-            if (not preempted and pod.index == PREEMPT_INDEX
-                    and epochs_done(pod) > PREEMPT_AFTER_EPOCH):
-                say(f"  preempt  {pod.name} after epoch {PREEMPT_AFTER_EPOCH} "
-                    f"(SIGTERM: another project needs its GPU)")
-                pod.proc.send_signal(signal.SIGTERM)
-                preempted = True
-            code = pod.proc.poll()
-            if code is None:
-                continue
-            running.remove(pod)
-            if code == 0:
-                succeeded.add(pod.index)
-                say(f"  done     {pod.name} in {time.monotonic() - pod.started:.1f}s "
-                    f"({len(succeeded)}/{COMPLETIONS})")
-            elif code == -signal.SIGTERM:
-                say(f"  stopped  {pod.name}: preempted; index {pod.index} queued again")
-                queue.insert(0, (pod.index, pod.attempt + 1))
-            else:
-                say(f"  failed   {pod.name} (exit {code}); see {pod.log}")
-                return 1
-    say(f"\nAll {COMPLETIONS} pods succeeded in {time.monotonic() - t0:.1f}s.\n")
-
-    resumed = LOGS / f"{JOB}-{PREEMPT_INDEX}-1.log"
-    if resumed.exists():
-        say(f"The preempted trial's second attempt ({resumed.relative_to(ROOT)}):")
-        for line in resumed.read_text().splitlines():
-            if line.startswith(("Picked", "Using", "Resuming")):
-                say(f"  > {line}")
-        say("")
-    experiment = HPO_DIR / f"{JOB}-{uid}"
-    journal = (experiment / 'hpo.jsonl').relative_to(ROOT)
-    say(f"Every variation and result is in one file: {journal}")
-    say(f"$ podsweep hpo show {experiment.relative_to(ROOT)}\n")
-    podsweep = Path(sys.executable).with_name("podsweep")
-    return subprocess.call([str(podsweep), "hpo", "show", str(experiment)], cwd=ROOT)
+    NFS.mkdir(parents=True)
+    say("The podsweep walk-through, on this machine, with 4 virtual GPUs.\n")
+    podsweep("up", "--gpus", "4")
+    try:
+        say("An admin creates two projects and gives each 2 GPUs:")
+        podsweep("project", "create", "team-a", "--gpus", "2")
+        podsweep("project", "create", "team-b", "--gpus", "2")
+        say("A researcher of team-a submits the sweep: 12 pods, at most 3 at a time, one GPU"
+            " each,\nwith the shared directory .demo/nfs mounted at /nfs/hpo in every pod:")
+        podsweep("project", "set", "team-a")
+        podsweep("submit", "hpo1", "-g", "1", "--parallelism", "3", "--completions", "12",
+                 "-v", f"{NFS}:/nfs/hpo", "--", sys.executable, "examples/hpo_digits.py",
+                 "--epochs", "10", "--epoch-seconds", "0.3")
+        wait("3 pods running", lambda: job("hpo1", "team-a")["job"]["running"] == 3)
+        say("team-a deserves 2 GPUs but uses 3: the third was idle, so it may borrow it.")
+        podsweep("list")
+        podsweep("project", "list")
+        say("team-b now needs its 2 GPUs. One GPU is free, so the newest hpo1 pod is")
+        say("preempted (SIGTERM); the HPO library marks its trial preempted:")
+        podsweep("submit", "train", "-p", "team-b", "-g", "2", "--", "sleep", "6")
+        wait("the preemption", lambda: any(e["kind"] == "Preempted"
+                                           for e in job("hpo1", "team-a")["events"]))
+        podsweep("get", "hpo1")
+        wait("all 12 pods", lambda: job("hpo1", "team-a")["job"]["status"] in
+             ("Succeeded", "Failed"), timeout=600)
+        detail = job("hpo1", "team-a")
+        podsweep("list", "-A")
+        preempted = [p for p in detail["pods"] if p["status"] == "Preempted"]
+        if preempted:
+            rerun = f"hpo1-{preempted[0]['index']}-1"
+            say(f"The preempted pod's index ran again as {rerun}; it picked up the same "
+                f"trial and resumed from its checkpoint:")
+            podsweep("logs", "hpo1", "--pod", rerun, "--tail", "14")
+        experiment = NFS / f"hpo1-{detail['job']['uid']}"
+        say("Every variation and result is in one file, "
+            f"{(experiment / 'hpo.jsonl').relative_to(ROOT)}:")
+        podsweep("hpo", "show", str(experiment.relative_to(ROOT)))
+        podsweep("delete", "hpo1")
+    finally:
+        podsweep("down")
+    return 0
 
 
 if __name__ == "__main__":

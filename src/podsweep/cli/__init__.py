@@ -8,7 +8,7 @@ import typer
 
 from ..errors import PodsweepError
 from ..hpo import HPOError
-from . import hpo
+from . import auth, hpo, jobs, project, submit, up, user
 
 app = typer.Typer(
     name="podsweep",
@@ -18,6 +18,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain one-line usage errors, as click prints them
 )
+app.command()(up.up)
+app.command()(up.down)
+app.command()(up.status)
+app.command()(auth.login)
+app.command()(auth.logout)
+app.add_typer(project.app, name="project")
+app.add_typer(user.app, name="user")
+app.command()(submit.submit)
+app.command("list")(jobs.list_)
+app.command()(jobs.get)
+app.command()(jobs.logs)
+app.command()(jobs.delete)
 app.add_typer(hpo.app, name="hpo")
 
 

@@ -1,0 +1,138 @@
+"""The local control plane's speed, against the floor of starting processes here.
+
+Three measurements, one run:
+
+1. Throughput: 1,000 pods of ``true``, parallelism 2, through podsweep, against
+   ``xargs -P 2`` running the same 1,000 commands (the floor). Reported as a ratio.
+2. Latency from a pod's exit to its successor's start (the supervisors record both
+   times), p50 and p99, from the same run.
+3. The walk-through's sweep shape with a fixed 2-second step: 12 pods of ``sleep 2``,
+   3 at a time, one GPU each: makespan against the ideal ceil(12/3) x 2 s.
+
+    python benchmarks/scheduler.py [--pods 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PODSWEEP = str(Path(sys.executable).with_name("podsweep"))
+
+
+class Plane:
+    def __init__(self, home: Path, gpus: int) -> None:
+        self.env = {**os.environ, "PODSWEEP_HOME": str(home)}
+        for key in ("PODSWEEP_PROJECT", "PODSWEEP_TOKEN", "PODSWEEP_URL"):
+            self.env.pop(key, None)
+        self.home = home
+        self.cli("up", "--gpus", str(gpus))
+        from podsweep.client import Client
+
+        creds = json.loads((home / "credentials.json").read_text())
+        server = json.loads((home / "server.json").read_text())
+        self.api = Client(server["url"], creds["token"])
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([PODSWEEP, *args], env=self.env, check=True,
+                              capture_output=True, text=True).stdout
+
+    def wait(self, project: str, name: str) -> dict[str, Any]:
+        while True:
+            detail: dict[str, Any] = self.api.get(f"/jobs/{project}/{name}")
+            if detail["job"]["status"] in ("Succeeded", "Failed"):
+                return detail
+            time.sleep(0.05)
+
+    def pod_times(self, uid: str) -> list[tuple[float, float]]:
+        spans = []
+        for pod_dir in (self.home / "pods" / uid).iterdir():
+            state = json.loads((pod_dir / "state.json").read_text())
+            ended = json.loads((pod_dir / "exit.json").read_text())
+            spans.append((float(state["started"]), float(ended["finished"])))
+        return sorted(spans)
+
+    def close(self) -> None:
+        subprocess.run([PODSWEEP, "down"], env=self.env, capture_output=True)
+
+
+def xargs_floor(pods: int, parallelism: int) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["xargs", "-P", str(parallelism), "-n", "1", "sh", "-c", "true"],
+                   input="x\n" * pods, text=True, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def handoff_latencies(spans: list[tuple[float, float]], parallelism: int) -> list[float]:
+    """For each pod after the first wave: its start minus the latest exit before it."""
+    ends = sorted(e for _, e in spans)
+    out = []
+    for start, _ in spans[parallelism:]:
+        before = [e for e in ends if e <= start]
+        if before:
+            out.append(start - before[-1])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=1000)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="podsweep-bench-"))
+    plane = Plane(root / "home", gpus=4)
+    try:
+        plane.cli("project", "create", "bench", "--gpus", "4")
+        print(f"1. {args.pods} pods of `true`, parallelism 2 (podsweep, then xargs -P 2)",
+              flush=True)
+        t0 = time.perf_counter()
+        plane.cli("submit", "many", "-p", "bench", "--parallelism", "2", "--completions",
+                  str(args.pods), "--", "true")
+        detail = plane.wait("bench", "many")
+        ours = time.perf_counter() - t0
+        assert detail["job"]["succeeded"] == args.pods, detail["job"]
+        floor = xargs_floor(args.pods, 2)
+        lat = handoff_latencies(plane.pod_times(detail["job"]["uid"]), 2)
+        lat_ms = sorted(x * 1000 for x in lat)
+        p50 = statistics.median(lat_ms)
+        p99 = lat_ms[min(len(lat_ms) - 1, int(0.99 * len(lat_ms)))]
+
+        print("2. the walk-through's shape: 12 pods of `sleep 2`, 3 at a time, 1 GPU each",
+              flush=True)
+        t0 = time.perf_counter()
+        plane.cli("submit", "sweep", "-p", "bench", "-g", "1", "--parallelism", "3",
+                  "--completions", "12", "--", "sleep", "2")
+        sweep = plane.wait("bench", "sweep")
+        makespan_wall = time.perf_counter() - t0
+        spans = plane.pod_times(sweep["job"]["uid"])
+        makespan = max(e for _, e in spans) - min(s for s, _ in spans)
+        ideal = math.ceil(12 / 3) * 2.0
+    finally:
+        plane.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+    print()
+    print("| measurement | podsweep | reference | ratio |")
+    print("|---|---|---|---|")
+    print(f"| {args.pods} pods of `true`, parallelism 2 | {ours:.2f} s | xargs -P 2: "
+          f"{floor:.2f} s | {ours / floor:.2f}x |")
+    print(f"| exit -> successor start, p50 / p99 | {p50:.1f} / {p99:.1f} ms | target "
+          f"20 / 100 ms | |")
+    print(f"| 12 x 2 s pods, 3 at a time: makespan (first start to last exit) | "
+          f"{makespan:.2f} s | ideal {ideal:.0f} s | {makespan / ideal:.3f}x |")
+    print(f"| same, submit to Succeeded seen by the client | {makespan_wall:.2f} s | "
+          f"ideal {ideal:.0f} s | {makespan_wall / ideal:.3f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""What every verb shares: where the home is, the logged-in client, the default project,
+and printing a result the way the user asked (-o table|json|yaml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ..errors import Unauthorized, Unavailable, UsageError
+from .printers import Output, to_yaml
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+
+def home() -> Path:
+    """``$PODSWEEP_HOME``, else the user's data directory."""
+    env = os.environ.get("PODSWEEP_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("podsweep"))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def server_url() -> str:
+    url = os.environ.get("PODSWEEP_URL") or read_json(home() / "credentials.json").get("url")
+    if url:
+        return str(url)
+    from ..homedir import read_server
+
+    record = read_server(home())
+    if record is None:
+        raise Unavailable("the podsweep control plane is not running; start it with podsweep up")
+    return str(record["url"])
+
+
+def client() -> Client:
+    from ..client import Client  # httpx: imported by the commands that talk to the API
+
+    token = os.environ.get("PODSWEEP_TOKEN") or read_json(home() / "credentials.json").get("token")
+    if not token:
+        raise Unauthorized("not logged in: run podsweep up (admin) or podsweep login --token T")
+    return Client(server_url(), str(token))
+
+
+def default_project(explicit: str | None) -> str:
+    project = explicit or os.environ.get("PODSWEEP_PROJECT") or \
+        read_json(home() / "cli.json").get("project")
+    if not project:
+        raise UsageError("no project: pass -p PROJECT or set one with podsweep project set NAME")
+    return str(project)
+
+
+def set_default_project(name: str) -> None:
+    path = home() / "cli.json"
+    data = read_json(path)
+    data["project"] = name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def emit(output: Output, data: Any, table: str) -> None:
+    if output is Output.json:
+        typer.echo(json.dumps(data, indent=2))
+    elif output is Output.yaml:
+        typer.echo(to_yaml(data))
+    else:
+        typer.echo(table)
+
+
+def age(since: float | None, until: float | None = None) -> str:
+    """kubectl's short ages: 42s, 5m, 3h, 2d."""
+    if since is None:
+        return "-"
+    seconds = max(0, int((until or time.time()) - since))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+OutputOption = typer.Option("--output", "-o", help="table, json or yaml")
+ProjectOption = typer.Option("--project", "-p", help="the project (default: podsweep project set)")

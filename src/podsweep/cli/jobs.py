@@ -1,0 +1,122 @@
+"""``podsweep list``, ``get``, ``logs``, ``delete``: following the work, in runai's layout."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from ..errors import NotFound, UsageError
+from .common import OutputOption, ProjectOption, age, client, emit, home, read_json
+from .printers import Output, table
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+
+def find_project(api: Client, name: str, project: Optional[str]) -> str:
+    """The project of job ``name``: the one given, the default one, or the only match."""
+    import os
+
+    chosen = project or os.environ.get("PODSWEEP_PROJECT") or \
+        read_json(home() / "cli.json").get("project")
+    if chosen:
+        return str(chosen)
+    matches = [j["project"] for j in api.get("/jobs") if j["name"] == name]
+    if not matches:
+        raise NotFound(f"job {name!r} not found")
+    if len(matches) > 1:
+        raise UsageError(f"job {name!r} exists in projects {', '.join(matches)}: pass -p")
+    return str(matches[0])
+
+
+def list_(
+    project: Annotated[Optional[str], ProjectOption] = None,
+    all_projects: Annotated[bool, typer.Option("--all-projects", "-A",
+                                               help="jobs of every project you see")] = False,
+    output: Annotated[Output, OutputOption] = Output.table,
+) -> None:
+    """Jobs with their status, GPUs and pods."""
+    import os
+
+    chosen = None if all_projects else (project or os.environ.get("PODSWEEP_PROJECT")
+                                        or read_json(home() / "cli.json").get("project"))
+    jobs: list[dict[str, Any]] = client().get("/jobs", project=chosen)
+    rows = [[j["name"], j["status"], age(j["created"]), j["project"], j["user"],
+             f"{j['allocated']} ({j['requested']})", f"{j['running']} ({j['pending']})",
+             f"{j['succeeded']}/{j['completions']}"] for j in jobs]
+    text = table(["name", "status", "age", "project", "user", "gpus allocated (requested)",
+                  "pods running (pending)", "completions"], rows) if rows else \
+        "No jobs" + (f" in project {chosen}" if chosen else "")
+    emit(output, jobs, text)
+
+
+def get(
+    name: Annotated[str, typer.Argument(help="the job")],
+    project: Annotated[Optional[str], ProjectOption] = None,
+    output: Annotated[Output, OutputOption] = Output.table,
+) -> None:
+    """A job's fields, its pods, and its events (preemptions among them)."""
+    api = client()
+    detail = api.get(f"/jobs/{find_project(api, name, project)}/{name}")
+    job, pods, events = detail["job"], detail["pods"], detail["events"]
+    fields = [("Name", job["name"]), ("Project", job["project"]), ("User", job["user"]),
+              ("Status", job["status"]), ("Age", age(job["created"])),
+              ("Command", " ".join(job["command"])), ("GPUs per pod", job["gpus"]),
+              ("Parallelism", job["parallelism"]), ("Completions", job["completions"]),
+              ("Succeeded", job["succeeded"]), ("Failed", job["failed"]),
+              ("Running", job["running"]), ("Pending", job["pending"])]
+    if job.get("message"):
+        fields.append(("Message", job["message"]))
+    width = max(len(k) for k, _ in fields) + 1
+    text = "\n".join(f"{k + ':':<{width}} {v}" for k, v in fields)
+    pod_rows = [[p["name"], p["status"], ",".join(map(str, p["gpus"])) or "-",
+                 age(p["created"], p["finished"]), p["attempt"],
+                 "-" if p["exit_code"] is None else p["exit_code"]] for p in pods]
+    text += "\n\nPODS\n" + (table(["pod", "status", "gpus", "age", "attempt", "exit"], pod_rows)
+                            if pod_rows else "none yet")
+    event_rows = [[datetime.fromtimestamp(e["time"]).strftime("%H:%M:%S"), e["kind"],
+                   e["message"]] for e in events]
+    text += "\n\nEVENTS\n" + table(["time", "event", "message"], event_rows)
+    emit(output, detail, text)
+
+
+def logs(
+    name: Annotated[str, typer.Argument(help="the job")],
+    pod: Annotated[Optional[str], typer.Option("--pod", help="the pod (default: the "
+                                                              "job's first)")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream as it grows")] = False,
+    tail: Annotated[Optional[int], typer.Option(help="only the last N lines")] = None,
+    project: Annotated[Optional[str], ProjectOption] = None,
+) -> None:
+    """A pod's output."""
+    api = client()
+    chosen = find_project(api, name, project)
+    if pod is None:
+        pods = api.get(f"/jobs/{chosen}/{name}")["pods"]
+        if not pods:
+            raise NotFound(f"job {name!r} has no pods yet")
+        pod = str(pods[0]["name"])
+    path = f"/jobs/{chosen}/{name}/logs"
+    if tail is not None and tail < 0:
+        raise UsageError(f"--tail must be at least 0, got {tail}")
+    if follow:
+        params = {"pod": pod, "follow": "true", **({"tail": tail} if tail is not None else {})}
+        for chunk in api.stream(path, **params):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+        return
+    sys.stdout.write(api.get(path, pod=pod, tail=tail))
+
+
+def delete(
+    name: Annotated[str, typer.Argument(help="the job")],
+    project: Annotated[Optional[str], ProjectOption] = None,
+) -> None:
+    """Stop every pod of the job and remove it."""
+    api = client()
+    chosen = find_project(api, name, project)
+    api.delete(f"/jobs/{chosen}/{name}")
+    typer.echo(f"The job '{name}' has been deleted")

@@ -1,0 +1,94 @@
+"""``podsweep up``, ``down``, ``status``: the local control plane's life."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import PodsweepError, UsageError
+from ..homedir import process_start_time, read_server
+from .common import OutputOption, client, emit, home, read_json
+from .printers import Output, table
+
+START_TIMEOUT = 30.0
+
+
+def up(gpus: Annotated[Optional[int], typer.Option(
+        "--gpus", help="run with N virtual GPUs instead of the ones NVML finds")] = None) -> None:
+    """Start the local control plane in the background (does nothing if it runs)."""
+    if gpus is not None and gpus < 0:
+        raise UsageError(f"--gpus must be at least 0, got {gpus}")
+    where = home()
+    where.mkdir(parents=True, exist_ok=True)
+    record = read_server(where)
+    if record is not None:
+        if gpus is not None and gpus != record.get("gpus"):
+            raise UsageError(f"podsweep is already running with {record.get('gpus')} GPU(s); "
+                             f"podsweep down first to change that")
+        typer.echo(f"podsweep is already running at {record['url']} (pid {record['pid']})")
+        return
+    config = where / "config.json"
+    settings = read_json(config)
+    if gpus is not None:
+        settings["gpus"] = gpus
+        config.write_text(json.dumps(settings))
+    log_path = where / "server.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "podsweep.server", "--home", str(where)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while (record := read_server(where)) is None or record["pid"] != proc.pid:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace").splitlines()[-10:]
+            raise PodsweepError("the control plane did not start; its log says:\n  "
+                                + "\n  ".join(tail))
+        time.sleep(0.05)
+    count = record.get("gpus", 0)
+    kind = "virtual " if settings.get("gpus") is not None else ""
+    typer.echo(f"podsweep is up at {record['url']} with {count} {kind}GPU(s) "
+               f"(state and logs in {where})")
+    credentials = read_json(where / "credentials.json")
+    if credentials.get("user"):
+        typer.echo(f"Logged in as {credentials['user']} "
+                   f"(token in {where / 'credentials.json'}, readable by you alone)")
+
+
+def down() -> None:
+    """Stop the control plane. Running pods go on; the next podsweep up adopts them."""
+    where = home()
+    record = read_server(where)
+    if record is None:
+        typer.echo("podsweep is not running")
+        return
+    pid = int(record["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while process_start_time(pid) == record["start_time"]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    typer.echo(f"podsweep stopped (pid {pid})")
+
+
+def status(output: Annotated[Output, OutputOption] = Output.table) -> None:
+    """Where the control plane runs, as whom you are logged in, and its GPUs."""
+    record = read_server(home())
+    if record is None:
+        typer.echo("podsweep is not running (start it with podsweep up)")
+        raise typer.Exit(1)
+    data = client().get("/status")
+    data.update(url=record["url"], pid=record["pid"], home=str(home()))
+    rows = [[g["index"], g["name"], g["pod"] or "-"] for g in data["gpus"]]
+    text = (f"podsweep {data['version']} ({data['cluster']}) at {data['url']}, pid "
+            f"{data['pid']}\nhome: {data['home']}\nlogged in as {data['user']}"
+            f"{' (admin)' if data['admin'] else ''}\n\n"
+            + (table(["gpu", "name", "pod"], rows) if rows else "no GPUs"))
+    emit(output, data, text)

@@ -1,0 +1,64 @@
+"""The API client the CLI uses: one place that turns HTTP answers into podsweep errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from .errors import PodsweepError, Unavailable, from_http
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, timeout: float = 120.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the podsweep control plane at {self.url} ({exc}); "
+                              f"start it with podsweep up") from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    @staticmethod
+    def _error(response: httpx.Response) -> PodsweepError:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        if isinstance(detail, list):      # a validation error from the API's schema
+            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}"
+                               for d in detail)
+        return from_http(response.status_code, str(detail))
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items()
+                                                 if v is not None})
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, json=body)
+
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def stream(self, path: str, **params: Any) -> Iterator[bytes]:
+        try:
+            with self.http.stream("GET", f"/api/v1{path}", params=params,
+                                  timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error(response)
+                yield from response.iter_raw()
+        except httpx.TransportError as exc:
+            raise Unavailable(f"lost the control plane at {self.url} ({exc})") from None

@@ -1,0 +1,115 @@
+"""The Cluster protocol: the one seam between the front (API, CLI, UI) and where pods run.
+
+A Cluster owns projects, jobs, pods and their logs. The server calls it after it has decided
+who may do what; a Cluster never sees users' tokens. Contract for every implementation:
+
+- ``submit`` validates what it alone can (GPUs the machine has, volumes it can mount, a
+  name already taken in the project) and raises :class:`~podsweep.errors.UsageError`
+  before changing anything.
+- Views (:class:`ProjectInfo`, :class:`JobInfo`, :class:`JobDetail`) are plain values: the
+  API serialises them as they are, so every implementation shows the same fields.
+- ``delete`` returns once no pod of the job runs any more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..model import JobSpec
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    name: str
+    deserved: int          # GPU quota
+    allocated: int         # GPUs held by its pods now
+    running: int           # pods running
+    pending: int           # pods that would run now if GPUs allowed
+    share: float = 0.0     # fair share in GPUs at the moment
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    name: str
+    index: int
+    attempt: int
+    status: str
+    gpus: list[int]
+    created: float
+    finished: float | None
+    exit_code: int | None
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    uid: str
+    name: str
+    project: str
+    user: str
+    status: str
+    created: float
+    finished: float | None
+    gpus: int              # per pod
+    parallelism: int
+    completions: int
+    succeeded: int
+    failed: int
+    running: int
+    pending: int
+    allocated: int         # GPUs held now
+    requested: int         # GPUs the job would hold now if GPUs allowed
+    command: list[str]
+    message: str | None = None
+    hpo_dirs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    time: float
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    job: JobInfo
+    pods: list[PodInfo]
+    events: list[EventInfo]
+    spec: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job.to_dict(), "pods": [p.to_dict() for p in self.pods],
+                "events": [asdict(e) for e in self.events], "spec": self.spec}
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    kind: str
+    gpus: list[dict[str, Any]]       # each: index, name, and the pod holding it (or None)
+
+
+class Cluster(Protocol):
+    """Where pods run: the local machine, Kubernetes or Slurm."""
+
+    def info(self) -> ClusterInfo: ...
+    def create_project(self, name: str, gpus: int) -> ProjectInfo: ...
+    def set_quota(self, name: str, gpus: int) -> None: ...
+    def projects(self) -> list[ProjectInfo]: ...
+    def project_exists(self, name: str) -> bool: ...
+    def submit(self, spec: JobSpec, user: str) -> JobInfo: ...
+    def jobs(self, projects: list[str] | None) -> list[JobInfo]: ...
+    def job(self, project: str, name: str) -> JobDetail: ...
+    def pod_log(self, project: str, name: str, pod: str) -> Path: ...
+    async def delete(self, project: str, name: str) -> None: ...

@@ -1,0 +1,460 @@
+"""The local cluster: pods as processes on this machine, scheduled by podsweep's own policy.
+
+State lives in the :class:`~podsweep.store.Store`; what runs lives in supervisor processes
+(:mod:`podsweep.runtime`), one per pod, each in its own session, so nothing depends on the
+control plane being their parent. The control plane watches each supervisor through a pidfd
+on its event loop: a pod's exit, a submit, a delete or a quota change each trigger a
+reconcile at once (coalesced within one loop iteration), never a sleeping poll.
+
+Reconcile: build a :class:`~podsweep.scheduler.Snapshot` from the store and the in-memory
+job states, let the pure policy decide, then apply its decision (preempt, then start).
+
+After a crash, :meth:`LocalCluster.recover` re-adopts the pods still running and accounts
+for those that ended meanwhile from their supervisors' exit files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import Conflict, NotFound, UsageError
+from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
+from ..runtime import GPU, PodLaunch, PodProcess, wrap_command
+from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
+from ..store import Job, Pod, Store
+from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
+
+log = logging.getLogger("podsweep.cluster")
+
+PREEMPTED, DELETED, JOB_FAILED, LOST = "Preempted", "Deleted", "JobFailed", "Lost"
+
+
+@dataclass
+class JobState:
+    """What the scheduler needs of a job, kept in memory and rebuilt from the store on start.
+
+    Pending indexes are the fresh ones (``next_fresh`` up to completions) and the requeued
+    ones (a heap): the next to run is always the lowest, in O(log n).
+    """
+
+    job: Job
+    succeeded: set[int] = field(default_factory=set)
+    active: dict[int, int] = field(default_factory=dict)      # index -> attempt
+    attempts: dict[int, int] = field(default_factory=dict)    # index -> last attempt
+    requeued: list[int] = field(default_factory=list)         # heap of indexes
+    next_fresh: int = 0
+    deleting: bool = False                                    # no new pods, ever
+
+    def pending(self, limit: int) -> tuple[PendingPod, ...]:
+        out: list[PendingPod] = []
+        heap = list(self.requeued)
+        fresh = self.next_fresh
+        completions = self.job.spec.completions
+        while len(out) < limit:
+            if heap and (fresh >= completions or heap[0] < fresh):
+                index = heapq.heappop(heap)
+            elif fresh < completions:
+                index, fresh = fresh, fresh + 1
+            else:
+                break
+            if index in self.succeeded or index in self.active:
+                continue
+            attempt = self.attempts.get(index, -1) + 1
+            out.append(PendingPod(index, attempt))
+        return tuple(out)
+
+    def pending_count(self) -> int:
+        if self.deleting:
+            return 0
+        remaining = self.job.spec.completions - len(self.succeeded) - len(self.active)
+        return max(0, min(self.job.spec.parallelism - len(self.active), remaining))
+
+    def take(self, index: int, attempt: int) -> None:
+        if self.requeued and index in self.requeued:
+            self.requeued.remove(index)
+            heapq.heapify(self.requeued)
+        if index >= self.next_fresh:
+            self.next_fresh = index + 1
+        self.active[index] = attempt
+        self.attempts[index] = attempt
+
+    def requeue(self, index: int) -> None:
+        self.active.pop(index, None)
+        if index not in self.succeeded:
+            heapq.heappush(self.requeued, index)
+
+
+class LocalCluster:
+    """Pods as local processes; see the module docstring."""
+
+    kind = "local"
+
+    def __init__(self, home: Path, store: Store, gpus: list[GPU],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.home = home
+        self.store = store
+        self.gpus = gpus
+        self.loop = loop
+        self.pods_dir = home / "pods"
+        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        self._states: dict[str, JobState] = {}
+        self._procs: dict[str, PodProcess] = {}     # pod key -> process
+        self._fds: dict[str, int] = {}
+        self._reconcile_scheduled = False
+        self._shares: dict[str, float] = {}
+        self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
+        self.reconciles = 0
+
+    # ------------------------------------------------------------ start-up and recovery
+
+    def recover(self) -> None:
+        """Rebuild job states from the store; adopt running pods, account for ended ones."""
+        for job in self.store.jobs(include_done=False):
+            state = self._states[job.uid] = JobState(job)
+            for pod in self.store.pods(job.uid):
+                state.attempts[pod.index] = max(state.attempts.get(pod.index, -1), pod.attempt)
+                state.next_fresh = max(state.next_fresh, pod.index + 1)
+                if pod.status is PodStatus.SUCCEEDED:
+                    state.succeeded.add(pod.index)
+                elif pod.status.active:
+                    state.active[pod.index] = pod.attempt
+            for index in range(state.next_fresh):
+                if index not in state.succeeded and index not in state.active:
+                    heapq.heappush(state.requeued, index)
+        for pod in self.store.active_pods():
+            proc = PodProcess.adopt(Path(pod.dir))
+            key = self._key(pod)
+            if proc is None:
+                # launched but never started (the control plane died in between): the
+                # index runs again; it never ran, so it is not a failure
+                self._finish(pod, PodStatus.FAILED, None, LOST, count=False)
+                continue
+            self._procs[key] = proc
+            self._watch(key)
+        log.info("recovered %d jobs, %d pods running", len(self._states), len(self._procs))
+        self.schedule_reconcile()
+
+    # ------------------------------------------------------------ the Cluster protocol
+
+    def info(self) -> ClusterInfo:
+        holders: dict[int, str] = {}
+        for pod in self.store.active_pods():
+            for g in pod.gpus:
+                holders[g] = pod.name
+        return ClusterInfo(self.kind, [{"index": g.index, "name": g.name,
+                                        "pod": holders.get(g.index)} for g in self.gpus])
+
+    def create_project(self, name: str, gpus: int) -> ProjectInfo:
+        check_name("project", name)
+        check_count("--gpus", gpus, 0)
+        if self.store.project(name) is not None:
+            raise Conflict(f"project {name!r} already exists")
+        self.store.create_project(name, gpus)
+        self.schedule_reconcile()
+        return self._project_info(name)
+
+    def set_quota(self, name: str, gpus: int) -> None:
+        check_count("--gpus", gpus, 0)
+        if self.store.project(name) is None:
+            raise NotFound(f"project {name!r} not found")
+        self.store.set_quota(name, gpus)
+        self.schedule_reconcile()
+
+    def project_exists(self, name: str) -> bool:
+        return self.store.project(name) is not None
+
+    def projects(self) -> list[ProjectInfo]:
+        return [self._project_info(p.name) for p in self.store.projects()]
+
+    def _project_info(self, name: str) -> ProjectInfo:
+        project = self.store.project(name)
+        if project is None:
+            raise NotFound(f"project {name!r} not found")
+        allocated = running = pending = 0
+        for state in self._states.values():
+            if state.job.project != name:
+                continue
+            running += len(state.active)
+            pending += state.pending_count()
+        for pod in self.store.active_pods():
+            if self._states.get(pod.job_uid) and self._states[pod.job_uid].job.project == name:
+                allocated += len(pod.gpus)
+        return ProjectInfo(name, project.gpus, allocated, running, pending,
+                           round(self._shares.get(name, 0.0), 2))
+
+    def submit(self, spec: JobSpec, user: str) -> JobInfo:
+        if self.store.project(spec.project) is None:
+            raise NotFound(f"project {spec.project!r} not found; an admin creates it with "
+                           f"podsweep project create {spec.project} --gpus N")
+        if spec.image:
+            raise UsageError(f"-i {spec.image}: this cluster runs pods as local processes and "
+                             f"has no container runtime configured; drop -i")
+        if spec.gpus > len(self.gpus):
+            raise UsageError(f"-g {spec.gpus}: this machine has {len(self.gpus)} GPU(s)")
+        for volume in spec.volumes:
+            if not os.path.exists(volume.src):
+                raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
+        if spec.volumes:
+            wrap_command(spec.command, spec.volumes, spec.working_dir)   # bwrap there?
+        if spec.working_dir and not os.path.isdir(spec.working_dir):
+            raise UsageError(f"--working-dir {spec.working_dir} does not exist")
+        if self.store.job_by_name(spec.project, spec.name) is not None:
+            raise Conflict(f"job {spec.name!r} already exists in project {spec.project!r}; "
+                           f"delete it first or choose another name")
+        job = self.store.insert_job(uuid.uuid4().hex[:8], spec, user)
+        self._states[job.uid] = JobState(job)
+        self.schedule_reconcile()
+        return self._job_info(job)
+
+    def jobs(self, projects: list[str] | None) -> list[JobInfo]:
+        return [self._job_info(j) for j in self.store.jobs(projects)]
+
+    def _find(self, project: str, name: str) -> Job:
+        job = self.store.job_by_name(project, name)
+        if job is None:
+            raise NotFound(f"job {name!r} not found in project {project!r}")
+        return job
+
+    def job(self, project: str, name: str) -> JobDetail:
+        job = self._find(project, name)
+        pods = [PodInfo(p.name, p.index, p.attempt, p.status.value, list(p.gpus), p.created,
+                        p.finished, p.exit_code, p.reason) for p in self.store.pods(job.uid)]
+        events = [EventInfo(e.time, e.kind, e.message) for e in self.store.events(job.uid)]
+        return JobDetail(self._job_info(job), pods, events, job.spec.to_dict())
+
+    def pod_log(self, project: str, name: str, pod: str) -> Path:
+        job = self._find(project, name)
+        found = self.store.pod(job.uid, pod)      # an exact name: no path ever built from it
+        if found is None:
+            names = ", ".join(p.name for p in self.store.pods(job.uid)[-5:]) or "none yet"
+            raise NotFound(f"pod {pod!r} is not a pod of job {name!r} (its pods: {names})")
+        return Path(found.dir) / "pod.log"
+
+    async def delete(self, project: str, name: str) -> None:
+        job = self._find(project, name)
+        state = self._states.get(job.uid)
+        if state is not None:
+            state.deleting = True
+        active = [p for p in self.store.pods(job.uid) if p.status.active]
+        for pod in active:
+            self._stop(pod, DELETED)
+        if active:
+            idle = self._idle.setdefault(job.uid, asyncio.Event())
+            await idle.wait()
+        self.store.update_job(job.uid, status=JobStatus.DELETED, finished=time.time())
+        self._states.pop(job.uid, None)
+        self._idle.pop(job.uid, None)
+        self.schedule_reconcile()
+
+    # ------------------------------------------------------------ views
+
+    def _job_info(self, job: Job) -> JobInfo:
+        state = self._states.get(job.uid)
+        job = self.store.job(job.uid) or job
+        running = len(state.active) if state else 0
+        pending = state.pending_count() if state and not job.status.done else 0
+        allocated = 0
+        if state and state.active:
+            allocated = running * job.spec.gpus
+        spec = job.spec
+        hpo_dirs = [v.src for v in spec.volumes]
+        return JobInfo(job.uid, job.name, job.project, job.user, job.status.value, job.created,
+                       job.finished, spec.gpus, spec.parallelism, spec.completions,
+                       job.succeeded, job.failed, running, pending, allocated,
+                       spec.gpus * (running + pending), list(spec.command), job.message,
+                       hpo_dirs)
+
+    # ------------------------------------------------------------ reconcile
+
+    def schedule_reconcile(self) -> None:
+        if not self._reconcile_scheduled:
+            self._reconcile_scheduled = True
+            self.loop.call_soon(self.reconcile)
+
+    def snapshot(self) -> Snapshot:
+        projects = tuple(ProjectView(p.name, p.gpus) for p in self.store.projects())
+        jobs = []
+        for state in self._states.values():
+            spec = state.job.spec
+            if state.job.status.done or state.deleting:
+                continue
+            room = spec.parallelism - len(state.active)
+            jobs.append(JobView(state.job.uid, spec.name, spec.project, spec.gpus,
+                                spec.parallelism, state.job.seq, len(state.active),
+                                state.pending(max(0, room))))
+        # a pod's name is unique within its project only: the policy gets the unique key
+        pods = tuple(RunningPod(self._key(p), p.job_uid, self._states[p.job_uid].job.project,
+                                p.gpus, p.seq, p.status is PodStatus.TERMINATING)
+                     for p in self.store.active_pods() if p.job_uid in self._states)
+        return Snapshot(tuple(g.index for g in self.gpus), projects, tuple(jobs), pods)
+
+    def reconcile(self) -> None:
+        self._reconcile_scheduled = False
+        self.reconciles += 1
+        snapshot = self.snapshot()
+        decision = decide(snapshot)
+        self._shares = dict(decision.shares)
+        if decision.preempt:
+            by_key = {self._key(p): p for p in self.store.active_pods()}
+            for key in decision.preempt:
+                self._stop(by_key[key], PREEMPTED)
+        for start in decision.starts:
+            self._start(self._states[start.job_uid], start.index, start.attempt, start.gpus)
+
+    # ------------------------------------------------------------ pods
+
+    @staticmethod
+    def _key(pod: Pod) -> str:
+        return f"{pod.job_uid}/{pod.name}"
+
+    def _start(self, state: JobState, index: int, attempt: int, gpus: tuple[int, ...]) -> None:
+        job = state.job
+        spec = job.spec
+        name = pod_name(spec.name, index, attempt)
+        pod_dir = self.pods_dir / job.uid / name
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        pod = self.store.insert_pod(job.uid, index, attempt, name, gpus, str(pod_dir))
+        state.take(index, attempt)
+        env = {**os.environ, **spec.env,
+               "PODSWEEP_JOB_NAME": spec.name, "PODSWEEP_JOB_UID": job.uid,
+               "PODSWEEP_PROJECT": spec.project, "PODSWEEP_POD_NAME": name,
+               "PODSWEEP_POD_INDEX": str(index), "JOB_COMPLETION_INDEX": str(index),
+               "PODSWEEP_POD_ATTEMPT": str(attempt),
+               # NVML numbers GPUs in PCI bus order; make CUDA number them the same way
+               "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+               "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
+               "OMP_NUM_THREADS": str(spec.cpu)}
+        where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
+        self.store.event(job.uid, "Started", f"pod {name}{where}")
+        if job.status is JobStatus.PENDING:
+            self.store.update_job(job.uid, status=JobStatus.RUNNING)
+            state.job = self.store.job(job.uid) or job
+        try:
+            argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
+            # with volumes, bwrap changes into the working dir itself: it may lie inside a
+            # volume that exists only in the pod's view
+            cwd = None if spec.volumes else spec.working_dir
+            proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
+                                               pod_dir / "pod.log", spec.grace_period))
+        except Exception as exc:   # a pod that cannot start fails like one that exits 1
+            log.exception("pod %s could not start", name)
+            (pod_dir / "pod.log").write_text(f"podsweep: could not start the pod: {exc}\n")
+            self._finish(pod, PodStatus.FAILED, 127, str(exc))
+            return
+        key = self._key(pod)
+        self._procs[key] = proc
+        self._watch(key)
+
+    def _watch(self, key: str) -> None:
+        proc = self._procs[key]
+        fd = proc.pidfd()
+        if fd is None:
+            self.loop.call_soon(self._exited, key)
+            return
+        self._fds[key] = fd
+        self.loop.add_reader(fd, self._exited, key)
+
+    def _exited(self, key: str) -> None:
+        proc = self._procs.get(key)
+        if proc is None:
+            return
+        code = proc.exit_code()
+        if code is None:     # woken early: the supervisor is still there
+            return
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            self.loop.remove_reader(fd)
+            os.close(fd)
+        del self._procs[key]
+        job_uid, name = key.split("/", 1)
+        pod = self.store.pod(job_uid, name)
+        if pod is None or not pod.status.active:
+            return
+        if pod.reason == DELETED:
+            self._finish(pod, PodStatus.DELETED, code, DELETED, count=False)
+        elif pod.reason == JOB_FAILED:
+            self._finish(pod, PodStatus.FAILED, code, "stopped: the job failed", count=False)
+        elif pod.reason == PREEMPTED and code != 0:   # exit 0 in its grace period: it finished
+            self._finish(pod, PodStatus.PREEMPTED, code, PREEMPTED, count=False)
+        elif code == 0:
+            self._finish(pod, PodStatus.SUCCEEDED, code, None)
+        else:
+            lost = getattr(proc, "lost", False)
+            self._finish(pod, PodStatus.FAILED, code,
+                         "supervisor lost" if lost else f"exit code {code}")
+
+    def _stop(self, pod: Pod, reason: str) -> None:
+        """SIGTERM a pod; its supervisor SIGKILLs it after the job's grace period."""
+        if pod.status is PodStatus.TERMINATING:
+            if reason == DELETED:
+                self.store.update_pod(pod, reason=DELETED)
+            return
+        self.store.update_pod(pod, status=PodStatus.TERMINATING, reason=reason)
+        if reason == PREEMPTED:
+            self.store.event(pod.job_uid, "Preempted",
+                             f"pod {pod.name}: its project is over its fair share and another "
+                             f"project needs the GPU; index {pod.index} will run again")
+        proc = self._procs.get(self._key(pod))
+        if proc is not None:
+            proc.terminate()
+
+    def _finish(self, pod: Pod, status: PodStatus, code: int | None, reason: str | None,
+                count: bool = True) -> None:
+        now = time.time()
+        self.store.update_pod(pod, status=status, exit_code=code, reason=reason, finished=now)
+        state = self._states.get(pod.job_uid)
+        job = self.store.job(pod.job_uid)
+        if state is None or job is None:
+            return
+        if status is PodStatus.SUCCEEDED:
+            state.succeeded.add(pod.index)
+            state.active.pop(pod.index, None)
+            self.store.update_job(job.uid, succeeded=len(state.succeeded))
+            self.store.event(job.uid, "Succeeded", f"pod {pod.name}")
+        else:
+            state.requeue(pod.index)
+            if status is PodStatus.FAILED and count:
+                self.store.update_job(job.uid, failed=job.failed + 1)
+                self.store.event(job.uid, "Failed", f"pod {pod.name}: {reason}")
+            elif status is PodStatus.FAILED and reason == LOST:
+                self.store.event(job.uid, "Lost", f"pod {pod.name} never started; it runs "
+                                 f"again")
+        job = self.store.job(pod.job_uid)
+        assert job is not None
+        state.job = job
+        if not job.status.done:
+            if len(state.succeeded) >= job.spec.completions:
+                self._end_job(state, JobStatus.SUCCEEDED,
+                              f"{job.spec.completions} pods succeeded")
+            elif job.failed > job.spec.backoff_limit:
+                self._end_job(state, JobStatus.FAILED,
+                              f"{job.failed} pods failed (backoff limit "
+                              f"{job.spec.backoff_limit})")
+        if not state.active:
+            idle = self._idle.get(job.uid)
+            if idle is not None:
+                idle.set()
+        self.schedule_reconcile()
+
+    def _end_job(self, state: JobState, status: JobStatus, message: str) -> None:
+        uid = state.job.uid
+        self.store.update_job(uid, status=status, finished=time.time(), message=message)
+        self.store.event(uid, status.value, message)
+        state.job = self.store.job(uid) or state.job
+        for pod in self.store.pods(uid):
+            if pod.status.active:
+                self._stop(pod, JOB_FAILED)
+
+    def shutdown(self) -> None:
+        """Stop watching (the pods go on running: a restarted control plane adopts them)."""
+        for key, fd in list(self._fds.items()):
+            self.loop.remove_reader(fd)
+            os.close(fd)
+            del self._fds[key]

@@ -1,0 +1,157 @@
+"""The objects podsweep schedules, and the rules for their names and quantities.
+
+A **project** has a deserved GPU quota. A **job** is one command run as ``completions`` pods,
+at most ``parallelism`` at a time, each with ``gpus`` GPUs of its own. A **pod** is one
+attempt at one completion index: ``<job>-<index>-<attempt>`` (``hpo1-4-0``, then
+``hpo1-4-1`` after a preemption).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UsageError
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_MAX = 63
+
+
+class JobStatus(str, enum.Enum):
+    PENDING = "Pending"       # no pod running yet
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"   # completions pods succeeded
+    FAILED = "Failed"         # a pod failed more than backoff_limit times
+    DELETED = "Deleted"
+
+    @property
+    def done(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DELETED)
+
+
+class PodStatus(str, enum.Enum):
+    RUNNING = "Running"
+    TERMINATING = "Terminating"   # SIGTERM sent (preemption or delete), grace running
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    PREEMPTED = "Preempted"       # ended by a preemption; its index runs again
+    DELETED = "Deleted"
+
+    @property
+    def active(self) -> bool:
+        """Holds its GPUs: the process may still be running."""
+        return self in (PodStatus.RUNNING, PodStatus.TERMINATING)
+
+
+def check_name(kind: str, name: str) -> str:
+    """A DNS-1123 label, as Kubernetes requires for the same names."""
+    if not isinstance(name, str) or len(name) > NAME_MAX or not NAME_RE.match(name):
+        raise UsageError(f"invalid {kind} name {name!r}: use at most {NAME_MAX} lower-case "
+                         f"letters, digits and '-', starting and ending with a letter or digit")
+    return name
+
+
+def check_count(what: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{what} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise UsageError(f"{what} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Volume:
+    """``-v SRC:DST[:ro]``: the host directory SRC, seen by the pod at DST."""
+
+    src: str
+    dst: str
+    read_only: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Volume:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise UsageError(f"invalid volume {text!r}: expected SRC:DST or SRC:DST:ro")
+        src, dst = parts[0], parts[1]
+        for label, path in (("source", src), ("target", dst)):
+            if not path.startswith("/"):
+                raise UsageError(f"invalid volume {text!r}: the {label} must be an absolute "
+                                 f"path")
+        norm = os.path.normpath(dst)
+        if norm == "/" or ".." in dst.split("/"):
+            raise UsageError(f"invalid volume {text!r}: cannot mount over {dst!r}")
+        return cls(os.path.normpath(src), norm, len(parts) == 3 and parts[2] == "ro")
+
+    def __str__(self) -> str:
+        return f"{self.src}:{self.dst}" + (":ro" if self.read_only else "")
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise UsageError(f"invalid environment variable {item!r}: expected KEY=VALUE")
+        env[key] = value
+    return env
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What ``podsweep submit`` asks for; validated on construction."""
+
+    name: str
+    project: str
+    command: list[str]
+    gpus: int = 0
+    parallelism: int = 1
+    completions: int = 1
+    cpu: int = 1
+    volumes: list[Volume] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    image: str | None = None
+    backoff_limit: int = 6
+    grace_period: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_name("job", self.name)
+        check_name("project", self.project)
+        if not self.command or not all(isinstance(a, str) for a in self.command):
+            raise UsageError("missing command: put it after --, e.g. "
+                             "podsweep submit hpo1 -- python train.py")
+        check_count("--gpu", self.gpus, 0)
+        check_count("--parallelism", self.parallelism, 1)
+        check_count("--completions", self.completions, 1)
+        check_count("--cpu", self.cpu, 1)
+        check_count("--backoff-limit", self.backoff_limit, 0)
+        if not isinstance(self.grace_period, (int, float)) or self.grace_period < 0:
+            raise UsageError(f"--grace-period must be a number of seconds >= 0, "
+                             f"got {self.grace_period!r}")
+        if self.working_dir is not None and not self.working_dir.startswith("/"):
+            raise UsageError(f"--working-dir must be an absolute path, got {self.working_dir!r}")
+        targets = [v.dst for v in self.volumes]
+        if len(set(targets)) != len(targets):
+            raise UsageError("two volumes have the same target")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "project": self.project, "command": list(self.command),
+                "gpus": self.gpus, "parallelism": self.parallelism,
+                "completions": self.completions, "cpu": self.cpu,
+                "volumes": [str(v) for v in self.volumes], "env": dict(self.env),
+                "working_dir": self.working_dir, "image": self.image,
+                "backoff_limit": self.backoff_limit, "grace_period": self.grace_period}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["volumes"] = [Volume.parse(v) for v in data.get("volumes", [])]
+        known["command"] = list(data.get("command", []))
+        return cls(**known)
+
+
+def pod_name(job: str, index: int, attempt: int) -> str:
+    return f"{job}-{index}-{attempt}"

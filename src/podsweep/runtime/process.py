@@ -1,0 +1,268 @@
+"""The control plane's handle on one running pod: launch, adopt, watch, terminate, kill.
+
+Each pod runs under a supervisor process of its own (:mod:`podsweep.runtime.supervisor`),
+in a session of its own, that records the pod's start and end in the pod's directory. The
+control plane can therefore die and restart while pods run: :meth:`PodProcess.adopt` finds
+the pod again from those files, and a pod that ended meanwhile has left its exit code.
+
+Watching is event-driven: :meth:`PodProcess.pidfd` becomes readable when the supervisor
+exits, which it does only after the pod's whole process group is gone and ``exit.json`` is
+written; then :meth:`PodProcess.exit_code` has the answer.
+
+Pids are reused, so a pid is never trusted alone: the supervisor's and the pod's start times
+(and the boot id) recorded in ``state.json`` must match the live process before it is
+signalled, and signals to the supervisor go through a pidfd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import supervisor as _sv
+from .sandbox import RuntimeSetupError
+
+SUPERVISOR_LOG = "supervisor.log"
+# How long launch() waits for the supervisor to report the pod started.
+_START_TIMEOUT = 30.0
+# How long kill() lets the supervisor record the end before killing it too.
+_KILL_WAIT = 2.0
+
+
+@dataclass
+class PodLaunch:
+    """What it takes to start one pod."""
+
+    pod_dir: Path         # created by launch; holds spec.json, state.json, exit.json
+    argv: list[str]       # already wrapped by wrap_command if the pod has volumes
+    env: dict[str, str]   # the pod's whole environment
+    cwd: str | None       # None: the caller's (and always None for a wrapped argv)
+    log: Path             # stdout and stderr are appended here
+    grace_period: float   # seconds between SIGTERM and SIGKILL
+
+
+def _wait_readable(fd: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
+class PodProcess:
+    """One pod, as the control plane sees it; see the module's docstring.
+
+    ``pid`` is the pod's main process, which leads the pod's process group (``pgid == pid``);
+    it is None when the command could not be started. ``started`` and, once
+    :meth:`exit_code` is known, ``finished`` are wall-clock times (``time.time()``);
+    ``signalled`` says that :meth:`terminate` or :meth:`kill` asked for the end, and ``lost``
+    that the supervisor vanished without recording the end (it was SIGKILLed): the first
+    :meth:`exit_code` to notice kills the pod's group, records the code -9 and says so.
+    """
+
+    pod_dir: Path
+    supervisor_pid: int
+
+    def __init__(self, pod_dir: Path, state: dict[str, Any],
+                 supervisor: subprocess.Popen[bytes] | None = None) -> None:
+        self.pod_dir = pod_dir
+        self.supervisor_pid = int(state["supervisor_pid"])
+        self.pid: int | None = None if state.get("pid") is None else int(state["pid"])
+        self.started = float(state["started"])
+        self.finished: float | None = None
+        self.signalled = False
+        self.lost = False
+        self._supervisor_start: int | None = state.get("supervisor_start")
+        self._pod_start: int | None = state.get("pod_start")
+        # Pids and start times only name processes within the boot that recorded them.
+        self._this_boot = state.get("boot_id") in (None, _sv.boot_id())
+        self._popen = supervisor   # set when the supervisor is our child, to reap it
+        self._code: int | None = None
+
+    def __repr__(self) -> str:
+        return (f"PodProcess({str(self.pod_dir)!r}, supervisor_pid={self.supervisor_pid}, "
+                f"pid={self.pid}, code={self._code})")
+
+    @classmethod
+    def launch(cls, spec: PodLaunch) -> PodProcess:
+        """Start the pod's supervisor; return once the pod has started (or failed to).
+
+        Blocks for the supervisor's start-up, some tens of milliseconds. A command that
+        cannot be run is not an error here: the pod ends at once with code 127.
+        """
+        pod_dir = spec.pod_dir.absolute()
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        if (pod_dir / _sv.SPEC).exists():
+            raise RuntimeSetupError(f"{pod_dir} already belongs to a pod")
+        log = spec.log.absolute()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        _sv.write_json_atomic(pod_dir / _sv.SPEC, {
+            "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
+            "log": str(log), "grace_period": float(spec.grace_period)})
+        # Run by its path, isolated (-I): the supervisor needs only the standard library, so
+        # neither the caller's sys.path nor PYTHON* variables can keep it from starting.
+        ready_r, ready_w = os.pipe()
+        try:
+            with open(pod_dir / SUPERVISOR_LOG, "ab") as out:
+                popen = subprocess.Popen(
+                    [sys.executable, "-I", _sv.__file__, "--ready-fd", str(ready_w),
+                     str(pod_dir)], pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            os.close(ready_w)
+        try:
+            # End of file: the supervisor wrote state.json, or died trying.
+            ready = _wait_readable(ready_r, _START_TIMEOUT)
+        finally:
+            os.close(ready_r)
+        state = _sv.read_json(pod_dir / _sv.STATE)
+        if state is None:
+            if ready:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    popen.wait(5.0)
+                raise RuntimeSetupError(f"the pod supervisor exited with {popen.returncode} "
+                                        f"before starting the pod: {cls._log_tail(pod_dir)}")
+            popen.kill()
+            popen.wait()
+            raise RuntimeSetupError(f"the pod supervisor did not start the pod within "
+                                    f"{_START_TIMEOUT:.0f} s: {cls._log_tail(pod_dir)}")
+        return cls(pod_dir, state, popen)
+
+    @classmethod
+    def adopt(cls, pod_dir: Path) -> PodProcess | None:
+        """The pod launched in ``pod_dir`` by an earlier control plane; None if none started.
+
+        A pod whose supervisor is gone is still returned: :meth:`exit_code` then gives the
+        code it recorded, or declares it lost.
+        """
+        state = _sv.read_json(pod_dir.absolute() / _sv.STATE)
+        return None if state is None else cls(pod_dir.absolute(), state)
+
+    @staticmethod
+    def _log_tail(pod_dir: Path) -> str:
+        try:
+            text = (pod_dir / SUPERVISOR_LOG).read_text(errors="replace").strip()
+        except OSError:
+            text = ""
+        return text[-2000:] or f"nothing in {pod_dir / SUPERVISOR_LOG}"
+
+    def _reap(self, wait: float = 0.0) -> None:
+        if self._popen is None or self._popen.returncode is not None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(wait)
+
+    def pidfd(self) -> int | None:
+        """A pidfd of the supervisor, readable once it has exited; None if it is gone.
+
+        The caller owns the descriptor and closes it (``loop.add_reader``, ``selectors``).
+        """
+        if not self._this_boot:
+            return None
+        try:
+            fd = os.pidfd_open(self.supervisor_pid)
+        except ProcessLookupError:
+            return None
+        # The pidfd pins one process: checking its start time after opening rules out that
+        # the pid now belongs to another one.
+        if _sv.start_time(self.supervisor_pid) != self._supervisor_start:
+            os.close(fd)
+            return None
+        return fd
+
+    def _signal_supervisor(self, sig: int) -> bool:
+        fd = self.pidfd()
+        if fd is None:
+            return False
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def _kill_pod_group(self) -> None:
+        if self.pid is None or not self._this_boot:
+            return
+        leader = _sv.start_time(self.pid)
+        # While any process is in the group its id cannot be reused; a live leader with
+        # another start time means the group is gone and the pid belongs to someone else.
+        if leader is not None and leader != self._pod_start:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def _supervisor_alive(self) -> bool:
+        return self._this_boot and \
+            _sv.start_time(self.supervisor_pid) == self._supervisor_start
+
+    def exit_code(self) -> int | None:
+        """None while the pod runs; then its code (minus the signal number if killed)."""
+        self._reap()
+        if self._code is not None:
+            return self._code
+        ended = _sv.read_json(self.pod_dir / _sv.EXIT)
+        if ended is None:
+            if self._supervisor_alive():
+                return None
+            # It may have written the file between our read and its exit.
+            ended = _sv.read_json(self.pod_dir / _sv.EXIT)
+        if ended is None:
+            self._kill_pod_group()
+            ended = {"code": -signal.SIGKILL.value, "finished": time.time(),
+                     "signalled": False, "lost": True}
+            _sv.write_json_atomic(self.pod_dir / _sv.EXIT, ended)
+        else:
+            # The supervisor exits right after writing the file: reap it now rather than
+            # leave a zombie behind.
+            self._reap(wait=1.0)
+        self.finished = float(ended["finished"])
+        self.signalled = bool(ended.get("signalled", False))
+        self.lost = bool(ended.get("lost", False))
+        self._code = int(ended["code"])
+        return self._code
+
+    def running(self) -> bool:
+        return self.exit_code() is None
+
+    def terminate(self) -> None:
+        """SIGTERM the pod's group, then SIGKILL it once the grace period has run out.
+
+        Returns at once; the supervisor does the waiting.
+        """
+        self._signal_supervisor(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL the pod's group at once, and wait (briefly) for the end to be recorded.
+
+        The supervisor is asked to kill what is left (descendants that left the group too)
+        and to record the end; if it has not within a moment, it is SIGKILLed as well.
+        """
+        if self._code is not None:
+            return
+        fd = self.pidfd()
+        try:
+            if fd is not None:
+                # Asked first, so that the supervisor records the end as requested.
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, _sv.KILL_NOW)
+            self._kill_pod_group()
+            if fd is not None and not _wait_readable(fd, _KILL_WAIT):
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                _wait_readable(fd, _KILL_WAIT)
+                if _sv.read_json(self.pod_dir / _sv.EXIT) is None:
+                    _sv.write_json_atomic(self.pod_dir / _sv.EXIT, {
+                        "code": -signal.SIGKILL.value, "finished": time.time(),
+                        "signalled": True})
+        finally:
+            if fd is not None:
+                os.close(fd)
+        self.exit_code()

@@ -1,0 +1,280 @@
+"""The per-pod supervisor: one small process that starts a pod, watches it and records its end.
+
+Run as ``python -m podsweep.runtime.supervisor [--ready-fd FD] POD_DIR`` (or by the path of
+this file), in a session of its own, so that it outlives a control plane that dies or
+restarts. It closes ``FD``, if given, once ``state.json`` is written: the launcher waits on
+that rather than polling. The files it shares with the control plane, all in ``POD_DIR``::
+
+    spec.json   written by the launcher   {"argv", "env", "cwd", "log", "grace_period"}
+    state.json  written once started      {"supervisor_pid", "supervisor_start", "boot_id",
+                                           "pid", "pgid", "pod_start", "started"}
+    exit.json   written once it is over   {"code", "finished", "signalled"}
+
+``pid``/``pgid`` are null and ``code`` is 127 (126 for a permission error) when the command
+could not be started at all. ``code`` follows :attr:`subprocess.Popen.returncode`: the exit
+status, or minus the signal number. ``*_start`` are start times in clock ticks since boot
+(field 22 of ``/proc/PID/stat``): a pid together with its start time names one process even
+after the pid is reused.
+
+The pod runs in a process group of its own. On SIGTERM (or SIGINT) the supervisor sends
+SIGTERM to that group, waits up to ``grace_period`` seconds for the group to end, then sends
+SIGKILL; on SIGUSR1 it sends SIGKILL at once. Either way ``signalled`` is recorded. Once the
+pod's main process has ended, whatever remains of its group (and any orphaned descendant,
+since the supervisor is their subreaper) is killed, every child is reaped, ``exit.json`` is
+written and the supervisor exits 0.
+
+Standard library only: it imports nothing from podsweep and must stay small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SPEC = "spec.json"
+STATE = "state.json"
+EXIT = "exit.json"
+
+CODE_NOT_FOUND = 127
+CODE_NOT_EXECUTABLE = 126
+
+_PR_SET_CHILD_SUBREAPER = 36
+# Once the main process is over, how long to wait for the SIGKILLed rest to be reaped: a
+# process stuck in uninterruptible I/O (a hung NFS mount) must not keep the end unrecorded.
+_REAP_TIMEOUT = 10.0
+_TERMINATE = {signal.SIGTERM, signal.SIGINT}
+KILL_NOW = signal.SIGUSR1
+_WATCHED = {signal.SIGCHLD, KILL_NOW, *_TERMINATE}
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` in one step: a reader sees the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The object in ``path``, or None if there is no such file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgrp, start time) of a live or zombie process, None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("utf-8", "replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may itself hold spaces and parentheses.
+    fields = raw[raw.rindex(")") + 2:].split()
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of a process that has not exited yet (zombies count as gone)."""
+    stat = proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return None
+    return stat[3]
+
+
+def boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+        return f.read().strip()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _kill_everything(pgid: int) -> None:
+    """SIGKILL the pod's group and every child of ours, including orphans that left it."""
+    _signal_group(pgid, signal.SIGKILL)
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = proc_stat(int(entry))
+        if stat is not None and stat[1] == me and stat[0] not in ("Z", "X"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)
+
+
+def _reap(main: int) -> tuple[bool, int | None]:
+    """Reap every child that has ended: (any child left, the main process's status if reaped)."""
+    status: int | None = None
+    while True:
+        try:
+            pid, raw = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False, status
+        if pid == 0:
+            return True, status
+        if pid == main:
+            status = raw
+
+
+def _supervise(main: int, grace_period: float) -> tuple[int, bool]:
+    """Watch the pod until every process of it is gone: (its code, whether it was signalled).
+
+    The signals that drive this loop are blocked and taken with sigtimedwait, so none is
+    lost between a check and the wait, and nothing runs inside a signal handler.
+    """
+    code: int | None = None
+    signalled = False
+    kill_at: float | None = None     # when the grace period of a SIGTERM runs out
+    give_up_at: float | None = None  # when to stop waiting for SIGKILLed processes
+    while True:
+        children_left, status = _reap(main)
+        now = time.monotonic()
+        if status is not None:
+            code = os.waitstatus_to_exitcode(status)
+            # After a SIGTERM the rest of the group keeps its grace period: the main process
+            # may be a wrapper (bubblewrap) that dies of the SIGTERM at once, while the
+            # command it runs is still shutting down cleanly.
+            if not signalled:
+                _kill_everything(main)
+                give_up_at = now + _REAP_TIMEOUT
+        if not children_left:
+            break
+        if kill_at is not None and now >= kill_at:
+            _kill_everything(main)
+            kill_at = None
+            give_up_at = now + _REAP_TIMEOUT
+        elif give_up_at is not None:
+            if now >= give_up_at:
+                break
+            # A process forked while the group was being killed would otherwise linger.
+            _kill_everything(main)
+        deadline = min((t for t in (kill_at, give_up_at) if t is not None), default=now + 1.0)
+        info = signal.sigtimedwait(_WATCHED, max(0.0, min(deadline - now, 1.0)))
+        if info is None:
+            continue
+        if info.si_signo == KILL_NOW:
+            signalled = True
+            _kill_everything(main)
+            kill_at = None
+            if give_up_at is None:
+                give_up_at = time.monotonic() + _REAP_TIMEOUT
+        elif info.si_signo in _TERMINATE and not signalled:
+            signalled = True
+            _signal_group(main, signal.SIGTERM)
+            if code is None:
+                kill_at = time.monotonic() + grace_period
+    # A request that came as everything was ending still counts: the caller asked for it.
+    signalled = signalled or bool(signal.sigpending() & (_TERMINATE | {KILL_NOW}))
+    # The main process is reaped before the loop ends, unless it hung past _REAP_TIMEOUT.
+    return (code if code is not None else -int(signal.SIGKILL)), signalled
+
+
+def _become_subreaper() -> None:
+    # Descendants orphaned inside the pod are re-parented to us rather than to init, so we
+    # can kill them even if they left the pod's process group, and reap them; and "no child
+    # left" then means "nothing of the pod left", even once a wrapper such as bubblewrap has
+    # died and left the command it ran behind.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_signals() -> None:
+    # Runs in the child between fork and exec. Ignored signals and the blocked mask both
+    # survive exec; the pod starts with neither, whatever the control plane had.
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def run(pod_dir: Path, ready_fd: int | None = None) -> int:
+    spec = read_json(pod_dir / SPEC)
+    if spec is None:
+        print(f"no {SPEC} in {pod_dir}", file=sys.stderr)
+        return 2
+    # Dispositions are inherited: an ignored SIGCHLD would reap our children behind our back,
+    # and an ignored SIGTERM would be discarded before sigtimedwait could take it.
+    for sig in _WATCHED:
+        signal.signal(sig, signal.SIG_DFL)
+    # No terminal is ours (a session of our own); a stray SIGHUP must not lose the pod.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _become_subreaper()
+    # Blocked before the child exists, so that a SIGTERM sent as soon as state.json is
+    # readable is forwarded, not fatal to the supervisor.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+    state: dict[str, Any] = {"supervisor_pid": os.getpid(),
+                             "supervisor_start": start_time(os.getpid()),
+                             "boot_id": boot_id(), "pid": None, "pgid": None,
+                             "pod_start": None, "started": time.time()}
+    log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        child = subprocess.Popen(
+            spec["argv"], env=spec["env"], cwd=spec["cwd"], stdin=subprocess.DEVNULL,
+            stdout=log_fd, stderr=log_fd, start_new_session=True,
+            preexec_fn=_reset_signals)
+    except OSError as e:
+        os.write(log_fd, f"podsweep: cannot start the pod's command: {e}\n".encode())
+        os.close(log_fd)
+        write_json_atomic(pod_dir / STATE, state)
+        _close(ready_fd)
+        code = CODE_NOT_EXECUTABLE if isinstance(e, PermissionError) else CODE_NOT_FOUND
+        write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
+                                           "signalled": False})
+        return 0
+    os.close(log_fd)
+    stat = proc_stat(child.pid)   # unreaped, so there even if the command ended already
+    state.update(pid=child.pid, pgid=child.pid, pod_start=None if stat is None else stat[3])
+    try:
+        write_json_atomic(pod_dir / STATE, state)
+        _close(ready_fd)
+        code, signalled = _supervise(child.pid, float(spec["grace_period"]))
+    except BaseException:
+        # A pod nobody watches would hold its GPUs for good.
+        _kill_everything(child.pid)
+        raise
+    child.returncode = code  # reaped above; keeps Popen from reaping or warning again
+    write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
+                                       "signalled": signalled})
+    return 0
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    ready_fd = None
+    if len(args) == 3 and args[0] == "--ready-fd" and args[1].isdigit():
+        ready_fd, args = int(args[1]), args[2:]
+    if len(args) != 1:
+        print("usage: python -m podsweep.runtime.supervisor [--ready-fd FD] POD_DIR",
+              file=sys.stderr)
+        return 2
+    return run(Path(args[0]).absolute(), ready_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

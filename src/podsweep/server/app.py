@@ -1,0 +1,226 @@
+"""The HTTP API: who may see or touch what, in front of a Cluster.
+
+Every route needs ``Authorization: Bearer <token>``. Admins manage projects and users and see
+everything; a user sees and touches only the jobs of the projects they belong to. Errors are
+JSON ``{"detail": "<one line>"}`` with the status of their class
+(:func:`podsweep.errors.http_status`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel
+
+from .. import __version__
+from ..cluster.base import Cluster
+from ..errors import Forbidden, NotFound, PodsweepError, Unauthorized, UsageError, http_status
+from ..model import JobSpec, Volume, check_name
+from ..store import Store, User
+
+
+class ProjectIn(BaseModel):
+    name: str
+    gpus: int
+
+
+class QuotaIn(BaseModel):
+    gpus: int
+
+
+class UserIn(BaseModel):
+    name: str
+    projects: list[str] = []
+    admin: bool = False
+
+
+class JobIn(BaseModel):
+    name: str
+    project: str
+    command: list[str]
+    gpus: int = 0
+    parallelism: int = 1
+    completions: int = 1
+    cpu: int = 1
+    volumes: list[str] = []
+    env: dict[str, str] = {}
+    working_dir: str | None = None
+    image: str | None = None
+    backoff_limit: int = 6
+    grace_period: float = 30.0
+
+
+def tail_lines(path: Path, n: int) -> bytes:
+    """The last ``n`` lines of a file, reading backwards from its end (not the whole file)."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        end = pos = f.tell()
+        data = b""
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(65536, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+        lines = data.splitlines(keepends=True)
+        del end
+        return b"".join(lines[-n:]) if n > 0 else b""
+
+
+def current_user(request: Request,
+                 authorization: Annotated[str | None, Header()] = None) -> User:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise Unauthorized("no token: log in with podsweep login")
+    store: Store = request.app.state.store
+    user = store.user_for_token(authorization.removeprefix("Bearer ").strip())
+    if user is None:
+        raise Unauthorized("invalid token: log in again with podsweep login")
+    return user
+
+
+# At module level: FastAPI resolves these (string) annotations in the module's globals.
+Me = Annotated[User, Depends(current_user)]
+
+
+def create_app(cluster: Cluster, store: Store) -> FastAPI:
+    app = FastAPI(title="podsweep", version=__version__, docs_url=None, redoc_url=None)
+    app.state.store = store
+
+    @app.exception_handler(PodsweepError)
+    async def podsweep_error(_: Request, exc: PodsweepError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
+
+    def admin_only(user: User) -> None:
+        if not user.admin:
+            raise Forbidden(f"user {user.name!r} is not an admin")
+
+    def may_use(user: User, project: str) -> None:
+        if not cluster.project_exists(project):
+            raise NotFound(f"project {project!r} not found")
+        if not user.admin and project not in user.projects:
+            raise Forbidden(f"user {user.name!r} is not a member of project {project!r}")
+
+    def visible(user: User) -> list[str] | None:
+        return None if user.admin else list(user.projects)
+
+    @app.get("/api/v1/status")
+    async def status(user: Me) -> dict[str, Any]:
+        info = cluster.info()
+        return {"version": __version__, "cluster": info.kind, "gpus": info.gpus,
+                "user": user.name, "admin": user.admin}
+
+    @app.get("/api/v1/whoami")
+    async def whoami(user: Me) -> dict[str, Any]:
+        return {"name": user.name, "admin": user.admin, "projects": list(user.projects)}
+
+    @app.get("/api/v1/projects")
+    async def projects(user: Me) -> list[dict[str, Any]]:
+        allowed = visible(user)
+        return [p.to_dict() for p in cluster.projects() if allowed is None or p.name in allowed]
+
+    @app.post("/api/v1/projects", status_code=201)
+    async def create_project(body: ProjectIn, user: Me) -> dict[str, Any]:
+        admin_only(user)
+        return cluster.create_project(body.name, body.gpus).to_dict()
+
+    @app.put("/api/v1/projects/{name}/quota")
+    async def set_quota(name: str, body: QuotaIn, user: Me) -> dict[str, Any]:
+        admin_only(user)
+        cluster.set_quota(name, body.gpus)
+        return {"name": name, "deserved": body.gpus}
+
+    @app.post("/api/v1/users", status_code=201)
+    async def create_user(body: UserIn, user: Me) -> dict[str, Any]:
+        admin_only(user)
+        check_name("user", body.name)
+        if store.user(body.name) is not None:
+            raise UsageError(f"user {body.name!r} already exists")
+        for project in body.projects:
+            if not cluster.project_exists(project):
+                raise NotFound(f"project {project!r} not found")
+        token = store.create_user(body.name, body.admin, tuple(body.projects))
+        return {"name": body.name, "token": token, "projects": body.projects}
+
+    @app.get("/api/v1/users")
+    async def users(user: Me) -> list[dict[str, Any]]:
+        admin_only(user)
+        return [{"name": u.name, "admin": u.admin, "projects": list(u.projects)}
+                for u in store.users()]
+
+    @app.post("/api/v1/jobs", status_code=201)
+    async def submit(body: JobIn, user: Me) -> dict[str, Any]:
+        may_use(user, body.project)
+        spec = JobSpec(name=body.name, project=body.project, command=body.command,
+                       gpus=body.gpus, parallelism=body.parallelism,
+                       completions=body.completions, cpu=body.cpu,
+                       volumes=[Volume.parse(v) for v in body.volumes], env=body.env,
+                       working_dir=body.working_dir, image=body.image,
+                       backoff_limit=body.backoff_limit, grace_period=body.grace_period)
+        return cluster.submit(spec, user.name).to_dict()
+
+    @app.get("/api/v1/jobs")
+    async def jobs(user: Me, project: str | None = None) -> list[dict[str, Any]]:
+        if project is not None:
+            may_use(user, project)
+            return [j.to_dict() for j in cluster.jobs([project])]
+        return [j.to_dict() for j in cluster.jobs(visible(user))]
+
+    @app.get("/api/v1/jobs/{project}/{name}")
+    async def get_job(project: str, name: str, user: Me) -> dict[str, Any]:
+        may_use(user, project)
+        return cluster.job(project, name).to_dict()
+
+    @app.delete("/api/v1/jobs/{project}/{name}")
+    async def delete_job(project: str, name: str, user: Me) -> dict[str, Any]:
+        may_use(user, project)
+        await cluster.delete(project, name)
+        return {"deleted": name, "project": project}
+
+    # the pod is a query parameter: a name with slashes or dots then reaches the exact-name
+    # lookup (and its clear refusal) instead of being resolved as a path
+    @app.get("/api/v1/jobs/{project}/{name}/logs", response_model=None)
+    async def logs(project: str, name: str, pod: str, user: Me, tail: int | None = None,
+                   follow: bool = False) -> PlainTextResponse | StreamingResponse:
+        may_use(user, project)
+        path = cluster.pod_log(project, name, pod)
+        if not follow:
+            if not path.exists():
+                return PlainTextResponse("")
+            data = tail_lines(path, tail) if tail is not None else path.read_bytes()
+            return PlainTextResponse(data.decode(errors="replace"))
+        return StreamingResponse(follow_log(project, name, pod, path, tail),
+                                 media_type="text/plain")
+
+    async def follow_log(project: str, name: str, pod: str, path: Path,
+                         tail: int | None) -> AsyncIterator[bytes]:
+        offset = 0
+        if path.exists():
+            data = tail_lines(path, tail) if tail is not None else path.read_bytes()
+            offset = path.stat().st_size
+            yield data
+        while True:
+            done = pod_done(project, name, pod)
+            if path.exists() and path.stat().st_size > offset:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                offset += len(chunk)
+                yield chunk
+            elif done:
+                return
+            else:
+                await asyncio.sleep(0.1)
+
+    def pod_done(project: str, name: str, pod: str) -> bool:
+        try:
+            detail = cluster.job(project, name)
+        except NotFound:
+            return True
+        return not any(p.name == pod and p.status in ("Running", "Terminating")
+                       for p in detail.pods)
+
+    return app

@@ -1,0 +1,87 @@
+"""The control plane process: ``python -m podsweep.server --home DIR``.
+
+It binds 127.0.0.1 (a free port unless one is given), opens the store, adopts the pods a
+previous run left running, and serves the API. Once it listens it writes
+``<home>/server.json`` (pid, process start time, url) for ``podsweep up``/``status`` to find
+it; the start time makes the live-process check immune to pid reuse.
+
+On the very first start (no users yet) it creates the ``admin`` user and writes its token to
+``<home>/credentials.json``, readable by the owner alone, which logs the CLI in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import uvicorn
+
+from ..cluster.local import LocalCluster
+from ..homedir import process_start_time, read_server, write_private
+from ..runtime import GPU, discover_gpus, virtual_gpus
+from ..store import Store
+from .app import create_app
+
+log = logging.getLogger("podsweep.server")
+
+
+def gpus_for(home: Path) -> list[GPU]:
+    config = home / "config.json"
+    settings = json.loads(config.read_text()) if config.exists() else {}
+    if settings.get("gpus") is not None:
+        return virtual_gpus(int(settings["gpus"]))
+    return discover_gpus()
+
+
+async def serve(home: Path, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    store = Store(home / "podsweep.db")
+    if not store.users():
+        token = store.create_user("admin", admin=True)
+        write_private(home / "credentials.json", {"user": "admin", "token": token})
+        log.info("created the admin user")
+    gpus = gpus_for(home)
+    cluster = LocalCluster(home, store, gpus, loop)
+    cluster.recover()
+    app = create_app(cluster, store)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    pid = os.getpid()
+    write_private(home / "server.json", {"pid": pid, "start_time": process_start_time(pid),
+                                         "url": url, "started": time.time(),
+                                         "gpus": len(gpus)})
+    log.info("serving %s with %d GPU(s)", url, len(gpus))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        cluster.shutdown()
+        store.close()
+        record = read_server(home)
+        if record is None or record.get("pid") == pid:
+            (home / "server.json").unlink(missing_ok=True)
+        log.info("stopped")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m podsweep.server")
+    parser.add_argument("--home", required=True, type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(args.home, args.port))
+
+
+if __name__ == "__main__":
+    main()

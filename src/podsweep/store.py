@@ -1,0 +1,370 @@
+"""SQLite persistence for the local control plane: users, projects, jobs, pods, events.
+
+One file, ``<home>/podsweep.db``, in WAL mode so that readers never wait on the writer. The
+schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` brings any older file up
+to date, and a file from a newer podsweep is refused rather than misread.
+
+The store is used from one thread (the control plane's event loop); it holds no cache, so a
+restarted control plane sees exactly what was committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PodsweepError
+from .model import JobSpec, JobStatus, PodStatus
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        admin INTEGER NOT NULL DEFAULT 0,
+        password_hash TEXT,
+        created REAL NOT NULL
+    );
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created REAL NOT NULL
+    );
+    CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        gpus INTEGER NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE members (
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        PRIMARY KEY (project, user)
+    );
+    CREATE TABLE jobs (
+        uid TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        project TEXT NOT NULL REFERENCES projects(name),
+        user TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        finished REAL,
+        succeeded INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        message TEXT
+    );
+    CREATE UNIQUE INDEX jobs_live_name ON jobs(project, name) WHERE status != 'Deleted';
+    CREATE TABLE pods (
+        job_uid TEXT NOT NULL REFERENCES jobs(uid) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        gpus TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        created REAL NOT NULL,
+        finished REAL,
+        exit_code INTEGER,
+        reason TEXT,
+        dir TEXT NOT NULL,
+        PRIMARY KEY (job_uid, idx, attempt)
+    );
+    CREATE INDEX pods_active ON pods(status) WHERE status IN ('Running', 'Terminating');
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_uid TEXT NOT NULL REFERENCES jobs(uid) ON DELETE CASCADE,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+}
+
+
+class StoreError(PodsweepError):
+    """The database cannot be used (e.g. it was written by a newer podsweep)."""
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    admin: bool
+    projects: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    gpus: int
+    created: float
+
+
+@dataclass(frozen=True)
+class Job:
+    uid: str
+    seq: int
+    spec: JobSpec
+    user: str
+    status: JobStatus
+    created: float
+    finished: float | None
+    succeeded: int
+    failed: int
+    message: str | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def project(self) -> str:
+        return self.spec.project
+
+
+@dataclass(frozen=True)
+class Pod:
+    job_uid: str
+    index: int
+    attempt: int
+    name: str
+    status: PodStatus
+    gpus: tuple[int, ...]
+    seq: int
+    created: float
+    finished: float | None
+    exit_code: int | None
+    reason: str | None
+    dir: str
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    kind: str
+    message: str
+
+
+class Store:
+    """The control plane's database. Every write commits before the method returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoints
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer podsweep (schema {version}, "
+                             f"this one reads up to {SCHEMA_VERSION})")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            # executescript commits on its own: the whole step, version included, is one
+            # script inside one transaction
+            self.db.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[target]}\n"
+                                  f"PRAGMA user_version = {target};\nCOMMIT;")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------ meta
+
+    def next_seq(self, key: str) -> int:
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            value = int(row[0]) + 1 if row else 1
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, str(value)))
+        return value
+
+    # ------------------------------------------------------------ users and tokens
+
+    def create_user(self, name: str, admin: bool = False,
+                    projects: tuple[str, ...] = ()) -> str:
+        """Create a user and return a new API token for them (only its hash is stored)."""
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("INSERT INTO users(name, admin, created) VALUES (?, ?, ?)",
+                       (name, int(admin), now))
+            db.executemany("INSERT INTO members(project, user) VALUES (?, ?)",
+                           [(p, name) for p in projects])
+            db.execute("INSERT INTO tokens(hash, user, created) VALUES (?, ?, ?)",
+                       (hash_token(token), name, now))
+        return token
+
+    def user_for_token(self, token: str) -> User | None:
+        row = self.db.execute("SELECT users.name, users.admin FROM tokens JOIN users "
+                              "ON users.name = tokens.user WHERE tokens.hash = ?",
+                              (hash_token(token),)).fetchone()
+        return self.user(row["name"]) if row else None
+
+    def user(self, name: str) -> User | None:
+        row = self.db.execute("SELECT name, admin FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        projects = tuple(r[0] for r in self.db.execute(
+            "SELECT project FROM members WHERE user = ? ORDER BY project", (name,)))
+        return User(row["name"], bool(row["admin"]), projects)
+
+    def users(self) -> list[User]:
+        names = [r[0] for r in self.db.execute("SELECT name FROM users ORDER BY name")]
+        return [u for u in (self.user(n) for n in names) if u is not None]
+
+    def add_member(self, project: str, user: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO members(project, user) VALUES (?, ?)",
+                       (project, user))
+
+    # ------------------------------------------------------------ projects
+
+    def create_project(self, name: str, gpus: int) -> Project:
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("INSERT INTO projects(name, gpus, created) VALUES (?, ?, ?)",
+                       (name, gpus, now))
+        return Project(name, gpus, now)
+
+    def set_quota(self, name: str, gpus: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE projects SET gpus = ? WHERE name = ?", (gpus, name))
+
+    def project(self, name: str) -> Project | None:
+        row = self.db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
+        return Project(row["name"], row["gpus"], row["created"]) if row else None
+
+    def projects(self) -> list[Project]:
+        return [Project(r["name"], r["gpus"], r["created"])
+                for r in self.db.execute("SELECT * FROM projects ORDER BY name")]
+
+    # ------------------------------------------------------------ jobs
+
+    def insert_job(self, uid: str, spec: JobSpec, user: str) -> Job:
+        seq = self.next_seq("job_seq")
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("INSERT INTO jobs(uid, seq, name, project, user, spec, status, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (uid, seq, spec.name, spec.project, user, json.dumps(spec.to_dict()),
+                        JobStatus.PENDING.value, now))
+            self._event(db, uid, "Submitted", f"{spec.completions} pods, at most "
+                        f"{spec.parallelism} at a time, {spec.gpus} GPU(s) each")
+        job = self.job(uid)
+        assert job is not None
+        return job
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> Job:
+        return Job(row["uid"], row["seq"], JobSpec.from_dict(json.loads(row["spec"])),
+                   row["user"], JobStatus(row["status"]), row["created"], row["finished"],
+                   row["succeeded"], row["failed"], row["message"])
+
+    def job(self, uid: str) -> Job | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE uid = ?", (uid,)).fetchone()
+        return self._job(row) if row else None
+
+    def job_by_name(self, project: str, name: str) -> Job | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE project = ? AND name = ? AND "
+                              "status != 'Deleted'", (project, name)).fetchone()
+        return self._job(row) if row else None
+
+    def jobs(self, projects: list[str] | None = None, include_done: bool = True) -> list[Job]:
+        sql = "SELECT * FROM jobs WHERE status != 'Deleted'"
+        args: list[Any] = []
+        if projects is not None:
+            sql += f" AND project IN ({','.join('?' * len(projects))})"
+            args += projects
+        if not include_done:
+            sql += " AND status IN ('Pending', 'Running')"
+        return [self._job(r) for r in self.db.execute(sql + " ORDER BY seq", args)]
+
+    def update_job(self, uid: str, **fields: Any) -> None:
+        if "status" in fields and isinstance(fields["status"], JobStatus):
+            fields["status"] = fields["status"].value
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE jobs SET {sets} WHERE uid = ?", (*fields.values(), uid))
+
+    # ------------------------------------------------------------ pods
+
+    @staticmethod
+    def _pod(row: sqlite3.Row) -> Pod:
+        return Pod(row["job_uid"], row["idx"], row["attempt"], row["name"],
+                   PodStatus(row["status"]), tuple(json.loads(row["gpus"])), row["seq"],
+                   row["created"], row["finished"], row["exit_code"], row["reason"], row["dir"])
+
+    def insert_pod(self, job_uid: str, index: int, attempt: int, name: str,
+                   gpus: tuple[int, ...], pod_dir: str) -> Pod:
+        seq = self.next_seq("pod_seq")
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("INSERT INTO pods(job_uid, idx, attempt, name, status, gpus, seq, "
+                       "created, dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (job_uid, index, attempt, name, PodStatus.RUNNING.value,
+                        json.dumps(list(gpus)), seq, now, pod_dir))
+        return Pod(job_uid, index, attempt, name, PodStatus.RUNNING, gpus, seq, now, None,
+                   None, None, pod_dir)
+
+    def pods(self, job_uid: str) -> list[Pod]:
+        return [self._pod(r) for r in self.db.execute(
+            "SELECT * FROM pods WHERE job_uid = ? ORDER BY idx, attempt", (job_uid,))]
+
+    def active_pods(self) -> list[Pod]:
+        return [self._pod(r) for r in self.db.execute(
+            "SELECT * FROM pods WHERE status IN ('Running', 'Terminating') ORDER BY seq")]
+
+    def pod(self, job_uid: str, name: str) -> Pod | None:
+        row = self.db.execute("SELECT * FROM pods WHERE job_uid = ? AND name = ?",
+                              (job_uid, name)).fetchone()
+        return self._pod(row) if row else None
+
+    def update_pod(self, pod: Pod, **fields: Any) -> None:
+        if "status" in fields and isinstance(fields["status"], PodStatus):
+            fields["status"] = fields["status"].value
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE pods SET {sets} WHERE job_uid = ? AND idx = ? AND attempt = ?",
+                       (*fields.values(), pod.job_uid, pod.index, pod.attempt))
+
+    # ------------------------------------------------------------ events
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, job_uid: str, kind: str, message: str) -> None:
+        db.execute("INSERT INTO events(job_uid, time, kind, message) VALUES (?, ?, ?, ?)",
+                   (job_uid, time.time(), kind, message))
+
+    def event(self, job_uid: str, kind: str, message: str) -> None:
+        with self.transaction() as db:
+            self._event(db, job_uid, kind, message)
+
+    def events(self, job_uid: str) -> list[Event]:
+        return [Event(r["time"], r["kind"], r["message"]) for r in self.db.execute(
+            "SELECT time, kind, message FROM events WHERE job_uid = ? ORDER BY id", (job_uid,))]

@@ -1,0 +1,95 @@
+"""A real control plane for each test: ``podsweep up`` in a fresh home, driven by the CLI.
+
+Everything goes through the ``podsweep`` command as a user would type it; assertions read
+its ``-o json`` output. Waiting is bounded: ``until`` fails with the last state seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+PODSWEEP = str(Path(sys.executable).with_name("podsweep"))
+
+
+class ControlPlane:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "PODSWEEP_HOME": str(home)}
+        for key in ("PODSWEEP_PROJECT", "PODSWEEP_TOKEN", "PODSWEEP_URL"):
+            self.env.pop(key, None)
+
+    def run(self, *args: str, token: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if token is not None:
+            env["PODSWEEP_TOKEN"] = token
+        proc = subprocess.run([PODSWEEP, *args], capture_output=True, text=True, env=env,
+                              timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podsweep {' '.join(args)} -> {proc.returncode}\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def json(self, *args: str, token: str | None = None) -> Any:
+        return json.loads(self.run(*args, "-o", "json", token=token).stdout)
+
+    def job(self, name: str, project: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.json("get", name, "-p", project)
+        return data
+
+    def until(self, what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+    def server_pid(self) -> int:
+        return int(json.loads((self.home / "server.json").read_text())["pid"])
+
+    def pod_pids(self) -> list[int]:
+        """Every live process whose environment names this home's pods (no stray pods)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+                if str(self.home) in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+                    continue
+                if b"PODSWEEP_POD_NAME=" in (entry / "environ").read_bytes() and \
+                        str(self.home).encode() in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+        return pids
+
+    def stop(self) -> None:
+        self.run("down", check=False)
+        for pid in self.pod_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def plane(tmp_path: Path):
+    cp = ControlPlane(tmp_path / "home")
+    cp.run("up", "--gpus", "4")
+    yield cp
+    cp.stop()
