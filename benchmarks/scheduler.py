@@ -48,10 +48,12 @@ class Plane:
                               capture_output=True, text=True).stdout
 
     def wait(self, project: str, name: str) -> dict[str, Any]:
+        # the job list is O(jobs); the job's own page lists every pod, too heavy to poll
         while True:
-            detail: dict[str, Any] = self.api.get(f"/jobs/{project}/{name}")
-            if detail["job"]["status"] in ("Succeeded", "Failed"):
-                return detail
+            jobs = self.api.get("/jobs", project=project)
+            job = next(j for j in jobs if j["name"] == name)
+            if job["status"] in ("Succeeded", "Failed"):
+                return {"job": job}
             time.sleep(0.05)
 
     def pod_times(self, uid: str) -> list[tuple[float, float]]:

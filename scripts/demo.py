@@ -85,6 +85,8 @@ def main() -> int:
                  "-v", f"{NFS}:/nfs/hpo", "--", sys.executable, "examples/hpo_digits.py",
                  "--epochs", "10", "--epoch-seconds", "0.3")
         wait("3 pods running", lambda: job("hpo1", "team-a")["job"]["running"] == 3)
+        wait("a few epochs", lambda: "epoch 2:" in podsweep(
+            "logs", "hpo1", "--pod", "hpo1-2-0", show=False))
         say("team-a deserves 2 GPUs but uses 3: the third was idle, so it may borrow it.")
         podsweep("list")
         podsweep("project", "list")
@@ -98,12 +100,13 @@ def main() -> int:
              ("Succeeded", "Failed"), timeout=600)
         detail = job("hpo1", "team-a")
         podsweep("list", "-A")
-        preempted = [p for p in detail["pods"] if p["status"] == "Preempted"]
-        if preempted:
-            rerun = f"hpo1-{preempted[0]['index']}-1"
-            say(f"The preempted pod's index ran again as {rerun}; it picked up the same "
-                f"trial and resumed from its checkpoint:")
-            podsweep("logs", "hpo1", "--pod", rerun, "--tail", "14")
+        for pod in detail["pods"]:
+            text = podsweep("logs", "hpo1", "--pod", pod["name"], show=False)
+            if "Picked preempted" in text:
+                say(f"The preempted trial was handed to the next pod that asked, "
+                    f"{pod['name']}, which resumed it from its checkpoint:")
+                podsweep("logs", "hpo1", "--pod", pod["name"], "--tail", "10")
+                break
         experiment = NFS / f"hpo1-{detail['job']['uid']}"
         say("Every variation and result is in one file, "
             f"{(experiment / 'hpo.jsonl').relative_to(ROOT)}:")

@@ -342,7 +342,8 @@ class LocalCluster:
             # volume that exists only in the pod's view
             cwd = None if spec.volumes else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
-                                               pod_dir / "pod.log", spec.grace_period))
+                                               pod_dir / "pod.log", spec.grace_period),
+                                     fork=True)   # the control plane runs no other thread
         except Exception as exc:   # a pod that cannot start fails like one that exits 1
             log.exception("pod %s could not start", name)
             (pod_dir / "pod.log").write_text(f"podsweep: could not start the pod: {exc}\n")

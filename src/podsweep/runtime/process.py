@@ -49,6 +49,63 @@ class PodLaunch:
     grace_period: float   # seconds between SIGTERM and SIGKILL
 
 
+class _Forked:
+    """The part of Popen's interface that PodProcess uses, for a forked supervisor."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 0
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.001)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _fork_supervisor(pod_dir: Path, ready_r: int, ready_w: int) -> int:
+    """Fork a supervisor for ``pod_dir``; in the child, run it and never return."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        out = os.open(pod_dir / SUPERVISOR_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        # Nothing of the parent's (its listening socket, its database) stays open here.
+        keep = os.dup2(ready_w, 3)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        code = _sv.run(pod_dir, keep)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
 def _wait_readable(fd: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
@@ -70,7 +127,7 @@ class PodProcess:
     supervisor_pid: int
 
     def __init__(self, pod_dir: Path, state: dict[str, Any],
-                 supervisor: subprocess.Popen[bytes] | None = None) -> None:
+                 supervisor: subprocess.Popen[bytes] | _Forked | None = None) -> None:
         self.pod_dir = pod_dir
         self.supervisor_pid = int(state["supervisor_pid"])
         self.pid: int | None = None if state.get("pid") is None else int(state["pid"])
@@ -90,10 +147,13 @@ class PodProcess:
                 f"pid={self.pid}, code={self._code})")
 
     @classmethod
-    def launch(cls, spec: PodLaunch) -> PodProcess:
+    def launch(cls, spec: PodLaunch, *, fork: bool = False) -> PodProcess:
         """Start the pod's supervisor; return once the pod has started (or failed to).
 
-        Blocks for the supervisor's start-up, some tens of milliseconds. A command that
+        By default the supervisor is a new interpreter, which blocks for its start-up,
+        some tens of milliseconds. With ``fork=True`` it is a fork of the caller that runs
+        the same code without starting an interpreter (about a millisecond): for a caller
+        with no other threads, such as the control plane's event loop. A command that
         cannot be run is not an error here: the pod ends at once with code 127.
         """
         pod_dir = spec.pod_dir.absolute()
@@ -108,12 +168,16 @@ class PodProcess:
         # Run by its path, isolated (-I): the supervisor needs only the standard library, so
         # neither the caller's sys.path nor PYTHON* variables can keep it from starting.
         ready_r, ready_w = os.pipe()
+        popen: subprocess.Popen[bytes] | _Forked
         try:
-            with open(pod_dir / SUPERVISOR_LOG, "ab") as out:
-                popen = subprocess.Popen(
-                    [sys.executable, "-I", _sv.__file__, "--ready-fd", str(ready_w),
-                     str(pod_dir)], pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            if fork:
+                popen = _Forked(_fork_supervisor(pod_dir, ready_r, ready_w))
+            else:
+                with open(pod_dir / SUPERVISOR_LOG, "ab") as out:
+                    popen = subprocess.Popen(
+                        [sys.executable, "-I", _sv.__file__, "--ready-fd", str(ready_w),
+                         str(pod_dir)], pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
+                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             os.close(ready_w)
         try:

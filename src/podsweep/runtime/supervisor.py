@@ -33,7 +33,6 @@ import ctypes
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -108,6 +107,12 @@ def _signal_group(pgid: int, sig: int) -> None:
 def _kill_everything(pgid: int) -> None:
     """SIGKILL the pod's group and every child of ours, including orphans that left it."""
     _signal_group(pgid, signal.SIGKILL)
+    try:
+        # a peek (WNOWAIT) that reaps nothing: with no child at all there is nothing else
+        # to find, and the scan of /proc below, milliseconds on a busy machine, is skipped
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -197,17 +202,32 @@ def _become_subreaper() -> None:
         pass
 
 
-def _reset_signals() -> None:
-    # Runs in the child between fork and exec. Ignored signals and the blocked mask both
-    # survive exec; the pod starts with neither, whatever the control plane had.
-    for sig in signal.valid_signals():
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -> int:
+    """Start the pod's command in a session of its own; return its pid.
+
+    posix_spawn (vfork and exec) rather than fork: no copy of this process's page tables,
+    which matters when the supervisor is itself a fork of a large control plane. Ignored
+    signals and the blocked mask both survive exec; the pod starts with neither.
+    """
+    if cwd is not None:
+        os.chdir(cwd)                 # the supervisor's own directory does not matter
+    # posix_spawnp looks the command up in the caller's PATH: make it the pod's
+    os.environ["PATH"] = env.get("PATH", os.defpath)
+    # every signal to its default, but for SIGKILL and SIGSTOP (which have no other) and
+    # the C library's own real-time signals below SIGRTMIN (asked to reset, glibc leaves
+    # them ignored)
+    defaults = {s for s in signal.valid_signals()
+                if s not in (signal.SIGKILL, signal.SIGSTOP) and not 32 <= s < signal.SIGRTMIN}
+    return os.posix_spawnp(
+        argv[0], argv, env, setsid=True, setsigmask=(), setsigdef=defaults,
+        file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                      (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)])
 
 
 def run(pod_dir: Path, ready_fd: int | None = None) -> int:
+    if ready_fd is not None:
+        # posix_spawn closes nothing: a pod holding this pipe would hide our readiness
+        os.set_inheritable(ready_fd, False)
     spec = read_json(pod_dir / SPEC)
     if spec is None:
         print(f"no {SPEC} in {pod_dir}", file=sys.stderr)
@@ -228,10 +248,7 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
                              "pod_start": None, "started": time.time()}
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        child = subprocess.Popen(
-            spec["argv"], env=spec["env"], cwd=spec["cwd"], stdin=subprocess.DEVNULL,
-            stdout=log_fd, stderr=log_fd, start_new_session=True,
-            preexec_fn=_reset_signals)
+        child = _spawn(spec["argv"], spec["env"], spec["cwd"], log_fd)
     except OSError as e:
         os.write(log_fd, f"podsweep: cannot start the pod's command: {e}\n".encode())
         os.close(log_fd)
@@ -242,17 +259,16 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
                                            "signalled": False})
         return 0
     os.close(log_fd)
-    stat = proc_stat(child.pid)   # unreaped, so there even if the command ended already
-    state.update(pid=child.pid, pgid=child.pid, pod_start=None if stat is None else stat[3])
+    stat = proc_stat(child)   # unreaped, so there even if the command ended already
+    state.update(pid=child, pgid=child, pod_start=None if stat is None else stat[3])
     try:
         write_json_atomic(pod_dir / STATE, state)
         _close(ready_fd)
-        code, signalled = _supervise(child.pid, float(spec["grace_period"]))
+        code, signalled = _supervise(child, float(spec["grace_period"]))
     except BaseException:
         # A pod nobody watches would hold its GPUs for good.
-        _kill_everything(child.pid)
+        _kill_everything(child)
         raise
-    child.returncode = code  # reaped above; keeps Popen from reaping or warning again
     write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
                                        "signalled": signalled})
     return 0

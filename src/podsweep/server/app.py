@@ -71,7 +71,9 @@ def tail_lines(path: Path, n: int) -> bytes:
         return b"".join(lines[-n:]) if n > 0 else b""
 
 
-def current_user(request: Request,
+# async, like every route: FastAPI then runs nothing in worker threads, and the control
+# plane can fork pod supervisors from its one thread
+async def current_user(request: Request,
                  authorization: Annotated[str | None, Header()] = None) -> User:
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized("no token: log in with podsweep login")
