@@ -1,0 +1,68 @@
+"""The control plane's database: its schema is pinned, old files load, newer are refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from podsweep.model import JobSpec, JobStatus, PodStatus
+from podsweep.store import SCHEMA_VERSION, Store, StoreError
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / f"schema-v{SCHEMA_VERSION}.sql"
+
+
+def schema(db: sqlite3.Connection) -> str:
+    # tables before indexes, so that the golden file replays as a script
+    rows = db.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND "
+                      "name NOT LIKE 'sqlite_%' ORDER BY type DESC, name").fetchall()
+    return "".join(f"-- {kind} {name}\n{sql};\n" for kind, name, sql in rows)
+
+
+def test_a_new_database_has_exactly_the_golden_schema(tmp_path):
+    store = Store(tmp_path / "podsweep.db")
+    assert schema(store.db) == GOLDEN.read_text()
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_database_made_from_the_golden_schema_loads_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(GOLDEN.read_text())
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.execute("INSERT INTO projects(name, gpus, created) VALUES ('team-a', 2, 0)")
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert [(p.name, p.gpus) for p in store.projects()] == [("team-a", 2)]
+    job = store.insert_job("u1", JobSpec(name="hpo1", project="team-a", command=["true"]), "me")
+    pod = store.insert_pod(job.uid, 0, 0, "hpo1-0-0", (1,), "/tmp/x")
+    store.update_pod(pod, status=PodStatus.SUCCEEDED, exit_code=0)
+    store.update_job(job.uid, status=JobStatus.SUCCEEDED)
+    again = Store(path)
+    assert again.job("u1").status is JobStatus.SUCCEEDED
+    assert again.pods("u1")[0].status is PodStatus.SUCCEEDED
+
+
+def test_a_database_from_a_newer_podsweep_is_refused_untouched(tmp_path):
+    path = tmp_path / "new.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer podsweep"):
+        Store(path)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == \
+        SCHEMA_VERSION + 1
+
+
+def test_a_job_name_is_free_again_once_deleted(tmp_path):
+    store = Store(tmp_path / "db")
+    store.create_project("team-a", 1)
+    spec = JobSpec(name="hpo1", project="team-a", command=["true"])
+    store.insert_job("u1", spec, "me")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert_job("u2", spec, "me")
+    store.update_job("u1", status=JobStatus.DELETED)
+    assert store.insert_job("u2", spec, "me").uid == "u2"
