@@ -409,3 +409,17 @@ def test_signals_the_control_plane_ignores_are_not_ignored_below_it(
     proc.terminate()
     assert wait_exit(proc) == -signal.SIGTERM      # not SIGKILLed after the grace period
     assert group_members(pid) == []
+
+
+def test_a_launch_that_does_not_wait_settles_later(tmp_path: Path) -> None:
+    proc = PodProcess.launch(PodLaunch(tmp_path / "pod", ["sh", "-c", "sleep 0.3; exit 3"],
+                                       dict(os.environ), None, tmp_path / "pod.log", GRACE),
+                             fork=True, wait=False)
+    fd = proc.pidfd()                       # watchable at once: the supervisor's pid is known
+    assert fd is not None
+    os.close(fd)
+    proc.settle()
+    assert proc.pid is not None and os.getsid(proc.pid) == proc.pid
+    adopted = PodProcess.adopt(tmp_path / "pod")
+    assert adopted is not None and adopted.pid == proc.pid
+    assert wait_exit(proc) == 3

@@ -318,8 +318,7 @@ class LocalCluster:
         job = state.job
         spec = job.spec
         name = pod_name(spec.name, index, attempt)
-        pod_dir = self.pods_dir / job.uid / name
-        pod_dir.mkdir(parents=True, exist_ok=True)
+        pod_dir = self.pods_dir / job.uid / name      # made by PodProcess.launch
         pod = self.store.insert_pod(job.uid, index, attempt, name, gpus, str(pod_dir))
         state.take(index, attempt)
         env = {**os.environ, **spec.env,
@@ -343,9 +342,12 @@ class LocalCluster:
             cwd = None if spec.volumes else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
                                                pod_dir / "pod.log", spec.grace_period),
-                                     fork=True)   # the control plane runs no other thread
+                                     # the control plane runs no other thread, and
+                                     # the loop need not wait for the pod to start
+                                     fork=True, wait=False)
         except Exception as exc:   # a pod that cannot start fails like one that exits 1
             log.exception("pod %s could not start", name)
+            pod_dir.mkdir(parents=True, exist_ok=True)
             (pod_dir / "pod.log").write_text(f"podsweep: could not start the pod: {exc}\n")
             self._finish(pod, PodStatus.FAILED, 127, str(exc))
             return

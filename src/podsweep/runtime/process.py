@@ -17,6 +17,7 @@ signalled, and signals to the supervisor go through a pidfd.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import select
 import signal
@@ -33,6 +34,8 @@ from .sandbox import RuntimeSetupError
 SUPERVISOR_LOG = "supervisor.log"
 # How long launch() waits for the supervisor to report the pod started.
 _START_TIMEOUT = 30.0
+# How long adopt() waits for a supervisor that has not reported yet.
+_ADOPT_WAIT = 2.0
 # How long kill() lets the supervisor record the end before killing it too.
 _KILL_WAIT = 2.0
 
@@ -88,6 +91,10 @@ def _fork_supervisor(pod_dir: Path, ready_r: int, ready_w: int) -> int:
         return pid
     code = 1
     try:
+        # The parent's garbage must not be collected here: a finalizer of one of its objects
+        # would close "its" descriptor, whose number, after the closerange below, may by
+        # then be one of ours.
+        gc.disable()
         os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         out = os.open(pod_dir / SUPERVISOR_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -141,13 +148,31 @@ class PodProcess:
         self._this_boot = state.get("boot_id") in (None, _sv.boot_id())
         self._popen = supervisor   # set when the supervisor is our child, to reap it
         self._code: int | None = None
+        self._ready_fd: int | None = None   # set until a launch(wait=False) has settled
+
+    def settle(self, block: bool = True) -> None:
+        """After ``launch(wait=False)``: take in what the supervisor reported in state.json.
+
+        With ``block``, waits for the report (milliseconds, or until the supervisor died).
+        """
+        if self._ready_fd is None:
+            return
+        if not _wait_readable(self._ready_fd, _START_TIMEOUT if block else 0.0):
+            return
+        os.close(self._ready_fd)
+        self._ready_fd = None
+        state = _sv.read_json(self.pod_dir / _sv.STATE)
+        if state is not None:
+            self.pid = None if state.get("pid") is None else int(state["pid"])
+            self._pod_start = state.get("pod_start")
+            self.started = float(state["started"])
 
     def __repr__(self) -> str:
         return (f"PodProcess({str(self.pod_dir)!r}, supervisor_pid={self.supervisor_pid}, "
                 f"pid={self.pid}, code={self._code})")
 
     @classmethod
-    def launch(cls, spec: PodLaunch, *, fork: bool = False) -> PodProcess:
+    def launch(cls, spec: PodLaunch, *, fork: bool = False, wait: bool = True) -> PodProcess:
         """Start the pod's supervisor; return once the pod has started (or failed to).
 
         By default the supervisor is a new interpreter, which blocks for its start-up,
@@ -155,13 +180,18 @@ class PodProcess:
         the same code without starting an interpreter (about a millisecond): for a caller
         with no other threads, such as the control plane's event loop. A command that
         cannot be run is not an error here: the pod ends at once with code 127.
+
+        With ``fork=True, wait=False`` it returns right after the fork: ``pid`` stays None
+        until the supervisor has reported (:meth:`settle`), and a supervisor that dies
+        before starting the pod shows as a lost pod instead of an exception here.
         """
         pod_dir = spec.pod_dir.absolute()
         pod_dir.mkdir(parents=True, exist_ok=True)
         if (pod_dir / _sv.SPEC).exists():
             raise RuntimeSetupError(f"{pod_dir} already belongs to a pod")
         log = spec.log.absolute()
-        log.parent.mkdir(parents=True, exist_ok=True)
+        if log.parent != pod_dir:
+            log.parent.mkdir(parents=True, exist_ok=True)
         _sv.write_json_atomic(pod_dir / _sv.SPEC, {
             "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
             "log": str(log), "grace_period": float(spec.grace_period)})
@@ -180,6 +210,13 @@ class PodProcess:
                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             os.close(ready_w)
+        if fork and not wait:
+            provisional: dict[str, Any] = {
+                "supervisor_pid": popen.pid, "supervisor_start": _sv.start_time(popen.pid),
+                "boot_id": _sv.boot_id(), "pid": None, "started": time.time()}
+            proc = cls(pod_dir, provisional, popen)
+            proc._ready_fd = ready_r
+            return proc
         try:
             # End of file: the supervisor wrote state.json, or died trying.
             ready = _wait_readable(ready_r, _START_TIMEOUT)
@@ -205,8 +242,17 @@ class PodProcess:
         A pod whose supervisor is gone is still returned: :meth:`exit_code` then gives the
         code it recorded, or declares it lost.
         """
-        state = _sv.read_json(pod_dir.absolute() / _sv.STATE)
-        return None if state is None else cls(pod_dir.absolute(), state)
+        pod_dir = pod_dir.absolute()
+        state = _sv.read_json(pod_dir / _sv.STATE)
+        if state is None and (pod_dir / _sv.SPEC).exists():
+            # launched, perhaps without waiting, by a control plane that then died: a live
+            # supervisor reports within milliseconds; declaring the pod lost now could run
+            # its index twice
+            deadline = time.monotonic() + _ADOPT_WAIT
+            while state is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                state = _sv.read_json(pod_dir / _sv.STATE)
+        return None if state is None else cls(pod_dir, state)
 
     @staticmethod
     def _log_tail(pod_dir: Path) -> str:
@@ -253,6 +299,7 @@ class PodProcess:
         return True
 
     def _kill_pod_group(self) -> None:
+        self.settle()
         if self.pid is None or not self._this_boot:
             return
         leader = _sv.start_time(self.pid)
@@ -269,6 +316,7 @@ class PodProcess:
 
     def exit_code(self) -> int | None:
         """None while the pod runs; then its code (minus the signal number if killed)."""
+        self.settle(block=False)
         self._reap()
         if self._code is not None:
             return self._code

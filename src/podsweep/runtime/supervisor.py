@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -55,20 +56,24 @@ _WATCHED = {signal.SIGCHLD, KILL_NOW, *_TERMINATE}
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` in one step: a reader sees the old file or the whole new one."""
+    """Replace ``path`` in one step: a reader sees the old file or the whole new one.
+
+    No fsync: these files describe processes, which do not outlive the machine either (a
+    reboot changes the boot id and makes them moot); a crash of any process, the control
+    plane's included, loses nothing that the kernel has. Binary I/O throughout: in a
+    supervisor forked from the control plane, a first text codec lookup is an import.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(data).encode())
     os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """The object in ``path``, or None if there is no such file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
+        with open(path, "rb") as f:
+            data: dict[str, Any] = json.loads(f.read())
     except FileNotFoundError:
         return None
     return data
@@ -94,9 +99,10 @@ def start_time(pid: int) -> int | None:
     return stat[3]
 
 
+@functools.cache
 def boot_id() -> str:
-    with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-        return f.read().strip()
+    with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+        return f.read().decode().strip()
 
 
 def _signal_group(pgid: int, sig: int) -> None:
