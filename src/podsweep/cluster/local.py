@@ -64,7 +64,8 @@ class JobState:
                 index, fresh = fresh, fresh + 1
             else:
                 break
-            if index in self.succeeded or index in self.active:
+            if index in self.succeeded or index in self.active or \
+                    any(p.index == index for p in out):
                 continue
             attempt = self.attempts.get(index, -1) + 1
             out.append(PendingPod(index, attempt))
@@ -87,7 +88,7 @@ class JobState:
 
     def requeue(self, index: int) -> None:
         self.active.pop(index, None)
-        if index not in self.succeeded:
+        if index not in self.succeeded and index not in self.requeued:
             heapq.heappush(self.requeued, index)
 
 
