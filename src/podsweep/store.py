@@ -24,7 +24,7 @@ from typing import Any
 from .errors import PodsweepError
 from .model import JobSpec, JobStatus, PodStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -88,6 +88,15 @@ MIGRATIONS: dict[int, str] = {
         message TEXT NOT NULL
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    2: """
+    CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
     """,
 }
 
@@ -238,6 +247,38 @@ class Store:
     def users(self) -> list[User]:
         names = [r[0] for r in self.db.execute("SELECT name FROM users ORDER BY name")]
         return [u for u in (self.user(n) for n in names) if u is not None]
+
+    def set_password(self, user: str, password_hash: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE users SET password_hash = ? WHERE name = ?",
+                       (password_hash, user))
+            db.execute("DELETE FROM sessions WHERE user = ?", (user,))
+
+    def password_hash(self, user: str) -> str | None:
+        row = self.db.execute("SELECT password_hash FROM users WHERE name = ?",
+                              (user,)).fetchone()
+        return row[0] if row else None
+
+    def create_session(self, user: str, lifetime: float) -> tuple[str, str]:
+        """A new browser session: (its secret, its CSRF token). Only a hash is stored."""
+        secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
+            db.execute("INSERT INTO sessions(hash, user, csrf, created, expires) "
+                       "VALUES (?, ?, ?, ?, ?)",
+                       (hash_token(secret), user, csrf, now, now + lifetime))
+        return secret, csrf
+
+    def session(self, secret: str) -> tuple[User, str] | None:
+        row = self.db.execute("SELECT user, csrf FROM sessions WHERE hash = ? AND expires > ?",
+                              (hash_token(secret), time.time())).fetchone()
+        user = self.user(row["user"]) if row else None
+        return (user, row["csrf"]) if user and row else None
+
+    def end_session(self, secret: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE hash = ?", (hash_token(secret),))
 
     def add_member(self, project: str, user: str) -> None:
         with self.transaction() as db:

@@ -10,7 +10,8 @@ import pytest
 from podsweep.model import JobSpec, JobStatus, PodStatus
 from podsweep.store import SCHEMA_VERSION, Store, StoreError
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / f"schema-v{SCHEMA_VERSION}.sql"
+GOLDENS = Path(__file__).resolve().parents[1] / "golden"
+GOLDEN = GOLDENS / f"schema-v{SCHEMA_VERSION}.sql"
 
 
 def schema(db: sqlite3.Connection) -> str:
@@ -27,11 +28,12 @@ def test_a_new_database_has_exactly_the_golden_schema(tmp_path):
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_a_database_made_from_the_golden_schema_loads_and_keeps_its_rows(tmp_path):
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION + 1))
+def test_a_database_of_every_schema_version_loads_and_keeps_its_rows(tmp_path, version):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    db.executescript(GOLDEN.read_text())
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.executescript((GOLDENS / f"schema-v{version}.sql").read_text())
+    db.execute(f"PRAGMA user_version = {version}")
     db.execute("INSERT INTO projects(name, gpus, created) VALUES ('team-a', 2, 0)")
     db.commit()
     db.close()
@@ -42,6 +44,7 @@ def test_a_database_made_from_the_golden_schema_loads_and_keeps_its_rows(tmp_pat
     store.update_pod(pod, status=PodStatus.SUCCEEDED, exit_code=0)
     store.update_job(job.uid, status=JobStatus.SUCCEEDED)
     again = Store(path)
+    assert schema(again.db) == GOLDEN.read_text()      # migrated to the current schema
     assert again.job("u1").status is JobStatus.SUCCEEDED
     assert again.pods("u1")[0].status is PodStatus.SUCCEEDED
 

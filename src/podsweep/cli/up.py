@@ -55,6 +55,13 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     kind = "virtual " if settings.get("gpus") is not None else ""
     typer.echo(f"podsweep is up at {record['url']} with {count} {kind}GPU(s) "
                f"(state and logs in {where})")
+    typer.echo(f"Web UI: {record['url']}/")
+    first = where / "admin-password.json"
+    password = read_json(first).get("password")
+    if password:
+        typer.echo(f"  log in as admin with the password {password} (shown once: change it "
+                   f"on the Account page)")
+        first.unlink()
     credentials = read_json(where / "credentials.json")
     if credentials.get("user"):
         typer.echo(f"Logged in as {credentials['user']} "

@@ -19,8 +19,8 @@ def create(name: str,
            admin: Annotated[bool, typer.Option(help="make an admin")] = False) -> None:
     """Create a user; prints the token they log in with."""
     data = client().post("/users", {"name": name, "projects": project, "admin": admin})
-    typer.echo(f"User {name} created. Token (shown once):\n{data['token']}\n"
-               f"They log in with: podsweep login --token {data['token']}")
+    typer.echo(f"User {name} created (shown once):\n  web UI password: {data['password']}\n"
+               f"  CLI: podsweep login --token {data['token']}")
 
 
 @app.command("list")

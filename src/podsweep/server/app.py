@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from .. import __version__
@@ -22,6 +29,9 @@ from ..cluster.base import Cluster
 from ..errors import Forbidden, NotFound, PodsweepError, Unauthorized, UsageError, http_status
 from ..model import JobSpec, Volume, check_name
 from ..store import Store, User
+from . import web
+from .auth import hash_password, new_password
+from .logs import tail_lines
 
 
 class ProjectIn(BaseModel):
@@ -55,22 +65,6 @@ class JobIn(BaseModel):
     grace_period: float = 30.0
 
 
-def tail_lines(path: Path, n: int) -> bytes:
-    """The last ``n`` lines of a file, reading backwards from its end (not the whole file)."""
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        end = pos = f.tell()
-        data = b""
-        while pos > 0 and data.count(b"\n") <= n:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-        lines = data.splitlines(keepends=True)
-        del end
-        return b"".join(lines[-n:]) if n > 0 else b""
-
-
 # async, like every route: FastAPI then runs nothing in worker threads, and the control
 # plane can fork pod supervisors from its one thread
 async def current_user(request: Request,
@@ -91,10 +85,22 @@ Me = Annotated[User, Depends(current_user)]
 def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app = FastAPI(title="podsweep", version=__version__, docs_url=None, redoc_url=None)
     app.state.store = store
+    app.state.cluster = cluster
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
+              name="static")
 
     @app.exception_handler(PodsweepError)
-    async def podsweep_error(_: Request, exc: PodsweepError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
+    async def podsweep_error(request: Request, exc: PodsweepError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
+        return web.templates.TemplateResponse(
+            request, "error.html", {"user": None, "error": str(exc)},
+            status_code=http_status(exc))
+
+    @app.exception_handler(web.LoginRequired)
+    async def login_required(_: Request, exc: web.LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={exc.next_url}", status_code=303)
 
     def admin_only(user: User) -> None:
         if not user.admin:
@@ -145,7 +151,10 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
             if not cluster.project_exists(project):
                 raise NotFound(f"project {project!r} not found")
         token = store.create_user(body.name, body.admin, tuple(body.projects))
-        return {"name": body.name, "token": token, "projects": body.projects}
+        password = new_password()       # for the web UI; shown once, changeable there
+        store.set_password(body.name, hash_password(password))
+        return {"name": body.name, "token": token, "password": password,
+                "projects": body.projects}
 
     @app.get("/api/v1/users")
     async def users(user: Me) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from ..homedir import process_start_time, read_server, write_private
 from ..runtime import GPU, discover_gpus, virtual_gpus
 from ..store import Store
 from .app import create_app
+from .auth import hash_password, new_password
 
 log = logging.getLogger("podsweep.server")
 
@@ -44,7 +45,11 @@ async def serve(home: Path, port: int) -> None:
     store = Store(home / "podsweep.db")
     if not store.users():
         token = store.create_user("admin", admin=True)
+        password = new_password()
+        store.set_password("admin", hash_password(password))
         write_private(home / "credentials.json", {"user": "admin", "token": token})
+        # podsweep up prints it once, then removes the file
+        write_private(home / "admin-password.json", {"user": "admin", "password": password})
         log.info("created the admin user")
     gpus = gpus_for(home)
     cluster = LocalCluster(home, store, gpus, loop)

@@ -1,0 +1,388 @@
+"""The web UI: server-rendered pages (Jinja2) with htmx for the parts that refresh.
+
+It is a client of the same Cluster and store as the API, with the same rules: an admin
+manages projects and sees everything; a user sees the jobs of their projects only. Every
+script and style sheet is served from here (htmx vendored, plotly.js from the plotly
+package): the UI works offline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from .. import __version__
+from ..cluster.base import Cluster, JobDetail
+from ..errors import Forbidden, NotFound, PodsweepError
+from ..hpo import HPOError, Results, results
+from ..model import JobSpec, Volume, parse_env
+from ..store import Store, User
+from .auth import (
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    LoginThrottle,
+    check_password,
+    hash_password,
+)
+from .logs import tail_lines
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+throttle = LoginThrottle()
+
+
+class LoginRequired(Exception):
+    """The page needs a session; the handler answers with a redirect to /login."""
+
+    def __init__(self, next_url: str) -> None:
+        self.next_url = next_url
+
+
+def age(since: float | None, until: float | None = None) -> str:
+    import time
+
+    if since is None:
+        return "-"
+    seconds = max(0, int((until or time.time()) - since))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+templates.env.globals.update(version=__version__, age=age)
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _cluster(request: Request) -> Cluster:
+    cluster: Cluster = request.app.state.cluster
+    return cluster
+
+
+def session(request: Request) -> tuple[User, str]:
+    secret = request.cookies.get(SESSION_COOKIE)
+    found = _store(request).session(secret) if secret else None
+    if found is None:
+        raise LoginRequired(str(request.url.path))
+    return found
+
+
+def check_csrf(request: Request, csrf: str, form_token: str | None) -> None:
+    sent = form_token or request.headers.get("X-CSRF-Token")
+    if not sent or sent != csrf:
+        raise Forbidden("the form is out of date (CSRF token missing or wrong); reload the page")
+
+
+def may_see(user: User, project: str) -> None:
+    if not user.admin and project not in user.projects:
+        raise Forbidden(f"user {user.name!r} is not a member of project {project!r}")
+
+
+def page(request: Request, name: str, user: User, csrf: str, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"user": user, "csrf": csrf, **context})
+
+
+def back(url: str, message: str = "", error: str = "") -> RedirectResponse:
+    query = "&".join(f"{k}={quote(v)}" for k, v in (("message", message), ("error", error))
+                     if v)
+    return RedirectResponse(url + ("?" + query if query else ""), status_code=303)
+
+
+# ------------------------------------------------------------------ login
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str = "/jobs", error: str = "") -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"next": next, "error": error,
+                                                              "user": None})
+
+
+@router.post("/login")
+async def login(request: Request, username: str = Form(""), password: str = Form(""),
+                next: str = Form("/jobs")) -> Response:
+    store = _store(request)
+    await throttle.delay(username)
+    if not check_password(password, store.password_hash(username)):
+        throttle.failed(username)
+        return templates.TemplateResponse(
+            request, "login.html", {"next": next, "user": None, "username": username,
+                                    "error": "Wrong username or password."}, status_code=401)
+    throttle.succeeded(username)
+    secret, _ = store.create_session(username, SESSION_LIFETIME)
+    target = next if next.startswith("/") and not next.startswith("//") else "/jobs"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, secret, max_age=int(SESSION_LIFETIME), httponly=True,
+                        samesite="strict", path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: str = Form("")) -> Response:
+    _, token = session(request)
+    check_csrf(request, token, csrf)
+    _store(request).end_session(request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> RedirectResponse:
+    return RedirectResponse("/jobs", status_code=303)
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account(request: Request, message: str = "", error: str = "") -> HTMLResponse:
+    user, csrf = session(request)
+    return page(request, "account.html", user, csrf, message=message, error=error)
+
+
+@router.post("/account/password")
+async def change_password(request: Request, csrf: str = Form(""), current: str = Form(""),
+                          new: str = Form(""), again: str = Form("")) -> Response:
+    user, token = session(request)
+    check_csrf(request, token, csrf)
+    store = _store(request)
+    if not check_password(current, store.password_hash(user.name)):
+        return back("/account", error="The current password is wrong.")
+    if len(new) < 8 or new != again:
+        return back("/account", error="The new password needs at least 8 characters, "
+                                      "typed the same twice.")
+    store.set_password(user.name, hash_password(new))   # ends every session of the user
+    return back("/login", message="Password changed; log in again.")
+
+
+# ------------------------------------------------------------------ projects
+
+@router.get("/projects", response_class=HTMLResponse)
+async def projects(request: Request, message: str = "", error: str = "") -> HTMLResponse:
+    user, csrf = session(request)
+    rows = [p for p in _cluster(request).projects() if user.admin or p.name in user.projects]
+    members: dict[str, list[str]] = {}
+    for u in _store(request).users():
+        for project in u.projects:
+            members.setdefault(project, []).append(u.name)
+    return page(request, "projects.html", user, csrf, projects=rows, members=members,
+                message=message, error=error)
+
+
+def admin_form(request: Request, csrf: str) -> User:
+    user, token = session(request)
+    check_csrf(request, token, csrf)
+    if not user.admin:
+        raise Forbidden(f"user {user.name!r} is not an admin")
+    return user
+
+
+@router.post("/projects")
+async def add_project(request: Request, csrf: str = Form(""), name: str = Form(""),
+                      gpus: str = Form("0")) -> Response:
+    admin_form(request, csrf)
+    try:
+        _cluster(request).create_project(name.strip(), _int(gpus, "GPUs"))
+    except PodsweepError as exc:
+        return back("/projects", error=str(exc))
+    return back("/projects", message=f"Project {name} created with {gpus} GPU(s).")
+
+
+@router.post("/projects/{name}/quota")
+async def set_quota(request: Request, name: str, csrf: str = Form(""),
+                    gpus: str = Form("0")) -> Response:
+    admin_form(request, csrf)
+    try:
+        _cluster(request).set_quota(name, _int(gpus, "GPUs"))
+    except PodsweepError as exc:
+        return back("/projects", error=str(exc))
+    return back("/projects", message=f"Project {name} now deserves {gpus} GPU(s).")
+
+
+@router.post("/projects/{name}/members")
+async def add_member(request: Request, name: str, csrf: str = Form(""),
+                     user: str = Form("")) -> Response:
+    admin_form(request, csrf)
+    store = _store(request)
+    if store.user(user.strip()) is None:
+        return back("/projects", error=f"No user named {user!r}.")
+    if not _cluster(request).project_exists(name):
+        return back("/projects", error=f"No project named {name!r}.")
+    store.add_member(name, user.strip())
+    return back("/projects", message=f"{user} is now a member of {name}.")
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        from ..errors import UsageError
+
+        raise UsageError(f"{what} must be a whole number, got {value!r}") from None
+
+
+# ------------------------------------------------------------------ jobs
+
+def visible_jobs(request: Request, user: User) -> list[Any]:
+    return _cluster(request).jobs(None if user.admin else list(user.projects))
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def jobs(request: Request, message: str = "", error: str = "") -> HTMLResponse:
+    user, csrf = session(request)
+    projects = [p.name for p in _cluster(request).projects()
+                if user.admin or p.name in user.projects]
+    return page(request, "jobs.html", user, csrf, jobs=visible_jobs(request, user),
+                projects=projects, message=message, error=error)
+
+
+@router.get("/jobs/table", response_class=HTMLResponse)
+async def jobs_table(request: Request) -> HTMLResponse:
+    user, csrf = session(request)
+    return page(request, "_jobs_table.html", user, csrf, jobs=visible_jobs(request, user))
+
+
+@router.post("/jobs")
+async def submit(request: Request, csrf: str = Form(""), name: str = Form(""),
+                 project: str = Form(""), command: str = Form(""), gpus: str = Form("0"),
+                 parallelism: str = Form("1"), completions: str = Form("1"),
+                 volumes: str = Form(""), env: str = Form(""), working_dir: str = Form(""),
+                 cpu: str = Form("1")) -> Response:
+    user, token = session(request)
+    check_csrf(request, token, csrf)
+    import shlex
+
+    try:
+        may_see(user, project)
+        spec = JobSpec(name=name.strip(), project=project, command=shlex.split(command),
+                       gpus=_int(gpus, "GPUs"), parallelism=_int(parallelism, "parallelism"),
+                       completions=_int(completions, "completions"), cpu=_int(cpu, "CPUs"),
+                       volumes=[Volume.parse(v) for v in volumes.split()],
+                       env=parse_env(env.split()), working_dir=working_dir.strip() or None)
+        _cluster(request).submit(spec, user.name)
+    except (PodsweepError, ValueError) as exc:
+        return back("/jobs", error=str(exc))
+    return back(f"/jobs/{project}/{spec.name}", message=f"Job {spec.name} submitted.")
+
+
+def find_job(request: Request, user: User, project: str, name: str) -> JobDetail:
+    may_see(user, project)
+    return _cluster(request).job(project, name)
+
+
+@router.get("/jobs/{project}/{name}", response_class=HTMLResponse)
+async def job_page(request: Request, project: str, name: str, message: str = "",
+                   metric: str | None = None, mode: str | None = None) -> HTMLResponse:
+    user, csrf = session(request)
+    detail = find_job(request, user, project, name)
+    res = job_results(detail)
+    table = None
+    if res is not None and len(res):
+        try:
+            table = results_table(res, metric, mode)
+        except HPOError:
+            table = None
+    return page(request, "job.html", user, csrf, detail=detail, job=detail.job,
+                results=res, table=table, message=message)
+
+
+@router.get("/jobs/{project}/{name}/pods", response_class=HTMLResponse)
+async def job_pods(request: Request, project: str, name: str) -> HTMLResponse:
+    user, csrf = session(request)
+    detail = find_job(request, user, project, name)
+    return page(request, "_pods.html", user, csrf, detail=detail, job=detail.job)
+
+
+@router.post("/jobs/{project}/{name}/delete")
+async def delete(request: Request, project: str, name: str, csrf: str = Form("")) -> Response:
+    user, token = session(request)
+    check_csrf(request, token, csrf)
+    may_see(user, project)
+    await _cluster(request).delete(project, name)
+    return back("/jobs", message=f"Job {name} deleted.")
+
+
+@router.get("/jobs/{project}/{name}/log", response_class=HTMLResponse)
+async def log_page(request: Request, project: str, name: str, pod: str,
+                   partial: bool = False) -> HTMLResponse:
+    user, csrf = session(request)
+    detail = find_job(request, user, project, name)
+    path = _cluster(request).pod_log(project, name, pod)
+    text = tail_lines(path, 2000).decode(errors="replace") if path.exists() else ""
+    running = any(p.name == pod and p.status in ("Running", "Terminating")
+                  for p in detail.pods)
+    return page(request, "_log.html" if partial else "log.html", user, csrf, job=detail.job,
+                pod=pod, text=text, running=running)
+
+
+# ------------------------------------------------------------------ results
+
+def job_results(detail: JobDetail) -> Results | None:
+    """The HPO results of a job, if its pods used podsweep.hpo in a mounted directory."""
+    experiment = f"{detail.job.name}-{detail.job.uid}"
+    for src in detail.job.hpo_dirs:
+        journal = Path(src) / experiment / "hpo.jsonl"
+        if journal.is_file():
+            try:
+                return results(journal)
+            except HPOError:
+                return None
+    return None
+
+
+def results_table(res: Results, metric: str | None, mode: str | None) -> dict[str, Any]:
+    metric, mode = res.resolve_metric(metric, mode)
+    best = res.best(metric, mode)
+    return {"metric": metric, "mode": mode, "best": best, "rows": res.ranked(metric, mode),
+            "parameters": res.parameters, "metrics": res.metrics}
+
+
+def _finite(value: Any) -> Any:
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+@router.get("/jobs/{project}/{name}/results.json")
+async def results_json(request: Request, project: str, name: str) -> JSONResponse:
+    user, _ = session(request)
+    res = job_results(find_job(request, user, project, name))
+    if res is None:
+        raise NotFound(f"job {name!r} has no HPO results")
+    trials = [{"id": t.id, "status": t.status, "attempts": t.attempts, "config": t.config,
+               "reports": [{"epoch": r.epoch, "attempt": r.attempt,
+                            "metrics": {k: _finite(v) for k, v in r.metrics.items()}}
+                           for r in t.reports]} for t in res]
+    return JSONResponse({"experiment": res.experiment, "parameters": res.parameters,
+                         "metrics": res.metrics, "trials": trials})
+
+
+# ------------------------------------------------------------------ cluster
+
+@router.get("/cluster", response_class=HTMLResponse)
+async def cluster_page(request: Request) -> HTMLResponse:
+    user, csrf = session(request)
+    info = _cluster(request).info()
+    projects = [p for p in _cluster(request).projects() if user.admin or p.name in user.projects]
+    chart = json.dumps({"names": [p.name for p in projects],
+                        "allocated": [p.allocated for p in projects],
+                        "deserved": [p.deserved for p in projects]})
+    return page(request, "cluster.html", user, csrf, gpus=info.gpus, projects=projects,
+                chart=chart)
+
+
+# ------------------------------------------------------------------ assets
+
+@router.get("/static/plotly.min.js")
+async def plotly_js() -> FileResponse:
+    import plotly
+
+    return FileResponse(os.path.join(os.path.dirname(plotly.__file__), "package_data",
+                                     "plotly.min.js"), media_type="text/javascript")

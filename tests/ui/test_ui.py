@@ -1,0 +1,154 @@
+"""The web UI in a real browser: the walk-through's admin steps, jobs, logs, results, plots."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import expect
+
+from .conftest import UI, login
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hpo_digits.py"
+
+
+def test_login_refuses_a_wrong_password_and_sets_a_strict_cookie(page: Any, ui: UI):
+    page.goto(ui.url + "/projects")
+    expect(page).to_have_url(re.compile(r"/login\?next=/projects"))
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+    page.get_by_label("Password").fill(ui.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/projects$"))
+    cookie = next(c for c in page.context.cookies() if c["name"] == "podsweep_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto(ui.url + "/jobs")
+    expect(page).to_have_url(re.compile(r"/login"))
+
+
+def test_repeated_failures_are_answered_ever_more_slowly(page: Any, ui: UI):
+    times = []
+    for _ in range(6):
+        t0 = time.monotonic()
+        response = page.request.post(ui.url + "/login", form={"username": "admin",
+                                                              "password": "wrong"})
+        times.append(time.monotonic() - t0)
+        assert response.status == 401
+    # from the fifth failure in a row on, each answer waits (at least) 0.5 s, then 1 s:
+    # lower bounds of a deliberate delay, not a measurement of speed
+    assert times[4] >= 0.5 and times[5] >= 1.0
+
+
+def test_the_walkthrough_setup_add_team_a_with_2_gpus(page: Any, ui: UI):
+    login(page, ui)
+    page.get_by_role("link", name="Projects").click()
+    page.get_by_label("Project name").fill("team-a")
+    page.get_by_label("Allocated GPUs").fill("2")
+    page.get_by_role("button", name="Add project").click()
+    expect(page.get_by_role("status")).to_have_text("Project team-a created with 2 GPU(s).")
+    row = page.get_by_role("row", name=re.compile("^team-a"))
+    expect(row.get_by_role("cell").nth(1)).to_have_text("2")
+    page.get_by_label("GPUs for team-a").fill("3")
+    row.get_by_role("button", name="Set").click()
+    expect(page.get_by_role("status")).to_have_text("Project team-a now deserves 3 GPU(s).")
+    assert ui.plane.json("project", "list")[0]["deserved"] == 3
+    # bad input: one clear message, nothing changed
+    page.get_by_label("Project name").fill("team-a")
+    page.get_by_role("button", name="Add project").click()
+    expect(page.get_by_role("alert")).to_contain_text("already exists")
+    # a form without its CSRF token is refused
+    response = page.request.post(ui.url + "/projects", form={"name": "team-x", "gpus": "1"})
+    assert response.status == 403
+    assert [p["name"] for p in ui.plane.json("project", "list")] == ["team-a"]
+
+
+def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path):
+    ui.plane.run("project", "create", "team-a", "--gpus", "2")
+    login(page, ui)
+    page.get_by_label("Name", exact=True).fill("hello")
+    page.get_by_label("Command").fill("sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")
+    page.get_by_label("GPUs per pod (-g)").fill("1")
+    page.get_by_label("Completions").fill("2")
+    page.get_by_label("Working directory").fill(str(tmp_path))
+    page.get_by_role("button", name="Submit").click()
+    expect(page).to_have_url(re.compile(r"/jobs/team-a/hello"))
+    expect(page.locator("#pods")).to_contain_text("hello-0-0")
+    page.get_by_role("link", name="log of hello-0-0").click()
+    expect(page.locator("#log")).to_contain_text("line 1")
+    expect(page.locator("#log")).to_contain_text("line 6")          # it follows the pod
+    page.get_by_role("link", name="Jobs").click()
+    expect(page.get_by_role("row", name=re.compile("^hello"))).to_contain_text("Succeeded",
+                                                                               timeout=30000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete job hello").click()
+    expect(page.get_by_role("status")).to_have_text("Job hello deleted.")
+    assert ui.plane.json("list", "-A") == []
+
+
+def test_a_sweeps_results_and_plots(page: Any, ui: UI, tmp_path: Path):
+    nfs = tmp_path / "nfs"
+    nfs.mkdir()
+    ui.plane.run("project", "create", "team-a", "--gpus", "4")
+    ui.plane.run("submit", "hpo1", "-p", "team-a", "-g", "1", "--parallelism", "4",
+                 "--completions", "4", "-v", f"{nfs}:/nfs/hpo", "--", sys.executable,
+                 str(EXAMPLE), "--epochs", "3")
+    ui.plane.until("hpo1 done", lambda: ui.plane.job("hpo1", "team-a")["job"]["status"]
+                   in ("Succeeded", "Failed"), timeout=120)
+    login(page, ui)
+    page.goto(ui.url + "/jobs/team-a/hpo1")
+    best = page.locator("tr.best")
+    expect(best).to_have_count(1)
+    expect(best).to_contain_text("★ best")
+    expect(page.locator("#best")).to_contain_text("Best by accuracy (max): trial #")
+    expect(page.locator("#trials tbody tr")).to_have_count(4)
+    expect(page.locator("#curves .main-svg").first).to_be_visible()
+    expect(page.locator("#curves .scatterlayer .trace")).to_have_count(4)
+    expect(page.locator("#parcoords .main-svg").first).to_be_visible()
+    page.get_by_label("Best is").select_option("min")
+    page.get_by_role("button", name="Rank").click()
+    expect(page.locator("#best")).to_contain_text("Best by accuracy (min)")
+
+
+def test_a_member_sees_only_their_projects_and_no_admin_controls(page: Any, ui: UI):
+    ui.plane.run("project", "create", "team-a", "--gpus", "1")
+    ui.plane.run("project", "create", "team-b", "--gpus", "1")
+    out = ui.plane.run("user", "create", "alice", "-p", "team-a").stdout
+    password = re.search(r"web UI password: (\S+)", out).group(1)
+    ui.plane.run("submit", "secret", "-p", "team-b", "--", "true")
+    login(page, ui, "alice", password)
+    expect(page.locator("#jobs")).not_to_contain_text("secret")
+    page.get_by_role("link", name="Projects").click()
+    expect(page.locator("table")).to_contain_text("team-a")
+    expect(page.locator("table")).not_to_contain_text("team-b")
+    expect(page.get_by_role("button", name="Add project")).to_have_count(0)
+    page.goto(ui.url + "/jobs/team-b/secret")
+    expect(page.get_by_role("alert")).to_contain_text("not a member of project 'team-b'")
+    page.goto(ui.url + "/jobs")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    refused = page.request.post(ui.url + "/projects", form={"csrf": csrf, "name": "x",
+                                                             "gpus": "1"})
+    assert refused.status == 403
+
+
+def test_cluster_page_shows_who_holds_each_gpu(page: Any, ui: UI, tmp_path: Path):
+    ui.plane.run("project", "create", "team-a", "--gpus", "1")
+    ui.plane.run("submit", "hold", "-p", "team-a", "-g", "1", "--parallelism", "2",
+                 "--completions", "2", "--", "sleep", "30")
+    ui.plane.until("2 running", lambda: ui.plane.job("hold", "team-a")["job"]["running"] == 2)
+    login(page, ui)
+    page.get_by_role("link", name="Cluster").click()
+    expect(page.get_by_role("row", name=re.compile(r"^0 virtual hold-"))).to_have_count(1)
+    expect(page.locator("#use")).to_contain_text("over quota")
+    expect(page.locator("#chart .main-svg").first).to_be_visible()
+    page.screenshot(path=str(tmp_path / "cluster.png"), full_page=True)
+    page.set_viewport_size({"width": 400, "height": 800})
+    page.goto(ui.url + "/jobs")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, "the page must not scroll sideways on a narrow window"
