@@ -73,7 +73,8 @@ def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path):
     ui.plane.run("project", "create", "team-a", "--gpus", "2")
     login(page, ui)
     page.get_by_label("Name", exact=True).fill("hello")
-    page.get_by_label("Command").fill("sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")
+    page.get_by_label("Command").fill(
+        "sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")
     page.get_by_label("GPUs per pod (-g)").fill("1")
     page.get_by_label("Completions").fill("2")
     page.get_by_label("Working directory").fill(str(tmp_path))
@@ -114,6 +115,7 @@ def test_a_sweeps_results_and_plots(page: Any, ui: UI, tmp_path: Path):
     page.get_by_label("Best is").select_option("min")
     page.get_by_role("button", name="Rank").click()
     expect(page.locator("#best")).to_contain_text("Best by accuracy (min)")
+    page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
 
 
 def test_a_member_sees_only_their_projects_and_no_admin_controls(page: Any, ui: UI):
