@@ -54,6 +54,12 @@ def ui(tmp_path: Path) -> Iterator[UI]:
     plane.stop()
 
 
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests leave a screenshot of each page they visit (the run's artifacts)."""
+    return tmp_path_factory.mktemp("screenshots", numbered=False)
+
+
 @pytest.fixture
 def page(browser: Any, ui: UI) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 720})
@@ -61,6 +67,10 @@ def page(browser: Any, ui: UI) -> Iterator[Any]:
     pg.set_default_timeout(15000)
     yield pg
     context.close()
+
+
+def shot(page: Any, screenshots: Path, name: str) -> None:
+    page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
 
 
 def login(page: Any, ui: UI, user: str = "admin", password: str | None = None) -> None:

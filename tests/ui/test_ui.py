@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from .conftest import UI, login
+from .conftest import UI, login, shot
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hpo_digits.py"
 
@@ -69,7 +69,8 @@ def test_the_walkthrough_setup_add_team_a_with_2_gpus(page: Any, ui: UI):
     assert [p["name"] for p in ui.plane.json("project", "list")] == ["team-a"]
 
 
-def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path):
+def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path,
+                                             screenshots: Path):
     ui.plane.run("project", "create", "team-a", "--gpus", "2")
     login(page, ui)
     page.get_by_label("Name", exact=True).fill("hello")
@@ -87,22 +88,37 @@ def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path):
     page.get_by_role("link", name="Jobs").click()
     expect(page.get_by_role("row", name=re.compile("^hello"))).to_contain_text("Succeeded",
                                                                                timeout=30000)
+    shot(page, screenshots, "jobs")
     page.on("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete job hello").click()
     expect(page.get_by_role("status")).to_have_text("Job hello deleted.")
     assert ui.plane.json("list", "-A") == []
 
 
-def test_a_sweeps_results_and_plots(page: Any, ui: UI, tmp_path: Path):
+def test_the_walkthrough_sweep_from_the_form_with_results_and_plots(
+        page: Any, ui: UI, tmp_path: Path, screenshots: Path):
     nfs = tmp_path / "nfs"
     nfs.mkdir()
-    ui.plane.run("project", "create", "team-a", "--gpus", "4")
-    ui.plane.run("submit", "hpo1", "-p", "team-a", "-g", "1", "--parallelism", "4",
-                 "--completions", "4", "-v", f"{nfs}:/nfs/hpo", "--", sys.executable,
-                 str(EXAMPLE), "--epochs", "3")
-    ui.plane.until("hpo1 done", lambda: ui.plane.job("hpo1", "team-a")["job"]["status"]
-                   in ("Succeeded", "Failed"), timeout=120)
+    ui.plane.run("project", "create", "team-a", "--gpus", "2")
     login(page, ui)
+    shot(page, screenshots, "jobs-empty")
+    page.get_by_label("Name", exact=True).fill("hpo1")
+    page.get_by_label("Command").fill(f"{sys.executable} {EXAMPLE} --epochs 3 "
+                                      f"--epoch-seconds 0.5")
+    page.get_by_label("GPUs per pod (-g)").fill("1")
+    page.get_by_label("Parallelism").fill("3")
+    page.get_by_label("Completions").fill("4")
+    page.get_by_label("Volumes").fill(f"{nfs}:/nfs/hpo")
+    page.get_by_role("button", name="Submit").click()
+    expect(page).to_have_url(re.compile(r"/jobs/team-a/hpo1"))
+    # the pods table follows the job without a reload: running, then succeeded
+    pods = page.locator("#pods")
+    expect(pods).to_contain_text("Running")
+    shot(page, screenshots, "job-running")
+    expect(pods.get_by_text("Succeeded")).to_have_count(4, timeout=120000)
+    page.get_by_role("link", name="log of hpo1-0-0").click()
+    expect(page.locator("#log")).to_contain_text("Using configuration:")
+    shot(page, screenshots, "pod-log")
     page.goto(ui.url + "/jobs/team-a/hpo1")
     best = page.locator("tr.best")
     expect(best).to_have_count(1)
@@ -112,34 +128,59 @@ def test_a_sweeps_results_and_plots(page: Any, ui: UI, tmp_path: Path):
     expect(page.locator("#curves .main-svg").first).to_be_visible()
     expect(page.locator("#curves .scatterlayer .trace")).to_have_count(4)
     expect(page.locator("#parcoords .main-svg").first).to_be_visible()
+    # one axis per hyperparameter and one for the metric, with their names (the lines
+    # themselves are drawn on a WebGL canvas)
+    expect(page.locator("#parcoords")).to_contain_text("log10(lr)")
+    expect(page.locator("#parcoords")).to_contain_text("batch_size")
+    expect(page.locator("#parcoords canvas").first).to_be_attached()
+    shot(page, screenshots, "job-results")
     page.get_by_label("Best is").select_option("min")
     page.get_by_role("button", name="Rank").click()
     expect(page.locator("#best")).to_contain_text("Best by accuracy (min)")
-    page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
 
 
-def test_a_member_sees_only_their_projects_and_no_admin_controls(page: Any, ui: UI):
+def test_a_member_of_another_project_can_neither_see_nor_delete_the_job(
+        page: Any, ui: UI, screenshots: Path):
     ui.plane.run("project", "create", "team-a", "--gpus", "1")
     ui.plane.run("project", "create", "team-b", "--gpus", "1")
     out = ui.plane.run("user", "create", "alice", "-p", "team-a").stdout
     password = re.search(r"web UI password: (\S+)", out).group(1)
-    ui.plane.run("submit", "secret", "-p", "team-b", "--", "true")
+    token = re.search(r"--token (\S+)", out).group(1)
+    ui.plane.run("submit", "secret", "-p", "team-b", "--", "sleep", "30")
     login(page, ui, "alice", password)
     expect(page.locator("#jobs")).not_to_contain_text("secret")
     page.get_by_role("link", name="Projects").click()
     expect(page.locator("table")).to_contain_text("team-a")
     expect(page.locator("table")).not_to_contain_text("team-b")
     expect(page.get_by_role("button", name="Add project")).to_have_count(0)
+    shot(page, screenshots, "projects-member")
     page.goto(ui.url + "/jobs/team-b/secret")
     expect(page.get_by_role("alert")).to_contain_text("not a member of project 'team-b'")
     page.goto(ui.url + "/jobs")
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")
-    refused = page.request.post(ui.url + "/projects", form={"csrf": csrf, "name": "x",
-                                                             "gpus": "1"})
-    assert refused.status == 403
+    for url, form in (("/projects", {"csrf": csrf, "name": "x", "gpus": "1"}),
+                      ("/jobs/team-b/secret/delete", {"csrf": csrf})):
+        assert page.request.post(ui.url + url, form=form).status == 403
+    refused = ui.plane.run("delete", "secret", "-p", "team-b", token=token, check=False)
+    assert refused.returncode == 4
+    assert [j["name"] for j in ui.plane.json("list", "-A")] == ["secret"]
 
 
-def test_cluster_page_shows_who_holds_each_gpu(page: Any, ui: UI, tmp_path: Path):
+def test_the_admin_changes_the_first_password(page: Any, ui: UI, screenshots: Path):
+    login(page, ui)
+    page.get_by_role("link", name="Account").click()
+    shot(page, screenshots, "account")
+    page.get_by_label("Current password").fill(ui.password)
+    page.get_by_label("New password (8 characters or more)").fill("a-better-one")
+    page.get_by_label("New password again").fill("a-better-one")
+    page.get_by_role("button", name="Change the password").click()
+    expect(page).to_have_url(re.compile(r"/login"))
+    page.goto(ui.url + "/jobs")           # every session of the user ended
+    expect(page).to_have_url(re.compile(r"/login"))
+    login(page, ui, "admin", "a-better-one")
+
+
+def test_cluster_page_shows_who_holds_each_gpu(page: Any, ui: UI, screenshots: Path):
     ui.plane.run("project", "create", "team-a", "--gpus", "1")
     ui.plane.run("submit", "hold", "-p", "team-a", "-g", "1", "--parallelism", "2",
                  "--completions", "2", "--", "sleep", "30")
@@ -149,8 +190,11 @@ def test_cluster_page_shows_who_holds_each_gpu(page: Any, ui: UI, tmp_path: Path
     expect(page.get_by_role("row", name=re.compile(r"^0 virtual hold-"))).to_have_count(1)
     expect(page.locator("#use")).to_contain_text("over quota")
     expect(page.locator("#chart .main-svg").first).to_be_visible()
-    page.screenshot(path=str(tmp_path / "cluster.png"), full_page=True)
+    shot(page, screenshots, "cluster")
+    page.get_by_role("link", name="Projects").click()
+    shot(page, screenshots, "projects-admin")
     page.set_viewport_size({"width": 400, "height": 800})
     page.goto(ui.url + "/jobs")
+    shot(page, screenshots, "jobs-narrow")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, "the page must not scroll sideways on a narrow window"
