@@ -47,6 +47,7 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/hpo_coord.py $(if $(FULL),--full,)
 	$(BIN)/python benchmarks/scheduler.py
+	$(BIN)/python benchmarks/ui_pages.py
 
 clean:
 	rm -rf $(VENV) .venv-py* .demo benchmarks/results
