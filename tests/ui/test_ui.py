@@ -59,6 +59,11 @@ def test_the_walkthrough_setup_add_team_a_with_2_gpus(page: Any, ui: UI):
     row.get_by_role("button", name="Set").click()
     expect(page.get_by_role("status")).to_have_text("Project team-a now deserves 3 GPU(s).")
     assert ui.plane.json("project", "list")[0]["deserved"] == 3
+    ui.plane.run("user", "create", "alice")
+    page.get_by_label("User for team-a").fill("alice")
+    row.get_by_role("button", name="Add").click()
+    expect(page.get_by_role("status")).to_have_text("alice is now a member of team-a.")
+    expect(page.get_by_role("row", name=re.compile("^team-a"))).to_contain_text("alice")
     # bad input: one clear message, nothing changed
     page.get_by_label("Project name").fill("team-a")
     page.get_by_role("button", name="Add project").click()
@@ -73,6 +78,15 @@ def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path,
                                              screenshots: Path):
     ui.plane.run("project", "create", "team-a", "--gpus", "2")
     login(page, ui)
+    page.get_by_label("Name", exact=True).fill("hello")
+    page.get_by_label("Command").fill(
+        "sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")
+    page.get_by_label("GPUs per pod (-g)").fill("1")
+    page.get_by_label("Completions").fill("2")
+    page.get_by_label("Working directory").fill(str(tmp_path))
+    page.get_by_label("Image (-i; needs a container runtime)").fill("busybox")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_role("alert")).to_contain_text("no container runtime configured")
     page.get_by_label("Name", exact=True).fill("hello")
     page.get_by_label("Command").fill(
         "sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")

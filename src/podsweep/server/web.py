@@ -256,7 +256,8 @@ async def submit(request: Request, csrf: str = Form(""), name: str = Form(""),
                  project: str = Form(""), command: str = Form(""), gpus: str = Form("0"),
                  parallelism: str = Form("1"), completions: str = Form("1"),
                  volumes: str = Form(""), env: str = Form(""), working_dir: str = Form(""),
-                 cpu: str = Form("1")) -> Response:
+                 cpu: str = Form("1"), image: str = Form(""), backoff_limit: str = Form("6"),
+                 grace_period: str = Form("30")) -> Response:
     user, token = session(request)
     check_csrf(request, token, csrf)
     import shlex
@@ -267,7 +268,10 @@ async def submit(request: Request, csrf: str = Form(""), name: str = Form(""),
                        gpus=_int(gpus, "GPUs"), parallelism=_int(parallelism, "parallelism"),
                        completions=_int(completions, "completions"), cpu=_int(cpu, "CPUs"),
                        volumes=[Volume.parse(v) for v in volumes.split()],
-                       env=parse_env(env.split()), working_dir=working_dir.strip() or None)
+                       env=parse_env(env.split()), working_dir=working_dir.strip() or None,
+                       image=image.strip() or None,
+                       backoff_limit=_int(backoff_limit, "backoff limit"),
+                       grace_period=float(grace_period))
         _cluster(request).submit(spec, user.name)
     except (PodsweepError, ValueError) as exc:
         return back("/jobs", error=str(exc))
