@@ -50,7 +50,8 @@ class Client:
         return self.request("PUT", path, json=body)
 
     def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
+        # returns once the job's pods are gone, which may take their whole grace period
+        return self.request("DELETE", path, timeout=None)
 
     def stream(self, path: str, **params: Any) -> Iterator[bytes]:
         try:

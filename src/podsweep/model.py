@@ -18,6 +18,7 @@ from .errors import UsageError
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 63
+MAX_GRACE_PERIOD = 3600.0
 
 
 class JobStatus(str, enum.Enum):
@@ -128,9 +129,12 @@ class JobSpec:
         check_count("--completions", self.completions, 1)
         check_count("--cpu", self.cpu, 1)
         check_count("--backoff-limit", self.backoff_limit, 0)
-        if not isinstance(self.grace_period, (int, float)) or self.grace_period < 0:
-            raise UsageError(f"--grace-period must be a number of seconds >= 0, "
-                             f"got {self.grace_period!r}")
+        if isinstance(self.grace_period, bool) or \
+                not isinstance(self.grace_period, (int, float)) or \
+                not 0 <= self.grace_period <= MAX_GRACE_PERIOD:
+            # bounded: a pod that ignores SIGTERM for ever could never be preempted
+            raise UsageError(f"--grace-period must be a number of seconds from 0 to "
+                             f"{MAX_GRACE_PERIOD:.0f}, got {self.grace_period!r}")
         if self.working_dir is not None and not self.working_dir.startswith("/"):
             raise UsageError(f"--working-dir must be an absolute path, got {self.working_dir!r}")
         targets = [v.dst for v in self.volumes]

@@ -423,3 +423,19 @@ def test_a_launch_that_does_not_wait_settles_later(tmp_path: Path) -> None:
     adopted = PodProcess.adopt(tmp_path / "pod")
     assert adopted is not None and adopted.pid == proc.pid
     assert wait_exit(proc) == 3
+
+
+def test_a_sigterm_right_after_a_forked_launch_is_not_lost(tmp_path: Path) -> None:
+    # The caller (like the control plane under uvicorn) has a SIGTERM handler of its own; a
+    # forked supervisor must not run it for a SIGTERM that arrives before it is set up.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        for i in range(3):
+            proc = PodProcess.launch(PodLaunch(tmp_path / f"pod{i}", ["sleep", "30"],
+                                               dict(os.environ), None, tmp_path / f"{i}.log",
+                                               GRACE), fork=True, wait=False)
+            proc.terminate()
+            assert wait_exit(proc) == -signal.SIGTERM
+            assert proc.signalled
+    finally:
+        signal.signal(signal.SIGTERM, previous)

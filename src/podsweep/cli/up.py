@@ -26,7 +26,8 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     if gpus is not None and gpus < 0:
         raise UsageError(f"--gpus must be at least 0, got {gpus}")
     where = home()
-    where.mkdir(parents=True, exist_ok=True)
+    # private: it holds the admin's token, the database and the pods' environments
+    where.mkdir(mode=0o700, parents=True, exist_ok=True)
     record = read_server(where)
     if record is not None:
         if gpus is not None and gpus != record.get("gpus"):

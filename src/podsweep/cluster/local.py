@@ -34,6 +34,8 @@ from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectIn
 log = logging.getLogger("podsweep.cluster")
 
 PREEMPTED, DELETED, JOB_FAILED, LOST = "Preempted", "Deleted", "JobFailed", "Lost"
+PRIVATE_ENV = {"PODSWEEP_TOKEN", "PODSWEEP_URL"}   # the control plane's, not the pods'
+
 
 
 @dataclass
@@ -104,7 +106,7 @@ class LocalCluster:
         self.gpus = gpus
         self.loop = loop
         self.pods_dir = home / "pods"
-        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        self.pods_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._states: dict[str, JobState] = {}
         self._procs: dict[str, PodProcess] = {}     # pod key -> process
         self._fds: dict[str, int] = {}
@@ -117,7 +119,16 @@ class LocalCluster:
 
     def recover(self) -> None:
         """Rebuild job states from the store; adopt running pods, account for ended ones."""
-        for job in self.store.jobs(include_done=False):
+        # jobs still to run, and finished ones whose pods are still stopping (their GPUs
+        # are still held and a delete may be waiting for them)
+        jobs = {j.uid: j for j in self.store.jobs(include_done=False)}
+        for pod in self.store.active_pods():
+            if pod.job_uid not in jobs:
+                job = self.store.job(pod.job_uid)
+                if job is not None:
+                    jobs[job.uid] = job
+        deleting = []
+        for job in jobs.values():
             state = self._states[job.uid] = JobState(job)
             for pod in self.store.pods(job.uid):
                 state.attempts[pod.index] = max(state.attempts.get(pod.index, -1), pod.attempt)
@@ -126,9 +137,16 @@ class LocalCluster:
                     state.succeeded.add(pod.index)
                 elif pod.status.active:
                     state.active[pod.index] = pod.attempt
+                if pod.status.active and pod.reason == DELETED:
+                    state.deleting = True   # a delete was under way: finish it, start nothing
             for index in range(state.next_fresh):
                 if index not in state.succeeded and index not in state.active:
                     heapq.heappush(state.requeued, index)
+            if state.deleting:
+                deleting.append(job)
+            elif not job.status.done:
+                # the control plane may have died between a pod's end and the job's
+                self._settle_job(state)
         for pod in self.store.active_pods():
             proc = PodProcess.adopt(Path(pod.dir))
             key = self._key(pod)
@@ -139,6 +157,12 @@ class LocalCluster:
                 continue
             self._procs[key] = proc
             self._watch(key)
+            if pod.status is PodStatus.TERMINATING:
+                # the crash may have come between marking it and signalling it; a second
+                # SIGTERM is a no-op for its supervisor
+                proc.terminate()
+        for job in deleting:
+            self.loop.create_task(self.delete(job.project, job.name))
         log.info("recovered %d jobs, %d pods running", len(self._states), len(self._procs))
         self.schedule_reconcile()
 
@@ -291,10 +315,15 @@ class LocalCluster:
                                 spec.parallelism, state.job.seq, len(state.active),
                                 state.pending(max(0, room))))
         # a pod's name is unique within its project only: the policy gets the unique key
-        pods = tuple(RunningPod(self._key(p), p.job_uid, self._states[p.job_uid].job.project,
-                                p.gpus, p.seq, p.status is PodStatus.TERMINATING)
-                     for p in self.store.active_pods() if p.job_uid in self._states)
-        return Snapshot(tuple(g.index for g in self.gpus), projects, tuple(jobs), pods)
+        projects_of = {uid: s.job.project for uid, s in self._states.items()}
+        pods = []
+        for p in self.store.active_pods():
+            if p.job_uid not in projects_of:     # rare: a job gone from memory, pods stopping
+                job = self.store.job(p.job_uid)
+                projects_of[p.job_uid] = job.project if job else ""
+            pods.append(RunningPod(self._key(p), p.job_uid, projects_of[p.job_uid], p.gpus,
+                                   p.seq, p.status is PodStatus.TERMINATING))
+        return Snapshot(tuple(g.index for g in self.gpus), projects, tuple(jobs), tuple(pods))
 
     def reconcile(self) -> None:
         self._reconcile_scheduled = False
@@ -307,7 +336,10 @@ class LocalCluster:
             for key in decision.preempt:
                 self._stop(by_key[key], PREEMPTED)
         for start in decision.starts:
-            self._start(self._states[start.job_uid], start.index, start.attempt, start.gpus)
+            state = self._states.get(start.job_uid)
+            # an earlier start of this round may have failed the job
+            if state is not None and not state.job.status.done and not state.deleting:
+                self._start(state, start.index, start.attempt, start.gpus)
 
     # ------------------------------------------------------------ pods
 
@@ -322,7 +354,7 @@ class LocalCluster:
         pod_dir = self.pods_dir / job.uid / name      # made by PodProcess.launch
         pod = self.store.insert_pod(job.uid, index, attempt, name, gpus, str(pod_dir))
         state.take(index, attempt)
-        env = {**os.environ, **spec.env,
+        env = {**{k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}, **spec.env,
                "PODSWEEP_JOB_NAME": spec.name, "PODSWEEP_JOB_UID": job.uid,
                "PODSWEEP_PROJECT": spec.project, "PODSWEEP_POD_NAME": name,
                "PODSWEEP_POD_INDEX": str(index), "JOB_COMPLETION_INDEX": str(index),
@@ -416,6 +448,10 @@ class LocalCluster:
         state = self._states.get(pod.job_uid)
         job = self.store.job(pod.job_uid)
         if state is None or job is None:
+            idle = self._idle.get(pod.job_uid)
+            if idle is not None and not any(p.status.active
+                                            for p in self.store.pods(pod.job_uid)):
+                idle.set()
             return
         if status is PodStatus.SUCCEEDED:
             state.succeeded.add(pod.index)
@@ -430,22 +466,30 @@ class LocalCluster:
             elif status is PodStatus.FAILED and reason == LOST:
                 self.store.event(job.uid, "Lost", f"pod {pod.name} never started; it runs "
                                  f"again")
-        job = self.store.job(pod.job_uid)
-        assert job is not None
-        state.job = job
-        if not job.status.done:
-            if len(state.succeeded) >= job.spec.completions:
-                self._end_job(state, JobStatus.SUCCEEDED,
-                              f"{job.spec.completions} pods succeeded")
-            elif job.failed > job.spec.backoff_limit:
-                self._end_job(state, JobStatus.FAILED,
-                              f"{job.failed} pods failed (backoff limit "
-                              f"{job.spec.backoff_limit})")
+        self._settle_job(state)
         if not state.active:
-            idle = self._idle.get(job.uid)
+            idle = self._idle.get(state.job.uid)
             if idle is not None:
                 idle.set()
+            if state.job.status.done and not state.deleting:
+                del self._states[state.job.uid]     # nothing of it is scheduled any more
         self.schedule_reconcile()
+
+    def _settle_job(self, state: JobState) -> None:
+        """End the job if its pods have succeeded or failed enough (idempotent)."""
+        job = self.store.job(state.job.uid)
+        assert job is not None
+        if job.succeeded != len(state.succeeded):
+            self.store.update_job(job.uid, succeeded=len(state.succeeded))
+            job = self.store.job(job.uid) or job
+        state.job = job
+        if job.status.done:
+            return
+        if len(state.succeeded) >= job.spec.completions:
+            self._end_job(state, JobStatus.SUCCEEDED, f"{job.spec.completions} pods succeeded")
+        elif job.failed > job.spec.backoff_limit:
+            self._end_job(state, JobStatus.FAILED,
+                          f"{job.failed} pods failed (backoff limit {job.spec.backoff_limit})")
 
     def _end_job(self, state: JobState, status: JobStatus, message: str) -> None:
         uid = state.job.uid

@@ -85,9 +85,21 @@ class _Forked:
 
 
 def _fork_supervisor(pod_dir: Path, ready_r: int, ready_w: int) -> int:
-    """Fork a supervisor for ``pod_dir``; in the child, run it and never return."""
-    pid = os.fork()
+    """Fork a supervisor for ``pod_dir``; in the child, run it and never return.
+
+    The signals the supervisor waits for are blocked across the fork: until the child has
+    put its own dispositions in place, the parent's handlers (uvicorn's SIGTERM handler,
+    say) would otherwise swallow a SIGTERM sent at once. Blocked, it stays pending for the
+    supervisor's sigtimedwait.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _sv.WATCHED)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return pid
     code = 1
     try:
@@ -208,6 +220,9 @@ class PodProcess:
                         [sys.executable, "-I", _sv.__file__, "--ready-fd", str(ready_w),
                          str(pod_dir)], pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        except BaseException:
+            os.close(ready_r)
+            raise
         finally:
             os.close(ready_w)
         if fork and not wait:

@@ -53,6 +53,7 @@ _REAP_TIMEOUT = 10.0
 _TERMINATE = {signal.SIGTERM, signal.SIGINT}
 KILL_NOW = signal.SIGUSR1
 _WATCHED = {signal.SIGCHLD, KILL_NOW, *_TERMINATE}
+WATCHED = frozenset(_WATCHED)   # blocked by a parent across the fork of a supervisor
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import (
     JSONResponse,
-    PlainTextResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
@@ -31,7 +30,7 @@ from ..model import JobSpec, Volume, check_name
 from ..store import Store, User
 from . import web
 from .auth import hash_password, new_password
-from .logs import tail_lines
+from .logs import MAX_TAIL_BYTES, tail_lines
 
 
 class ProjectIn(BaseModel):
@@ -195,30 +194,28 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     # lookup (and its clear refusal) instead of being resolved as a path
     @app.get("/api/v1/jobs/{project}/{name}/logs", response_model=None)
     async def logs(project: str, name: str, pod: str, user: Me, tail: int | None = None,
-                   follow: bool = False) -> PlainTextResponse | StreamingResponse:
+                   follow: bool = False) -> StreamingResponse:
         may_use(user, project)
         path = cluster.pod_log(project, name, pod)
-        if not follow:
-            if not path.exists():
-                return PlainTextResponse("")
-            data = tail_lines(path, tail) if tail is not None else path.read_bytes()
-            return PlainTextResponse(data.decode(errors="replace"))
-        return StreamingResponse(follow_log(project, name, pod, path, tail),
+        if tail is not None and tail < 0:
+            raise UsageError(f"tail must be at least 0, got {tail}")
+        return StreamingResponse(read_log(project, name, pod, path, tail, follow),
                                  media_type="text/plain")
 
-    async def follow_log(project: str, name: str, pod: str, path: Path,
-                         tail: int | None) -> AsyncIterator[bytes]:
+    async def read_log(project: str, name: str, pod: str, path: Path, tail: int | None,
+                       follow: bool) -> AsyncIterator[bytes]:
+        """The log from its start (or its last ``tail`` lines), in chunks of at most 1 MiB,
+        then, with ``follow``, what the pod adds until it ends."""
         offset = 0
-        if path.exists():
-            data = tail_lines(path, tail) if tail is not None else path.read_bytes()
+        if tail is not None and path.exists():
+            yield tail_lines(path, tail)
             offset = path.stat().st_size
-            yield data
         while True:
-            done = pod_done(project, name, pod)
+            done = pod_done(project, name, pod) if follow else True
             if path.exists() and path.stat().st_size > offset:
                 with open(path, "rb") as f:
                     f.seek(offset)
-                    chunk = f.read()
+                    chunk = f.read(MAX_TAIL_BYTES)
                 offset += len(chunk)
                 yield chunk
             elif done:

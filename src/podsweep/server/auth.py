@@ -28,8 +28,17 @@ def hash_password(password: str) -> str:
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
 
 
+_DUMMY = None   # a hash to check against when the user does not exist
+
+
 def check_password(password: str, stored: str | None) -> bool:
+    """Whether ``password`` matches; as slow for an unknown user as for a known one, so
+    that the time of the answer does not tell which names exist."""
+    global _DUMMY
     if not stored or not stored.startswith("scrypt$"):
+        if _DUMMY is None:
+            _DUMMY = hash_password(secrets.token_urlsafe(8))
+        check_password(password, _DUMMY)
         return False
     _, n, r, p, salt, digest = stored.split("$")
     candidate = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n),
@@ -49,6 +58,9 @@ class LoginThrottle:
 
     def _recent(self, name: str) -> list[float]:
         now = time.monotonic()
+        if len(self._failures) > 10_000:     # names tried once and long ago: forget them
+            self._failures = {k: v for k, v in self._failures.items()
+                              if v and now - v[-1] < FAILURE_WINDOW}
         recent = [t for t in self._failures.get(name, []) if now - t < FAILURE_WINDOW]
         self._failures[name] = recent
         return recent

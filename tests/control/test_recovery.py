@@ -1,0 +1,108 @@
+"""Recovery after a crash at the worst moments, on an in-process local cluster.
+
+Each test writes the state a control plane killed at that moment leaves behind (the store
+and real pod processes), then starts a fresh LocalCluster on it, as the next `podsweep up`
+does, and checks that it finishes what was under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from podsweep.cluster.local import DELETED, JOB_FAILED, LocalCluster
+from podsweep.model import JobSpec, JobStatus, PodStatus
+from podsweep.runtime import PodLaunch, PodProcess, virtual_gpus
+from podsweep.store import Store
+
+
+def launch(home: Path, store: Store, uid: str, name: str, gpus: tuple[int, ...],
+           argv: list[str], grace: float = 0.5) -> tuple[PodProcess, object]:
+    pod_dir = home / "pods" / uid / name
+    pod = store.insert_pod(uid, int(name.split("-")[-2]), int(name.split("-")[-1]), name, gpus,
+                           str(pod_dir))
+    proc = PodProcess.launch(PodLaunch(pod_dir, argv, dict(os.environ), None,
+                                       pod_dir / "pod.log", grace))
+    return proc, pod
+
+
+async def until(what: str, test: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not test():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def new_store(tmp_path: Path) -> tuple[Path, Store]:
+    home = tmp_path / "home"
+    home.mkdir()
+    store = Store(home / "podsweep.db")
+    store.create_project("team-a", 4)
+    return home, store
+
+
+def test_a_job_whose_last_pod_succeeded_just_before_the_crash_ends(tmp_path: Path):
+    home, store = new_store(tmp_path)
+    job = store.insert_job("j1", JobSpec(name="j", project="team-a", command=["true"]), "me")
+    store.update_job(job.uid, status=JobStatus.RUNNING)
+    pod = store.insert_pod(job.uid, 0, 0, "j-0-0", (), str(home / "pods" / "j1" / "j-0-0"))
+    store.update_pod(pod, status=PodStatus.SUCCEEDED, exit_code=0)   # ... then the crash
+
+    async def run() -> None:
+        cluster = LocalCluster(home, store, virtual_gpus(4), asyncio.get_running_loop())
+        cluster.recover()
+        await asyncio.sleep(0.2)
+
+    asyncio.run(run())
+    ended = store.job("j1")
+    assert ended is not None and ended.status is JobStatus.SUCCEEDED and ended.succeeded == 1
+    assert len(store.pods("j1")) == 1          # nothing ran again
+
+
+def test_a_delete_cut_short_by_the_crash_is_finished_not_undone(tmp_path: Path):
+    home, store = new_store(tmp_path)
+    spec = JobSpec(name="j", project="team-a", command=["sleep", "30"], completions=3)
+    job = store.insert_job("j1", spec, "me")
+    store.update_job(job.uid, status=JobStatus.RUNNING)
+    proc, pod = launch(home, store, job.uid, "j-0-0", (), ["sleep", "30"])
+    store.update_pod(pod, status=PodStatus.TERMINATING, reason=DELETED)
+    proc.terminate()                                                  # ... then the crash
+
+    async def run() -> None:
+        cluster = LocalCluster(home, store, virtual_gpus(4), asyncio.get_running_loop())
+        cluster.recover()
+        await until("the job deleted", lambda: store.job("j1").status is JobStatus.DELETED)
+        await asyncio.sleep(0.3)                                      # and nothing restarts
+
+    asyncio.run(run())
+    assert [p.name for p in store.pods("j1")] == ["j-0-0"]
+    assert store.pods("j1")[0].status is PodStatus.DELETED
+
+
+def test_gpus_of_a_failed_jobs_stopping_pods_are_not_handed_out_twice(tmp_path: Path):
+    home, store = new_store(tmp_path)
+    failed = store.insert_job("f1", JobSpec(name="f", project="team-a",
+                                            command=["sleep", "30"], gpus=1), "me")
+    store.update_job(failed.uid, status=JobStatus.FAILED)
+    proc, pod = launch(home, store, failed.uid, "f-0-0", (0,),
+                       ["sh", "-c", "trap '' TERM; sleep 30"], grace=3)   # slow to stop
+    store.update_pod(pod, status=PodStatus.TERMINATING, reason=JOB_FAILED)
+    big = store.insert_job("b1", JobSpec(name="b", project="team-a", command=["true"],
+                                         gpus=4), "me")
+
+    async def run() -> None:
+        cluster = LocalCluster(home, store, virtual_gpus(4), asyncio.get_running_loop())
+        cluster.recover()
+        await asyncio.sleep(0.5)
+        assert store.pods(big.uid) == [], "GPU 0 is still held by f-0-0"
+        await cluster.delete("team-a", "f")       # returns once f-0-0 is gone
+        await until("b started", lambda: bool(store.pods(big.uid)))
+
+    try:
+        asyncio.run(run())
+    finally:
+        proc.kill()
+    assert store.job("f1").status is JobStatus.DELETED
