@@ -1,17 +1,23 @@
-"""``podsweep submit``: one command, run as many pods (runai's flags and meanings)."""
+"""``podsweep submit`` and ``podsweep render``: a job from runai's flags and meanings.
+
+Both commands take the same options (:func:`job_options`); ``submit`` sends the job to the
+control plane, ``render`` prints the Kubernetes objects it would be, without a cluster.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ..model import parse_env
-from .common import ProjectOption, client, default_project
+from .common import OutputOption, ProjectOption, client, default_project, emit
+from .printers import Output, to_yaml
 
 
-def submit(
+def job_options(
     name: Annotated[str, typer.Argument(help="the job's name")],
     command: Annotated[Optional[list[str]], typer.Argument(
         help="the command each pod runs, after --")] = None,
@@ -30,14 +36,45 @@ def submit(
     grace_period: Annotated[float, typer.Option(
         help="seconds between SIGTERM and SIGKILL when a pod is stopped")] = 30.0,
     project: Annotated[Optional[str], ProjectOption] = None,
-) -> None:
-    """Submit a job: COMPLETIONS pods of COMMAND, PARALLELISM at a time, GPU GPUs each."""
+    output: Annotated[Output, OutputOption] = Output.table,
+) -> tuple[dict[str, Any], Output]:
+    """The options of a job, as the API takes them, and the output asked for."""
     body = {"name": name, "project": default_project(project), "command": command or [],
             "gpus": gpu, "parallelism": parallelism, "completions": completions,
             "cpu": cpu, "volumes": volume, "env": parse_env(environment),
-            "working_dir": working_dir or os.getcwd(), "image": image,
+            "working_dir": working_dir, "image": image,
             "backoff_limit": backoff_limit, "grace_period": grace_period}
+    return body, output
+
+
+@functools.wraps(job_options)
+def submit(*args: Any, **kwargs: Any) -> None:
+    body, output = job_options(*args, **kwargs)
+    body["working_dir"] = body["working_dir"] or os.getcwd()
     job = client().post("/jobs", body)
-    typer.echo(f"The job '{job['name']}' has been submitted successfully to project "
-               f"{job['project']}: {job['completions']} pods, at most {job['parallelism']} at "
-               f"a time, {job['gpus']} GPU(s) each")
+    emit(output, job, f"The job '{job['name']}' has been submitted successfully to project "
+                      f"{job['project']}: {job['completions']} pods, at most "
+                      f"{job['parallelism']} at a time, {job['gpus']} GPU(s) each")
+
+
+submit.__doc__ = "Submit a job: COMPLETIONS pods of COMMAND, PARALLELISM at a time."
+
+
+@functools.wraps(job_options)
+def render(*args: Any, **kwargs: Any) -> None:
+    from ..cluster.kubernetes_objects import job_object
+    from ..model import JobSpec, Volume
+
+    body, output = job_options(*args, **kwargs)
+    body["volumes"] = [Volume.parse(v) for v in body["volumes"]]
+    job = job_object(JobSpec(**body), user=os.environ.get("USER", "podsweep"))
+    if output is Output.json:
+        import json
+
+        typer.echo(json.dumps(job, indent=2))
+    else:
+        typer.echo(to_yaml(job))
+
+
+render.__doc__ = ("Print the Kubernetes Job (Indexed, queued in the project's Kueue "
+                  "LocalQueue) that a submit would create, without a cluster.")

@@ -1,0 +1,128 @@
+"""The Kubernetes objects podsweep creates, as plain dicts: no client, no cluster needed.
+
+- A **project** is a namespace (``podsweep-<project>``) with a Kueue LocalQueue, bound to a
+  ClusterQueue whose nominal quota of ``nvidia.com/gpu`` is the project's GPUs. Every
+  ClusterQueue is in one cohort, so idle quota is borrowed and reclaimed
+  (``reclaimWithinCohort``): the walk-through's over-quota use and preemption.
+- A **job** is a batch/v1 Job: ``completionMode: Indexed``, ``parallelism``,
+  ``completions``, ``restartPolicy: Never``, GPU limits, the image and command, the volumes,
+  the ``PODSWEEP_*`` variables (from the pod's own metadata where Kubernetes knows them),
+  ``backoffLimit``, and a ``podFailurePolicy`` that ignores ``DisruptionTarget`` so that a
+  preemption never counts as a failure. It is created suspended: Kueue admits it.
+
+``podsweep render`` prints these for review; the Kubernetes cluster (a later step) creates
+them through the official client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UsageError
+from ..model import JobSpec
+
+KUEUE_API = "kueue.x-k8s.io/v1beta1"
+COHORT = "podsweep"
+FLAVOR = "default-flavor"
+GPU = "nvidia.com/gpu"
+NAMESPACE_PREFIX = "podsweep-"
+PROJECT_LABEL = "podsweep.io/project"
+JOB_LABEL = "podsweep.io/job"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+def namespace(project: str) -> str:
+    name = NAMESPACE_PREFIX + project
+    if len(name) > 63:
+        raise UsageError(f"project name {project!r} is too long for Kubernetes: at most "
+                         f"{63 - len(NAMESPACE_PREFIX)} characters")
+    return name
+
+
+def project_objects(project: str, gpus: int) -> list[dict[str, Any]]:
+    """Namespace, ResourceFlavor, ClusterQueue and LocalQueue of one project."""
+    ns = namespace(project)
+    return [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": ns, "labels": {PROJECT_LABEL: project}}},
+        {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": {"name": FLAVOR}},
+        {"apiVersion": KUEUE_API, "kind": "ClusterQueue",
+         "metadata": {"name": project, "labels": {PROJECT_LABEL: project}},
+         "spec": {
+             "cohort": COHORT,
+             "namespaceSelector": {"matchLabels": {PROJECT_LABEL: project}},
+             "resourceGroups": [{
+                 "coveredResources": [GPU],
+                 "flavors": [{"name": FLAVOR,
+                              "resources": [{"name": GPU, "nominalQuota": gpus}]}],
+             }],
+             # borrow idle GPUs of the cohort; take lent ones back by preemption
+             "preemption": {"reclaimWithinCohort": "Any",
+                            "withinClusterQueue": "LowerPriority"},
+         }},
+        {"apiVersion": KUEUE_API, "kind": "LocalQueue",
+         "metadata": {"name": project, "namespace": ns},
+         "spec": {"clusterQueue": project}},
+    ]
+
+
+def _field(path: str) -> dict[str, Any]:
+    return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def job_object(spec: JobSpec, user: str) -> dict[str, Any]:
+    """The batch/v1 Job for ``spec``, queued in its project's LocalQueue."""
+    if not spec.image:
+        raise UsageError("Kubernetes runs pods from an image: pass -i IMAGE")
+    labels = {PROJECT_LABEL: spec.project, JOB_LABEL: spec.name, QUEUE_LABEL: spec.project,
+              "podsweep.io/user": user}
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in spec.env.items()]
+    env += [
+        {"name": "PODSWEEP_JOB_NAME", "value": spec.name},
+        {"name": "PODSWEEP_PROJECT", "value": spec.project},
+        {"name": "PODSWEEP_JOB_UID",
+         **_field("metadata.labels['batch.kubernetes.io/controller-uid']")},
+        {"name": "PODSWEEP_POD_NAME", **_field("metadata.name")},
+        {"name": "PODSWEEP_POD_INDEX",
+         **_field("metadata.annotations['batch.kubernetes.io/job-completion-index']")},
+        {"name": "OMP_NUM_THREADS", "value": str(spec.cpu)},
+    ]
+    resources: dict[str, Any] = {"requests": {"cpu": str(spec.cpu)}}
+    if spec.gpus:
+        resources["limits"] = {GPU: str(spec.gpus)}
+    container: dict[str, Any] = {
+        "name": "main", "image": spec.image, "command": list(spec.command), "env": env,
+        "resources": resources,
+        "volumeMounts": [{"name": f"vol-{i}", "mountPath": v.dst, "readOnly": v.read_only}
+                         for i, v in enumerate(spec.volumes)],
+    }
+    if spec.working_dir:
+        container["workingDir"] = spec.working_dir
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": spec.name, "namespace": namespace(spec.project),
+                     "labels": labels},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": spec.completions,
+            "parallelism": spec.parallelism,
+            "backoffLimit": spec.backoff_limit,
+            "suspend": True,
+            # a pod evicted by a preemption is not a failure: its index runs again
+            "podFailurePolicy": {"rules": [{
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            }]},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": int(spec.grace_period),
+                    "containers": [container],
+                    "volumes": [{"name": f"vol-{i}",
+                                 "hostPath": {"path": v.src, "type": "Directory"}}
+                                for i, v in enumerate(spec.volumes)],
+                },
+            },
+        },
+    }
