@@ -78,21 +78,20 @@ def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path,
                                              screenshots: Path):
     ui.plane.run("project", "create", "team-a", "--gpus", "2")
     login(page, ui)
-    page.get_by_label("Name", exact=True).fill("hello")
-    page.get_by_label("Command").fill(
-        "sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")
-    page.get_by_label("GPUs per pod (-g)").fill("1")
-    page.get_by_label("Completions").fill("2")
-    page.get_by_label("Working directory").fill(str(tmp_path))
+
+    def fill_the_form() -> None:
+        page.get_by_label("Name", exact=True).fill("hello")
+        page.get_by_label("Command").fill(
+            "sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")
+        page.get_by_label("GPUs per pod (-g)").fill("1")
+        page.get_by_label("Completions").fill("2")
+        page.get_by_label("Working directory").fill(str(tmp_path))
+
+    fill_the_form()
     page.get_by_label("Image (-i; needs a container runtime)").fill("busybox")
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_role("alert")).to_contain_text("no container runtime configured")
-    page.get_by_label("Name", exact=True).fill("hello")
-    page.get_by_label("Command").fill(
-        "sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")
-    page.get_by_label("GPUs per pod (-g)").fill("1")
-    page.get_by_label("Completions").fill("2")
-    page.get_by_label("Working directory").fill(str(tmp_path))
+    fill_the_form()
     page.get_by_role("button", name="Submit").click()
     expect(page).to_have_url(re.compile(r"/jobs/team-a/hello"))
     expect(page.locator("#pods")).to_contain_text("hello-0-0")

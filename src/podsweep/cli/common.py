@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,17 +79,6 @@ def emit(output: Output, data: Any, table: str) -> None:
         typer.echo(to_yaml(data))
     else:
         typer.echo(table)
-
-
-def age(since: float | None, until: float | None = None) -> str:
-    """kubectl's short ages: 42s, 5m, 3h, 2d."""
-    if since is None:
-        return "-"
-    seconds = max(0, int((until or time.time()) - since))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 OutputOption = typer.Option("--output", "-o", help="table, json or yaml")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from ..errors import NotFound, UsageError
-from .common import OutputOption, ProjectOption, age, client, emit, home, read_json
+from ..timefmt import age
+from .common import OutputOption, ProjectOption, client, emit, home, read_json
 from .printers import Output, table
 
 if TYPE_CHECKING:

@@ -25,6 +25,7 @@ from ..errors import Forbidden, NotFound, PodsweepError
 from ..hpo import HPOError, Results, results
 from ..model import JobSpec, Volume, parse_env
 from ..store import Store, User
+from ..timefmt import age
 from .auth import (
     SESSION_COOKIE,
     SESSION_LIFETIME,
@@ -45,18 +46,6 @@ class LoginRequired(Exception):
 
     def __init__(self, next_url: str) -> None:
         self.next_url = next_url
-
-
-def age(since: float | None, until: float | None = None) -> str:
-    import time
-
-    if since is None:
-        return "-"
-    seconds = max(0, int((until or time.time()) - since))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 templates.env.globals.update(version=__version__, age=age)
