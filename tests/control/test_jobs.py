@@ -95,7 +95,9 @@ def test_delete_stops_every_pod_and_leaves_no_process(plane: ControlPlane):
     plane.until("2 running", lambda: plane.job("long", "team-a")["job"]["running"] == 2)
     before = plane.pod_pids()
     assert before
-    assert "deleted" in plane.run("delete", "long", "-p", "team-a").stdout
+    deleted = plane.run("delete", "long", "-p", "team-a")
+    assert "Stopping 2 pod(s) of long (SIGTERM, then SIGKILL after 30 s)" in deleted.stderr
+    assert "deleted" in deleted.stdout
     assert plane.json("list", "-A") == []
     time.sleep(0.2)
     assert [p for p in plane.pod_pids() if p != plane.server_pid()] == []

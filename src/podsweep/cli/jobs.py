@@ -119,5 +119,10 @@ def delete(
     """Stop every pod of the job and remove it."""
     api = client()
     chosen = find_project(api, name, project)
+    job = api.get(f"/jobs/{chosen}/{name}")
+    running = [p for p in job["pods"] if p["status"] in ("Running", "Terminating")]
+    if running:   # each pod may take its grace period: say so before the wait
+        typer.echo(f"Stopping {len(running)} pod(s) of {name} (SIGTERM, then SIGKILL after "
+                   f"{job['spec']['grace_period']:g} s)…", err=True)
     api.delete(f"/jobs/{chosen}/{name}")
     typer.echo(f"The job '{name}' has been deleted")
