@@ -20,7 +20,7 @@ def test_up_is_idempotent_and_status_tells_where_it_runs(plane: ControlPlane):
     assert status["url"].startswith("http://127.0.0.1:")
     creds = plane.home / "credentials.json"
     assert stat.S_IMODE(os.stat(creds).st_mode) == 0o600
-    assert "podsweep" in plane.run("status").stdout
+    assert f"web UI: {status['url']}/" in plane.run("status").stdout
 
 
 def test_down_then_up_keeps_state(plane: ControlPlane):

@@ -96,7 +96,8 @@ def status(output: Annotated[Output, OutputOption] = Output.table) -> None:
     data.update(url=record["url"], pid=record["pid"], home=str(home()))
     rows = [[g["index"], g["name"], g["pod"] or "-"] for g in data["gpus"]]
     text = (f"podsweep {data['version']} ({data['cluster']}) at {data['url']}, pid "
-            f"{data['pid']}\nhome: {data['home']}\nlogged in as {data['user']}"
+            f"{data['pid']}\nweb UI: {data['url']}/\nhome: {data['home']}\n"
+            f"logged in as {data['user']}"
             f"{' (admin)' if data['admin'] else ''}\n\n"
             + (table(["gpu", "name", "pod"], rows) if rows else "no GPUs"))
     emit(output, data, text)
