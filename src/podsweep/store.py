@@ -207,11 +207,12 @@ class Store:
 
     # ------------------------------------------------------------ meta
 
-    def next_seq(self, key: str) -> int:
-        with self.transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            value = int(row[0]) + 1 if row else 1
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, str(value)))
+    @staticmethod
+    def _next_seq(db: sqlite3.Connection, key: str) -> int:
+        """The next number of a counter, inside the caller's transaction."""
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        value = int(row[0]) + 1 if row else 1
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, str(value)))
         return value
 
     # ------------------------------------------------------------ users and tokens
@@ -309,9 +310,9 @@ class Store:
     # ------------------------------------------------------------ jobs
 
     def insert_job(self, uid: str, spec: JobSpec, user: str) -> Job:
-        seq = self.next_seq("job_seq")
         now = time.time()
         with self.transaction() as db:
+            seq = self._next_seq(db, "job_seq")
             db.execute("INSERT INTO jobs(uid, seq, name, project, user, spec, status, created) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (uid, seq, spec.name, spec.project, user, json.dumps(spec.to_dict()),
@@ -364,9 +365,9 @@ class Store:
 
     def insert_pod(self, job_uid: str, index: int, attempt: int, name: str,
                    gpus: tuple[int, ...], pod_dir: str) -> Pod:
-        seq = self.next_seq("pod_seq")
         now = time.time()
         with self.transaction() as db:
+            seq = self._next_seq(db, "pod_seq")
             db.execute("INSERT INTO pods(job_uid, idx, attempt, name, status, gpus, seq, "
                        "created, dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (job_uid, index, attempt, name, PodStatus.RUNNING.value,

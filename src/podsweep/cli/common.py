@@ -56,12 +56,18 @@ def client() -> Client:
     return Client(server_url(), str(token))
 
 
-def default_project(explicit: str | None) -> str:
+def configured_project(explicit: str | None) -> str | None:
+    """-p, else $PODSWEEP_PROJECT, else the one set with podsweep project set, else None."""
     project = explicit or os.environ.get("PODSWEEP_PROJECT") or \
         read_json(home() / "cli.json").get("project")
+    return str(project) if project else None
+
+
+def default_project(explicit: str | None) -> str:
+    project = configured_project(explicit)
     if not project:
         raise UsageError("no project: pass -p PROJECT or set one with podsweep project set NAME")
-    return str(project)
+    return project
 
 
 def set_default_project(name: str) -> None:

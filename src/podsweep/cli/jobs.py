@@ -10,7 +10,7 @@ import typer
 
 from ..errors import NotFound, UsageError
 from ..timefmt import age
-from .common import OutputOption, ProjectOption, client, emit, home, read_json
+from .common import OutputOption, ProjectOption, client, configured_project, emit
 from .printers import Output, table
 
 if TYPE_CHECKING:
@@ -19,12 +19,9 @@ if TYPE_CHECKING:
 
 def find_project(api: Client, name: str, project: Optional[str]) -> str:
     """The project of job ``name``: the one given, the default one, or the only match."""
-    import os
-
-    chosen = project or os.environ.get("PODSWEEP_PROJECT") or \
-        read_json(home() / "cli.json").get("project")
+    chosen = configured_project(project)
     if chosen:
-        return str(chosen)
+        return chosen
     matches = [j["project"] for j in api.get("/jobs") if j["name"] == name]
     if not matches:
         raise NotFound(f"job {name!r} not found")
@@ -40,10 +37,7 @@ def list_(
     output: Annotated[Output, OutputOption] = Output.table,
 ) -> None:
     """Jobs with their status, GPUs and pods."""
-    import os
-
-    chosen = None if all_projects else (project or os.environ.get("PODSWEEP_PROJECT")
-                                        or read_json(home() / "cli.json").get("project"))
+    chosen = None if all_projects else configured_project(project)
     jobs: list[dict[str, Any]] = client().get("/jobs", project=chosen)
     rows = [[j["name"], j["status"], age(j["created"]), j["project"], j["user"],
              f"{j['allocated']} ({j['requested']})", f"{j['running']} ({j['pending']})",

@@ -28,7 +28,7 @@ from ..errors import Conflict, NotFound, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
 from ..runtime import GPU, PodLaunch, PodProcess, wrap_command
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
-from ..store import Job, Pod, Store
+from ..store import Job, Pod, Project, Store
 from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
 
 log = logging.getLogger("podsweep.cluster")
@@ -196,23 +196,31 @@ class LocalCluster:
         return self.store.project(name) is not None
 
     def projects(self) -> list[ProjectInfo]:
-        return [self._project_info(p.name) for p in self.store.projects()]
+        return self._project_infos(self.store.projects())
 
     def _project_info(self, name: str) -> ProjectInfo:
         project = self.store.project(name)
         if project is None:
             raise NotFound(f"project {name!r} not found")
-        allocated = running = pending = 0
+        return self._project_infos([project])[0]
+
+    def _project_infos(self, projects: list[Project]) -> list[ProjectInfo]:
+        # one pass over the jobs and one read of the active pods, whatever the projects
+        running: dict[str, int] = {}
+        pending: dict[str, int] = {}
+        allocated: dict[str, int] = {}
         for state in self._states.values():
-            if state.job.project != name:
-                continue
-            running += len(state.active)
-            pending += state.pending_count()
+            name = state.job.project
+            running[name] = running.get(name, 0) + len(state.active)
+            pending[name] = pending.get(name, 0) + state.pending_count()
         for pod in self.store.active_pods():
-            if self._states.get(pod.job_uid) and self._states[pod.job_uid].job.project == name:
-                allocated += len(pod.gpus)
-        return ProjectInfo(name, project.gpus, allocated, running, pending,
-                           round(self._shares.get(name, 0.0), 2))
+            holder = self._states.get(pod.job_uid)
+            if holder is not None:
+                name = holder.job.project
+                allocated[name] = allocated.get(name, 0) + len(pod.gpus)
+        return [ProjectInfo(p.name, p.gpus, allocated.get(p.name, 0), running.get(p.name, 0),
+                            pending.get(p.name, 0), round(self._shares.get(p.name, 0.0), 2))
+                for p in projects]
 
     def submit(self, spec: JobSpec, user: str) -> JobInfo:
         if self.store.project(spec.project) is None:
@@ -281,14 +289,11 @@ class LocalCluster:
     # ------------------------------------------------------------ views
 
     def _job_info(self, job: Job) -> JobInfo:
-        state = self._states.get(job.uid)
-        job = self.store.job(job.uid) or job
+        state = self._states.get(job.uid)    # callers pass the job as the store has it
         running = len(state.active) if state else 0
         pending = state.pending_count() if state and not job.status.done else 0
-        allocated = 0
-        if state and state.active:
-            allocated = running * job.spec.gpus
         spec = job.spec
+        allocated = running * spec.gpus
         hpo_dirs = [v.src for v in spec.volumes]
         return JobInfo(job.uid, job.name, job.project, job.user, job.status.value, job.created,
                        job.finished, spec.gpus, spec.parallelism, spec.completions,
