@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..cluster import ENGINES
 from ..errors import PodsweepError, UsageError
 from ..homedir import process_start_time, read_server
 from .common import OutputOption, client, emit, home, read_json
@@ -21,10 +22,16 @@ START_TIMEOUT = 30.0
 
 
 def up(gpus: Annotated[Optional[int], typer.Option(
-        "--gpus", help="run with N virtual GPUs instead of the ones NVML finds")] = None) -> None:
-    """Start the local control plane in the background (does nothing if it runs)."""
+        "--gpus", help="run with N virtual GPUs instead of the ones NVML finds (local only)")]
+        = None,
+       cluster: Annotated[Optional[str], typer.Option(
+        "--cluster", help=f"where pods run: {', '.join(ENGINES)} (default: as last time, "
+                          f"or local)")] = None) -> None:
+    """Start the control plane in the background (does nothing if it runs)."""
     if gpus is not None and gpus < 0:
         raise UsageError(f"--gpus must be at least 0, got {gpus}")
+    if cluster is not None and cluster not in ENGINES:
+        raise UsageError(f"unknown cluster {cluster!r} (one of: {', '.join(ENGINES)})")
     where = home()
     # private: it holds the admin's token, the database and the pods' environments
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -33,13 +40,22 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         if gpus is not None and gpus != record.get("gpus"):
             raise UsageError(f"podsweep is already running with {record.get('gpus')} GPU(s); "
                              f"podsweep down first to change that")
+        running = record.get("cluster", "local")
+        if cluster is not None and cluster != running:
+            raise UsageError(f"podsweep is already running on the {running} cluster; "
+                             f"podsweep down first to change that")
         typer.echo(f"podsweep is already running at {record['url']} (pid {record['pid']})")
         return
     config = where / "config.json"
     settings = read_json(config)
+    if cluster is not None:
+        settings["cluster"] = cluster
     if gpus is not None:
+        if settings.get("cluster", "local") != "local":
+            raise UsageError(f"--gpus is for the local cluster; the {settings['cluster']} "
+                             f"cluster has the GPUs its engine manages")
         settings["gpus"] = gpus
-        config.write_text(json.dumps(settings))
+    config.write_text(json.dumps(settings))
     log_path = where / "server.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "podsweep.server", "--home", str(where)],
@@ -53,9 +69,10 @@ def up(gpus: Annotated[Optional[int], typer.Option(
                                 + "\n  ".join(tail))
         time.sleep(0.05)
     count = record.get("gpus", 0)
-    kind = "virtual " if settings.get("gpus") is not None else ""
-    typer.echo(f"podsweep is up at {record['url']} with {count} {kind}GPU(s) "
-               f"(state and logs in {where})")
+    engine = settings.get("cluster", "local")
+    kind = "virtual " if engine == "local" and settings.get("gpus") is not None else ""
+    typer.echo(f"podsweep is up at {record['url']} on the {engine} cluster with {count} "
+               f"{kind}GPU(s) (state and logs in {where})")
     typer.echo(f"Web UI: {record['url']}/")
     first = where / "admin-password.json"
     password = read_json(first).get("password")

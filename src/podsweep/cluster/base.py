@@ -9,12 +9,17 @@ who may do what; a Cluster never sees users' tokens. Contract for every implemen
 - Views (:class:`ProjectInfo`, :class:`JobInfo`, :class:`JobDetail`) are plain values: the
   API serialises them as they are, so every implementation shows the same fields.
 - ``delete`` returns once no pod of the job runs any more.
+- ``pod_log`` raises :class:`~podsweep.errors.NotFound` for a pod that is not the job's
+  before it returns; the stream it returns yields the log from its start (or its last
+  ``tail`` lines), then, with ``follow``, what the pod writes until it ends.
+- ``recover`` runs once, before the server takes requests (adopt what a previous control
+  plane left running); ``shutdown`` once, when it stops. Neither stops a pod.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from ..model import JobSpec
@@ -111,5 +116,8 @@ class Cluster(Protocol):
     def submit(self, spec: JobSpec, user: str) -> JobInfo: ...
     def jobs(self, projects: list[str] | None) -> list[JobInfo]: ...
     def job(self, project: str, name: str) -> JobDetail: ...
-    def pod_log(self, project: str, name: str, pod: str) -> Path: ...
+    def pod_log(self, project: str, name: str, pod: str, tail: int | None = None,
+                follow: bool = False) -> AsyncIterator[bytes]: ...
     async def delete(self, project: str, name: str) -> None: ...
+    def recover(self) -> None: ...
+    def shutdown(self) -> None: ...

@@ -21,15 +21,18 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import Conflict, NotFound, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
-from ..runtime import GPU, PodLaunch, PodProcess, wrap_command
+from ..runtime import GPU, PodLaunch, PodProcess, discover_gpus, virtual_gpus, wrap_command
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
 from ..store import Job, Pod, Project, Store
 from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
+from .logfile import follow_file
 
 log = logging.getLogger("podsweep.cluster")
 
@@ -114,6 +117,14 @@ class LocalCluster:
         self._shares: dict[str, float] = {}
         self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
         self.reconciles = 0
+
+    @classmethod
+    def open(cls, home: Path, store: Store, loop: asyncio.AbstractEventLoop,
+             settings: dict[str, Any]) -> LocalCluster:
+        """The GPUs NVML finds, or ``settings["gpus"]`` virtual ones (``podsweep up --gpus``)."""
+        count = settings.get("gpus")
+        gpus = virtual_gpus(int(count)) if count is not None else discover_gpus()
+        return cls(home, store, gpus, loop)
 
     # ------------------------------------------------------------ start-up and recovery
 
@@ -262,13 +273,18 @@ class LocalCluster:
         events = [EventInfo(e.time, e.kind, e.message) for e in self.store.events(job.uid)]
         return JobDetail(self._job_info(job), pods, events, job.spec.to_dict())
 
-    def pod_log(self, project: str, name: str, pod: str) -> Path:
+    def pod_log(self, project: str, name: str, pod: str, tail: int | None = None,
+                follow: bool = False) -> AsyncIterator[bytes]:
         job = self._find(project, name)
         found = self.store.pod(job.uid, pod)      # an exact name: no path ever built from it
         if found is None:
             names = ", ".join(p.name for p in self.store.pods(job.uid)[-5:]) or "none yet"
             raise NotFound(f"pod {pod!r} is not a pod of job {name!r} (its pods: {names})")
-        return Path(found.dir) / "pod.log"
+
+        def running() -> bool:
+            now = self.store.pod(job.uid, pod)
+            return now is not None and now.status.active
+        return follow_file(Path(found.dir) / "pod.log", tail, follow, running)
 
     async def delete(self, project: str, name: str) -> None:
         job = self._find(project, name)

@@ -8,8 +8,6 @@ JSON ``{"detail": "<one line>"}`` with the status of their class
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +28,6 @@ from ..model import JobSpec, Volume, check_name
 from ..store import Store, User
 from . import web
 from .auth import hash_password, new_password
-from .logs import MAX_TAIL_BYTES, tail_lines
 
 
 class ProjectIn(BaseModel):
@@ -196,39 +193,10 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     async def logs(project: str, name: str, pod: str, user: Me, tail: int | None = None,
                    follow: bool = False) -> StreamingResponse:
         may_use(user, project)
-        path = cluster.pod_log(project, name, pod)
         if tail is not None and tail < 0:
             raise UsageError(f"tail must be at least 0, got {tail}")
-        return StreamingResponse(read_log(project, name, pod, path, tail, follow),
-                                 media_type="text/plain")
-
-    async def read_log(project: str, name: str, pod: str, path: Path, tail: int | None,
-                       follow: bool) -> AsyncIterator[bytes]:
-        """The log from its start (or its last ``tail`` lines), in chunks of at most 1 MiB,
-        then, with ``follow``, what the pod adds until it ends."""
-        offset = 0
-        if tail is not None and path.exists():
-            yield tail_lines(path, tail)
-            offset = path.stat().st_size
-        while True:
-            done = pod_done(project, name, pod) if follow else True
-            if path.exists() and path.stat().st_size > offset:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read(MAX_TAIL_BYTES)
-                offset += len(chunk)
-                yield chunk
-            elif done:
-                return
-            else:
-                await asyncio.sleep(0.1)
-
-    def pod_done(project: str, name: str, pod: str) -> bool:
-        try:
-            detail = cluster.job(project, name)
-        except NotFound:
-            return True
-        return not any(p.name == pod and p.status in ("Running", "Terminating")
-                       for p in detail.pods)
+        # pod_log checks the pod before it returns, so a bad name is a 404, not a stream
+        stream = cluster.pod_log(project, name, pod, tail=tail, follow=follow)
+        return StreamingResponse(stream, media_type="text/plain")
 
     return app

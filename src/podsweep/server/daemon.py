@@ -19,12 +19,12 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from ..cluster.local import LocalCluster
+from ..cluster import open_cluster
 from ..homedir import process_start_time, read_server, write_private
-from ..runtime import GPU, discover_gpus, virtual_gpus
 from ..store import Store
 from .app import create_app
 from .auth import hash_password, new_password
@@ -32,12 +32,11 @@ from .auth import hash_password, new_password
 log = logging.getLogger("podsweep.server")
 
 
-def gpus_for(home: Path) -> list[GPU]:
+def settings_of(home: Path) -> dict[str, Any]:
+    """``<home>/config.json``: which cluster, and its settings (``podsweep up`` writes it)."""
     config = home / "config.json"
-    settings = json.loads(config.read_text()) if config.exists() else {}
-    if settings.get("gpus") is not None:
-        return virtual_gpus(int(settings["gpus"]))
-    return discover_gpus()
+    settings: dict[str, Any] = json.loads(config.read_text()) if config.exists() else {}
+    return settings
 
 
 async def serve(home: Path, port: int) -> None:
@@ -51,9 +50,10 @@ async def serve(home: Path, port: int) -> None:
         # podsweep up prints it once, then removes the file
         write_private(home / "admin-password.json", {"user": "admin", "password": password})
         log.info("created the admin user")
-    gpus = gpus_for(home)
-    cluster = LocalCluster(home, store, gpus, loop)
+    settings = settings_of(home)
+    cluster = open_cluster(home, store, loop, settings)
     cluster.recover()
+    gpus = cluster.info().gpus
     app = create_app(cluster, store)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -65,7 +65,8 @@ async def serve(home: Path, port: int) -> None:
     pid = os.getpid()
     write_private(home / "server.json", {"pid": pid, "start_time": process_start_time(pid),
                                          "url": url, "started": time.time(),
-                                         "gpus": len(gpus)})
+                                         "gpus": len(gpus),
+                                         "cluster": settings.get("cluster") or "local"})
     log.info("serving %s with %d GPU(s)", url, len(gpus))
     try:
         await server.serve(sockets=[sock])

@@ -33,9 +33,9 @@ from .auth import (
     check_password,
     hash_password,
 )
-from .logs import tail_lines
 
 HERE = Path(__file__).parent
+LOG_LINES = 2000                 # the log page shows the tail; podsweep logs has the rest
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 throttle = LoginThrottle()
@@ -309,8 +309,8 @@ async def log_page(request: Request, project: str, name: str, pod: str,
                    partial: bool = False) -> HTMLResponse:
     user, csrf = session(request)
     detail = find_job(request, user, project, name)
-    path = _cluster(request).pod_log(project, name, pod)
-    text = tail_lines(path, 2000).decode(errors="replace") if path.exists() else ""
+    chunks = [c async for c in _cluster(request).pod_log(project, name, pod, tail=LOG_LINES)]
+    text = b"".join(chunks).decode(errors="replace")
     running = any(p.name == pod and p.status in ("Running", "Terminating")
                   for p in detail.pods)
     return page(request, "_log.html" if partial else "log.html", user, csrf, job=detail.job,
