@@ -25,7 +25,8 @@ def job_options(
     parallelism: Annotated[int, typer.Option(help="pods running at once, at most")] = 1,
     completions: Annotated[int, typer.Option(help="pods that must succeed")] = 1,
     volume: Annotated[list[str], typer.Option(
-        "--volume", "-v", help="SRC:DST[:ro], repeatable")] = [],  # noqa: B006
+        "--volume", "-v", help="SRC:DST[:ro], repeatable; on Kubernetes also "
+        "nfs://SERVER/EXPORT:DST[:ro] and pvc:CLAIM:DST[:ro]")] = [],  # noqa: B006
     environment: Annotated[list[str], typer.Option(
         "--environment", "-e", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
     working_dir: Annotated[Optional[str], typer.Option(
