@@ -97,6 +97,10 @@ def test_project_objects_use_kueues_fields_in_one_cohort():
     assert lq["metadata"]["namespace"] == objs["Namespace"]["metadata"]["name"]
     assert cq["spec"]["namespaceSelector"]["matchLabels"] == \
         objs["Namespace"]["metadata"]["labels"]
+    # Kueue admits no workload that asks for a resource its queue does not cover
+    container = job_object(SPEC, "alice")["spec"]["template"]["spec"]["containers"][0]
+    asked = {*container["resources"]["requests"], *container["resources"].get("limits", {})}
+    assert asked <= set(cq["spec"]["resourceGroups"][0]["coveredResources"])
 
 
 def test_bad_input_for_kubernetes_is_refused():

@@ -29,6 +29,8 @@ KUEUE_API = "kueue.x-k8s.io/v1beta1"
 COHORT = "podsweep"
 FLAVOR = "default-flavor"
 GPU = "nvidia.com/gpu"
+CPU_QUOTA = 100_000
+"""Each project's CPU quota in Kueue: podsweep schedules GPUs; the nodes share their CPUs."""
 NAMESPACE_PREFIX = "podsweep-"
 PROJECT_LABEL = "podsweep.io/project"
 JOB_LABEL = "podsweep.io/job"
@@ -57,10 +59,14 @@ def project_objects(project: str, gpus: int) -> list[dict[str, Any]]:
          "spec": {
              "cohort": COHORT,
              "namespaceSelector": {"matchLabels": {PROJECT_LABEL: project}},
+             # Kueue admits no workload that requests a resource its queue does not
+             # cover ("resource cpu unavailable in ClusterQueue"), and every pod requests
+             # CPUs: they are covered too, with a quota that never binds
              "resourceGroups": [{
-                 "coveredResources": [GPU],
+                 "coveredResources": [GPU, "cpu"],
                  "flavors": [{"name": FLAVOR,
-                              "resources": [{"name": GPU, "nominalQuota": gpus}]}],
+                              "resources": [{"name": GPU, "nominalQuota": gpus},
+                                            {"name": "cpu", "nominalQuota": CPU_QUOTA}]}],
              }],
              # borrow idle GPUs of the cohort; take lent ones back by preemption
              "preemption": {"reclaimWithinCohort": "Any",
