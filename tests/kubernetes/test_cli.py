@@ -38,6 +38,7 @@ def test_submit_list_get_logs_delete_and_quota_through_the_cli(tmp_path: Path):
             detail = plane.job("hpo1", "team-a")
             assert detail["job"]["status"] == "Pending" and detail["job"]["user"] == "admin"
             assert detail["spec"]["volumes"] == ["nfs://nfs-1/export:/nfs/hpo"]
+            assert detail["spec"]["working_dir"] is None     # the image's, not the CLI's
             nfs = fake.get("Job", NS, "hpo1")["spec"]["template"]["spec"]["volumes"][0]["nfs"]
             assert nfs == {"server": "nfs-1", "path": "/export", "readOnly": False}
 

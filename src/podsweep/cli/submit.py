@@ -51,8 +51,10 @@ def job_options(
 @functools.wraps(job_options)
 def submit(*args: Any, **kwargs: Any) -> None:
     body, output = job_options(*args, **kwargs)
-    body["working_dir"] = body["working_dir"] or os.getcwd()
-    job = client().post("/jobs", body)
+    api = client()
+    if body["working_dir"] is None and api.get("/status")["cluster"] == "local":
+        body["working_dir"] = os.getcwd()     # local pods run here; an image has its own
+    job = api.post("/jobs", body)
     emit(output, job, f"The job '{job['name']}' has been submitted successfully to project "
                       f"{job['project']}: {job['completions']} pods, at most "
                       f"{job['parallelism']} at a time, {job['gpus']} GPU(s) each")

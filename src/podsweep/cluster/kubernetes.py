@@ -534,10 +534,14 @@ class KubernetesCluster:
                     pod_status(p)[0] in (PodStatus.RUNNING.value, PodStatus.TERMINATING.value,
                                          *STARTING)]
             if not left:
-                return
+                # and the garbage collector has removed the Job: a list no longer shows it
+                now = await self._in_thread(lambda: self._missing(
+                    "read a Job", self.batch.read_namespaced_job, name, ns))
+                if now is None or now["metadata"].get("uid") != uid:
+                    return
             if self.loop.time() > deadline:
-                log.warning("job %s/%s deleted; pods %s still reported running", project, name,
-                            ", ".join(left))
+                log.warning("job %s/%s deleted, but the API still shows it or its pods %s",
+                            project, name, ", ".join(left) or "(none running)")
                 return
             await asyncio.sleep(DELETE_POLL)
 
