@@ -93,6 +93,23 @@ def test_a_project_is_a_namespace_with_its_kueue_queues_and_quota(
         cluster.create_project("team-d", -1)
 
 
+def test_a_create_that_stopped_halfway_can_be_finished(fake: FakeApiServer,
+                                                      cluster: KubernetesCluster):
+    from podsweep.cluster.kubernetes_objects import project_objects
+
+    queues = "/apis/kueue.x-k8s.io/v1beta1/clusterqueues"
+    half = next(o for o in project_objects("team-x", 1) if o["kind"] == "ClusterQueue")
+    assert raw(fake, "POST", queues, half)[0] == 201      # its namespace never came
+    cluster.create_project("team-x", 3)
+    assert {p.name: p.deserved for p in cluster.projects()}["team-x"] == 3
+    assert fake.get("LocalQueue", "podsweep-team-x", "team-x") is not None
+    foreign = {**half, "metadata": {"name": "team-y"}}        # an admin's own queue
+    assert raw(fake, "POST", queues, foreign)[0] == 201
+    with pytest.raises(Conflict, match="not podsweep's"):
+        cluster.create_project("team-y", 1)
+    assert fake.get("Namespace", None, "podsweep-team-y") is None
+
+
 def test_a_job_is_queued_suspended_and_its_pods_make_its_status(
         fake: FakeApiServer, cluster: KubernetesCluster):
     info = cluster.submit(spec(volumes=[Volume.parse("pvc:data:/data")]), "alice")

@@ -234,6 +234,7 @@ class KubernetesCluster:
         self.custom = client.CustomObjectsApi(api_client)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=64, thread_name_prefix="podsweep-kubernetes")
+        self._streams: set[Any] = set()     # open log responses, closed on shutdown
 
     @classmethod
     def open(cls, home: Path, store: Store, loop: asyncio.AbstractEventLoop,
@@ -307,6 +308,8 @@ class KubernetesCluster:
                              f"ClusterQueue): install it first (see the README)") from exc
 
     def shutdown(self) -> None:
+        for response in list(self._streams):    # unblock the workers reading logs
+            _abort(response)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
 
@@ -350,17 +353,26 @@ class KubernetesCluster:
             self._call("create a ClusterQueue", self.custom.create_cluster_custom_object,
                        KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", objects["ClusterQueue"])
         except Conflict as exc:
-            raise Conflict(f"project {name!r} already exists (Kueue ClusterQueue "
-                           f"{name})") from exc
+            queue = self._missing("read a ClusterQueue", self.custom.get_cluster_custom_object,
+                                  KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", name) or {}
+            if (queue.get("metadata", {}).get("labels") or {}).get(PROJECT_LABEL) != name:
+                raise Conflict(f"a Kueue ClusterQueue {name!r} exists that is not podsweep's; "
+                               f"choose another project name") from exc
+            # podsweep's own, left by a create that stopped before the namespace: finish it
+            self._patch_quota(name, gpus)
         self._call("create a namespace", self.core.create_namespace, objects["Namespace"])
-        self._call("create a LocalQueue", self.custom.create_namespaced_custom_object,
-                   KUEUE_GROUP, KUEUE_VERSION, ns, "localqueues", objects["LocalQueue"])
+        with contextlib.suppress(Conflict):
+            self._call("create a LocalQueue", self.custom.create_namespaced_custom_object,
+                       KUEUE_GROUP, KUEUE_VERSION, ns, "localqueues", objects["LocalQueue"])
         return self._project_infos([name], {name: gpus})[0]
 
     def set_quota(self, name: str, gpus: int) -> None:
         check_count("--gpus", gpus, 0)
         if not self.project_exists(name):
             raise NotFound(f"project {name!r} not found")
+        self._patch_quota(name, gpus)
+
+    def _patch_quota(self, name: str, gpus: int) -> None:
         queue = next(o for o in project_objects(name, gpus) if o["kind"] == "ClusterQueue")
         # a merge patch replaces the list whole: the project's one group, its new quota
         self._call("set a ClusterQueue's quota", self.custom.patch_cluster_custom_object,
@@ -500,18 +512,18 @@ class KubernetesCluster:
             return
         chunks = response.stream(LOG_CHUNK, decode_content=True)
         ended = False
+        self._streams.add(response)
         try:
             while (chunk := await self._in_thread(next, chunks, None)) is not None:
                 if chunk:
                     yield chunk
             ended = True
         finally:
+            self._streams.discard(response)
             if not ended:
                 # the reader went away: unblock the worker still reading a followed log,
                 # and drop the connection rather than return it to the pool mid-stream
-                with contextlib.suppress(Exception):
-                    getattr(response, "shutdown", response.close)()
-                response.close()
+                _abort(response)
             response.release_conn()
 
     async def delete(self, project: str, name: str) -> None:
@@ -544,6 +556,14 @@ class KubernetesCluster:
                             project, name, ", ".join(left) or "(none running)")
                 return
             await asyncio.sleep(DELETE_POLL)
+
+
+def _abort(response: Any) -> None:
+    """Close a streamed response, waking a thread blocked reading it (urllib3 >= 2.3)."""
+    with contextlib.suppress(Exception):
+        getattr(response, "shutdown", response.close)()
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _valid(name: str) -> bool:
