@@ -3,9 +3,9 @@
 A real HTTP server on 127.0.0.1 (a thread) that serves just the REST subset podsweep's
 Kubernetes cluster uses through the official client: namespaces, nodes, batch/v1 Jobs
 (create, get, list, delete with its propagation policies), pods (list, get, log with
-``tailLines`` and ``follow``) and Kueue's v1beta1 ClusterQueues, ResourceFlavors and
-LocalQueues (create, get, list, merge patch). Label selectors (``k``, ``k=v``, ``k!=v``,
-``k in (a,b)``) filter lists.
+``tailLines`` and ``follow``), Kueue's v1beta1 ClusterQueues, ResourceFlavors and
+LocalQueues (create, get, list, merge patch) and Workloads (get, list). Label selectors
+(``k``, ``k=v``, ``k!=v``, ``k in (a,b)``) filter lists.
 
 It validates what it receives, so a test fails for real on a wrong request: a bearer token;
 the apiVersion and kind that the path serves; the namespace of the path; Namespaces and
@@ -77,6 +77,7 @@ RESOURCES = {
     (f"apis/{KUEUE}", "resourceflavors"): (KUEUE, "ResourceFlavor", False,
                                            {"create", "get", "list"}),
     (f"apis/{KUEUE}", "localqueues"): (KUEUE, "LocalQueue", True, {"create", "get", "list"}),
+    (f"apis/{KUEUE}", "workloads"): (KUEUE, "Workload", True, {"get", "list"}),
 }
 QUERY = {"labelSelector", "limit", "propagationPolicy", "tailLines", "follow", "pretty"}
 
@@ -238,6 +239,28 @@ class FakeApiServer:
                                          "finishedAt": self._now()}}}]
         self._sync_job(pod)
         self.changed.notify_all()
+
+    def set_workload(self, namespace: str, job: str, *conditions: tuple[str, str, str, str]
+                     ) -> None:
+        """What Kueue records of a Job: its Workload, with (type, status, reason, message)
+        conditions, e.g. ``("QuotaReserved", "False", "Pending", "insufficient ...")``."""
+        with self.changed:
+            owner = self.objects[("Job", namespace, job)]
+            name = f"job-{job}-{owner['metadata']['uid'][:5]}"
+            self.objects[("Workload", namespace, name)] = {
+                "apiVersion": KUEUE, "kind": "Workload",
+                "metadata": {"name": name, "namespace": namespace,
+                             "uid": str(uuid.uuid4()), "creationTimestamp": self._now(),
+                             "labels": {"kueue.x-k8s.io/job-uid": owner["metadata"]["uid"]},
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                                                  "name": job, "uid": owner["metadata"]["uid"],
+                                                  "controller": True}]},
+                "spec": {"queueName": owner["metadata"]["labels"].get(
+                    "kueue.x-k8s.io/queue-name")},
+                "status": {"conditions": [
+                    {"type": t, "status": st, "reason": r, "message": m,
+                     "lastTransitionTime": self._now()} for t, st, r, m in conditions]}}
+            self.changed.notify_all()
 
     def write_log(self, namespace: str, pod: str, text: str) -> None:
         with self.changed:

@@ -122,6 +122,11 @@ def test_a_job_is_queued_suspended_and_its_pods_make_its_status(
     [listed] = cluster.jobs(["team-a"])
     assert "Kueue" in (listed.message or "") and listed.uid == job["metadata"]["uid"]
 
+    quota = "couldn't assign flavors to pod set main: insufficient unused quota for " \
+            "nvidia.com/gpu in flavor default-flavor, 1 more needed"
+    fake.set_workload(NS, "hpo1", ("QuotaReserved", "False", "Pending", quota))
+    assert cluster.job("team-a", "hpo1").job.message == f"waiting for Kueue: {quota}"
+
     fake.admit(NS, "hpo1")
     first = fake.add_pod(NS, "hpo1", 0)
     fake.add_pod(NS, "hpo1", 1, phase="Pending")
@@ -143,6 +148,13 @@ def test_a_job_is_queued_suspended_and_its_pods_make_its_status(
     assert (pods[again].status, pods[again].attempt, pods[again].index) == ("Failed", 1, 0)
     assert detail.job.failed == 1 and detail.spec["volumes"] == ["pvc:data:/data"]
     assert [e.kind for e in detail.events].count("Preempted") == 1
+    # Kueue's own record of a preemption (its Workload evicted) is among the events
+    fake.set_workload(NS, "hpo1", ("Evicted", "True", "Preempted",
+                                   "Preempted to accommodate a workload due to reclamation "
+                                   "within the cohort"))
+    events = cluster.job("team-a", "hpo1").events
+    assert any(e.kind == "Kueue Evicted" and "reclamation within the cohort" in e.message
+               for e in events)
 
     for index in range(4):
         fake.set_pod(NS, fake.add_pod(NS, "hpo1", index), "Succeeded")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ LOG_CHUNK = 1 << 16
 KUEUE_GROUP, _, KUEUE_VERSION = KUEUE_API.partition("/")
 CONTROLLER_UID = ("batch.kubernetes.io/controller-uid", "controller-uid")
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+WORKLOAD_JOB_UID = "kueue.x-k8s.io/job-uid"     # Kueue's label on a Job's Workload
 PENDING, UNKNOWN = "Pending", "Unknown"
 STARTING = {PENDING, UNKNOWN}     # not running yet, or a node that stopped reporting
 
@@ -467,10 +469,29 @@ class KubernetesCluster:
         uid = job["metadata"].get("uid")
         return job, [p for p in pods if _owner(p) == uid]
 
+    def _workload_conditions(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The conditions of the Kueue Workload of a Job: why it waits, when it was admitted,
+        evicted or preempted. None where Kueue has not made one (or is not readable)."""
+        try:
+            found = self._call("list Kueue Workloads",
+                               self.custom.list_namespaced_custom_object,
+                               KUEUE_GROUP, KUEUE_VERSION, job["metadata"]["namespace"],
+                               "workloads",
+                               label_selector=f"{WORKLOAD_JOB_UID}={job['metadata']['uid']}")
+        except (NotFound, Forbidden):
+            return []
+        return [dict(c) for w in found["items"]
+                for c in (w.get("status") or {}).get("conditions") or []]
+
     def job(self, project: str, name: str) -> JobDetail:
         job, pods = self._job(project, name)
         infos = pod_infos(pods)
-        events = []
+        conditions = self._workload_conditions(job)
+        events = [EventInfo(_time(c.get("lastTransitionTime")) or 0.0,
+                            f"Kueue {c.get('type')}" +
+                            ("" if c.get("status") == "True" else " (no)"),
+                            str(c.get("message") or c.get("reason") or ""))
+                  for c in conditions]
         for pod in infos:
             events.append(EventInfo(pod.created, "Created", f"pod {pod.name}"))
             if pod.finished is not None and pod.status != PodStatus.RUNNING.value:
@@ -482,7 +503,12 @@ class KubernetesCluster:
                                         str(cond.get("type")),
                                         str(cond.get("message") or cond.get("reason") or "")))
         spec = job_spec(job)
-        return JobDetail(job_info(job, pods), infos, sorted(events, key=lambda e: e.time),
+        info = job_info(job, pods)
+        waiting = next((c for c in conditions if c.get("type") == "QuotaReserved" and
+                        c.get("status") == "False" and c.get("message")), None)
+        if waiting is not None and (job.get("spec") or {}).get("suspend"):
+            info = dataclasses.replace(info, message=f"waiting for Kueue: {waiting['message']}")
+        return JobDetail(info, infos, sorted(events, key=lambda e: e.time),
                          spec.to_dict() if spec else {})
 
     def pod_log(self, project: str, name: str, pod: str, tail: int | None = None,
