@@ -4,11 +4,12 @@ process), driven through the CLI as a user types it."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.control.conftest import ControlPlane
+from tests.control.conftest import PODSWEEP, ControlPlane
 
 from .fake_apiserver import FakeApiServer
 
@@ -58,6 +59,21 @@ def test_submit_list_get_logs_delete_and_quota_through_the_cli(tmp_path: Path):
             missing = plane.run("logs", "hpo1", "-p", "team-a", "--pod", "hpo1-9-x",
                                 check=False)
             assert missing.returncode == 3 and "not a pod of job" in missing.stderr
+
+            # -f streams through the control plane until the pod ends
+            fake.write_log(NS, pods[1], "first\n")
+            follower = subprocess.Popen([PODSWEEP, "logs", "hpo1", "-p", "team-a", "--pod",
+                                         pods[1], "-f"], stdout=subprocess.PIPE, text=True,
+                                        env=plane.env)
+            try:
+                assert follower.stdout is not None
+                assert follower.stdout.readline() == "first\n"
+                fake.write_log(NS, pods[1], "second\n")
+                fake.set_pod(NS, pods[1], "Succeeded")
+                rest, _ = follower.communicate(timeout=60)
+            finally:
+                follower.kill()
+            assert rest == "second\n" and follower.returncode == 0
 
             plane.run("project", "quota", "team-a", "--gpus", "3")
             queue = fake.get("ClusterQueue", None, "team-a")
