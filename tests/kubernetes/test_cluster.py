@@ -331,3 +331,22 @@ def test_opening_fails_clearly_without_kueue_or_an_api_server(tmp_path: Path,
         opened(fake, tmp_path, loop, kubeconfig=str(tmp_path / "gone"))
     with pytest.raises(UsageError, match="cannot use the kubeconfig"):
         opened(fake, tmp_path, loop, kubeconfig=str(tmp_path / "missing"))
+
+
+def test_the_settings_choose_the_kubeconfigs_context(fake: FakeApiServer, tmp_path: Path,
+                                                     loop: asyncio.AbstractEventLoop):
+    import yaml
+
+    config = yaml.safe_load(fake.kubeconfig(tmp_path / "one").read_text())
+    config["clusters"].append({"name": "away", "cluster": {"server": "http://127.0.0.1:9"}})
+    config["contexts"].append({"name": "away", "context": {"cluster": "away", "user": "fake"}})
+    config["current-context"] = "away"
+    (tmp_path / "two").write_text(yaml.safe_dump(config))
+    cluster = open_cluster(tmp_path, None, loop,  # type: ignore[arg-type]
+                           {"cluster": "kubernetes", "kubeconfig": str(tmp_path / "two"),
+                            "context": "fake"})
+    cluster.recover()                 # the fake answers: the context was taken
+    assert cluster.project_exists("team-a") is False
+    cluster.shutdown()
+    with pytest.raises(Unavailable):
+        opened(fake, tmp_path, loop, kubeconfig=str(tmp_path / "two"), context="away")
