@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -350,3 +351,10 @@ def test_the_settings_choose_the_kubeconfigs_context(fake: FakeApiServer, tmp_pa
     cluster.shutdown()
     with pytest.raises(Unavailable):
         opened(fake, tmp_path, loop, kubeconfig=str(tmp_path / "two"), context="away")
+
+
+def test_without_the_client_installed_the_error_says_what_to_install(
+        tmp_path: Path, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "kubernetes", None)     # as if not installed
+    with pytest.raises(UsageError, match=r"pip install 'podsweep\[kubernetes\]'"):
+        open_cluster(tmp_path, None, loop, {"cluster": "kubernetes"})  # type: ignore[arg-type]
