@@ -22,8 +22,12 @@ def test_submit_list_get_logs_delete_and_quota_through_the_cli(tmp_path: Path):
     with FakeApiServer() as fake:
         fake.add_node("gpu-node", 4)
         plane = ControlPlane(tmp_path / "home")
-        plane.env["KUBECONFIG"] = str(fake.kubeconfig(tmp_path / "kubeconfig"))
-        up = plane.run("up", "--cluster", "kubernetes")
+        plane.env.pop("KUBECONFIG", None)
+        kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
+        refused = plane.run("up", "--kubeconfig", str(kubeconfig), check=False)
+        assert refused.returncode == 2 and "for the kubernetes cluster" in refused.stderr
+        up = plane.run("up", "--cluster", "kubernetes", "--kubeconfig", str(kubeconfig),
+                       "--context", "fake")
         try:
             assert "on the kubernetes cluster with 4 GPU(s)" in up.stdout
             assert plane.json("status")["cluster"] == "kubernetes"
