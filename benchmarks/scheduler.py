@@ -1,6 +1,6 @@
 """The local control plane's speed, against the floor of starting processes here.
 
-Three measurements, one run:
+Four measurements, one run:
 
 1. Throughput: 1,000 pods of ``true``, parallelism 2, through podsweep, against
    ``xargs -P 2`` running the same 1,000 commands (the floor). Reported as a ratio.
@@ -8,6 +8,9 @@ Three measurements, one run:
    times), p50 and p99, from the same run.
 3. The walk-through's sweep shape with a fixed 2-second step: 12 pods of ``sleep 2``,
    3 at a time, one GPU each: makespan against the ideal ceil(12/3) x 2 s.
+4. The supervisor's floor: the same 1,000 pods through ``PodProcess`` alone (no server,
+   no store), under the native supervisor and under the Python one (forked), against the
+   same xargs: what the control plane adds is the difference.
 
     python benchmarks/scheduler.py [--pods 1000]
 """
@@ -18,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import selectors
 import shutil
 import statistics
 import subprocess
@@ -26,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from podsweep.runtime.process import SupervisorKind
 
 PODSWEEP = str(Path(sys.executable).with_name("podsweep"))
 
@@ -75,6 +81,42 @@ def xargs_floor(pods: int, parallelism: int) -> float:
     return time.perf_counter() - t0
 
 
+def supervisor_floor(kind: SupervisorKind, pods: int, parallelism: int, root: Path) -> float:
+    """``pods`` pods of ``true``, ``parallelism`` at a time, launched and watched the way the
+    control plane does (launch without waiting, pidfd, exit code), and nothing else."""
+    from podsweep.runtime import PodLaunch, PodProcess
+
+    env = dict(os.environ)
+    sel = selectors.DefaultSelector()
+    started = running = 0
+
+    def start() -> None:
+        nonlocal started, running
+        pod_dir = root / kind / str(started)
+        proc = PodProcess.launch(PodLaunch(pod_dir, ["true"], env, None, pod_dir / "pod.log",
+                                           30.0), supervisor=kind, wait=False)
+        fd = proc.pidfd()
+        assert fd is not None
+        sel.register(fd, selectors.EVENT_READ, proc)
+        started += 1
+        running += 1
+
+    t0 = time.perf_counter()
+    while started < min(parallelism, pods):
+        start()
+    while running:
+        for key, _ in sel.select():
+            sel.unregister(key.fd)
+            os.close(key.fd)
+            assert key.data.exit_code() == 0
+            running -= 1
+            if started < pods:
+                start()
+    elapsed = time.perf_counter() - t0
+    sel.close()
+    return elapsed
+
+
 def handoff_latencies(spans: list[tuple[float, float]], parallelism: int) -> list[float]:
     """For each pod after the first wave: its start minus the latest exit before it."""
     ends = sorted(e for _, e in spans)
@@ -118,6 +160,11 @@ def main() -> int:
         spans = plane.pod_times(sweep["job"]["uid"])
         makespan = max(e for _, e in spans) - min(s for s, _ in spans)
         ideal = math.ceil(12 / 3) * 2.0
+
+        print(f"3. {args.pods} pods of `true` through PodProcess alone (native, then Python "
+              f"forked)", flush=True)
+        kinds: tuple[SupervisorKind, ...] = ("native", "fork")
+        floors = {kind: supervisor_floor(kind, args.pods, 2, root / "floor") for kind in kinds}
     finally:
         plane.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -133,6 +180,10 @@ def main() -> int:
           f"{makespan:.2f} s | ideal {ideal:.0f} s | {makespan / ideal:.3f}x |")
     print(f"| same, submit to Succeeded seen by the client | {makespan_wall:.2f} s | "
           f"ideal {ideal:.0f} s | {makespan_wall / ideal:.3f}x |")
+    for kind, name in (("native", "native (C)"), ("fork", "Python, forked")):
+        print(f"| supervisor floor: {args.pods} pods of `true`, PodProcess alone, {name} | "
+              f"{floors[kind]:.2f} s | xargs -P 2: {floor:.2f} s | "
+              f"{floors[kind] / floor:.2f}x |")
     return 0
 
 

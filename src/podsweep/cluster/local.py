@@ -28,7 +28,16 @@ from typing import Any
 
 from ..errors import Conflict, NotFound, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
-from ..runtime import GPU, PodLaunch, PodProcess, discover_gpus, virtual_gpus, wrap_command
+from ..runtime import (
+    GPU,
+    PodLaunch,
+    PodProcess,
+    discover_gpus,
+    native_supervisor,
+    virtual_gpus,
+    wrap_command,
+)
+from ..runtime.process import SupervisorKind
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
 from ..store import Job, Pod, Project, Store
 from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
@@ -117,6 +126,9 @@ class LocalCluster:
         self._shares: dict[str, float] = {}
         self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
         self.reconciles = 0
+        # The native supervisor where it can be built; else the Python one, forked (the
+        # control plane runs no other thread).
+        self._supervisor: SupervisorKind = "native" if native_supervisor() else "fork"
 
     @classmethod
     def open(cls, home: Path, store: Store, loop: asyncio.AbstractEventLoop,
@@ -396,9 +408,8 @@ class LocalCluster:
             cwd = None if spec.volumes else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
                                                pod_dir / "pod.log", spec.grace_period),
-                                     # the control plane runs no other thread, and
                                      # the loop need not wait for the pod to start
-                                     fork=True, wait=False)
+                                     supervisor=self._supervisor, wait=False)
         except Exception as exc:   # a pod that cannot start fails like one that exits 1
             log.exception("pod %s could not start", name)
             pod_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,507 @@
+/*
+ * podsweep-supervisor: the per-pod supervisor, in C.
+ *
+ *   podsweep-supervisor [--ready-fd FD] [--cwd DIR] LOG GRACE POD_DIR -- COMMAND [ARG...]
+ *
+ * The same process and the same files as supervisor.py (whose docstring is the contract):
+ * it starts COMMAND in a session and process group of its own, with stdin from /dev/null
+ * and stdout and stderr appended to LOG, writes POD_DIR/state.json, closes FD, watches the
+ * pod until every process of it is gone and writes POD_DIR/exit.json. SIGTERM or SIGINT:
+ * SIGTERM to the pod's group, SIGKILL once GRACE seconds have passed; SIGUSR1: SIGKILL at
+ * once. Its stdout and stderr go to POD_DIR/supervisor.log.
+ *
+ * What differs is only how it is told what to run: the command on its command line, and
+ * the pod's environment as its own (the command is looked up in the pod's PATH, and the
+ * environment, which may hold secrets, stays out of /proc/PID/cmdline, which anyone may
+ * read). The launcher still writes spec.json, for people and for adoption.
+ *
+ * It is started with posix_spawn, so it costs its parent no copy of its page tables, with
+ * the signals it waits for already blocked: none sent before it is ready is lost.
+ * Linked statically where the C library allows it: no dynamic loader to start, and no
+ * LD_PRELOAD or LD_LIBRARY_PATH meant for the pod applied to the supervisor.
+ */
+
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define CODE_NOT_FOUND 127
+#define CODE_NOT_EXECUTABLE 126
+/* Once the main process is over, how long to wait for the SIGKILLed rest to be reaped: a
+ * process stuck in uninterruptible I/O must not keep the end unrecorded. */
+#define REAP_TIMEOUT 10.0
+
+static const char *pod_dir;
+static sigset_t watched;          /* SIGCHLD, SIGTERM, SIGINT, SIGUSR1: taken by sigtimedwait */
+
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The whole of a small file, NUL-terminated; -1 if it cannot be read. */
+static ssize_t read_small(const char *path, char *buf, size_t size)
+{
+    int fd;
+    ssize_t n;
+    size_t got = 0;
+
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -1;
+    while (got < size - 1) {
+        n = read(fd, buf + got, size - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return (ssize_t)got;
+}
+
+/* Replace POD_DIR/name in one step: a reader sees no file or the whole of it. No fsync:
+ * see write_json_atomic in supervisor.py. */
+static int write_file_atomic(const char *name, const char *text)
+{
+    char path[4096], tmp[4096];
+    int fd, failed;
+
+    if (snprintf(path, sizeof path, "%s/%s", pod_dir, name) >= (int)sizeof path ||
+        snprintf(tmp, sizeof tmp, "%s/.%s.%d.tmp", pod_dir, name, (int)getpid())
+            >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    failed = write_all(fd, text, strlen(text));
+    failed |= close(fd);
+    if (failed || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+struct proc_stat {
+    char state;
+    long long ppid, pgrp, start;
+};
+
+/* Fields 3, 4, 5 and 22 of /proc/PID/stat; -1 if there is no such process. */
+static int proc_stat(pid_t pid, struct proc_stat *out)
+{
+    char path[64], buf[1024], *p, *end;
+    long long value;
+    int field;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (read_small(path, buf, sizeof buf) < 0)
+        return -1;
+    /* The command name (field 2) may itself hold spaces and parentheses. */
+    p = strrchr(buf, ')');
+    if (p == NULL || p[1] != ' ' || p[2] == '\0')
+        return -1;
+    out->state = p[2];
+    p += 3;
+    for (field = 4; field <= 22; field++) {
+        value = strtoll(p, &end, 10);
+        if (end == p)
+            return -1;
+        p = end;
+        if (field == 4)
+            out->ppid = value;
+        else if (field == 5)
+            out->pgrp = value;
+        else if (field == 22)
+            out->start = value;
+    }
+    return 0;
+}
+
+static void boot_id(char *out, size_t size)
+{
+    char buf[128];
+    size_t i, n = 0;
+
+    if (read_small("/proc/sys/kernel/random/boot_id", buf, sizeof buf) < 0)
+        buf[0] = '\0';
+    /* a UUID: anything else is dropped rather than escaped */
+    for (i = 0; buf[i] != '\0' && n + 1 < size; i++)
+        if ((buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f') ||
+            buf[i] == '-')
+            out[n++] = buf[i];
+    out[n] = '\0';
+}
+
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fprintf(stderr, "podsweep-supervisor: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+/* SIGKILL the pod's group and every child of ours, orphans that left the group included. */
+static void kill_everything(pid_t pgid)
+{
+    siginfo_t info;
+    DIR *proc;
+    struct dirent *entry;
+    struct proc_stat st;
+    pid_t me = getpid(), pid;
+    char *end;
+
+    killpg(pgid, SIGKILL);
+    /* a peek that reaps nothing: with no child at all the scan of /proc is skipped */
+    memset(&info, 0, sizeof info);
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD)
+        return;
+    proc = opendir("/proc");
+    if (proc == NULL)
+        return;
+    while ((entry = readdir(proc)) != NULL) {
+        pid = (pid_t)strtol(entry->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0)
+            continue;
+        if (proc_stat(pid, &st) == 0 && st.ppid == me && st.state != 'Z' && st.state != 'X')
+            kill(pid, SIGKILL);
+    }
+    closedir(proc);
+}
+
+/* Reap every child that has ended; 1 while any child is left. *status gets the main
+ * process's wait status once it is reaped (*reaped then set). */
+static int reap(pid_t main_pid, int *status, int *reaped)
+{
+    int raw;
+    pid_t pid;
+
+    for (;;) {
+        pid = waitpid(-1, &raw, WNOHANG);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            return 0;                       /* ECHILD: nothing left */
+        }
+        if (pid == 0)
+            return 1;
+        if (pid == main_pid) {
+            *status = raw;
+            *reaped = 1;
+        }
+    }
+}
+
+static int exit_code(int status)
+{
+    if (WIFSIGNALED(status))
+        return -WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+/* Watch the pod until every process of it is gone; the code, as in supervisor.py. */
+static int supervise(pid_t main_pid, double grace, int *signalled)
+{
+    int status = 0, reaped = 0, known = 0, code = -SIGKILL, sig, left;
+    double now, wait, deadline, kill_at = -1.0, give_up_at = -1.0;
+    struct timespec ts;
+    sigset_t pending;
+
+    for (;;) {
+        int was_reaped = reaped;
+
+        left = reap(main_pid, &status, &reaped);
+        now = monotonic();
+        if (reaped && !was_reaped) {
+            code = exit_code(status);
+            known = 1;
+            /* After a SIGTERM the rest of the group keeps its grace period: the main
+             * process may be a wrapper (bubblewrap) that dies of the SIGTERM at once. */
+            if (!*signalled) {
+                kill_everything(main_pid);
+                give_up_at = now + REAP_TIMEOUT;
+            }
+        }
+        if (!left)
+            break;
+        if (kill_at >= 0 && now >= kill_at) {
+            kill_everything(main_pid);
+            kill_at = -1.0;
+            give_up_at = now + REAP_TIMEOUT;
+        } else if (give_up_at >= 0) {
+            if (now >= give_up_at)
+                break;
+            /* a process forked while the group was being killed would otherwise linger */
+            kill_everything(main_pid);
+        }
+        deadline = now + 1.0;
+        if (kill_at >= 0 && kill_at < deadline)
+            deadline = kill_at;
+        if (give_up_at >= 0 && give_up_at < deadline)
+            deadline = give_up_at;
+        wait = deadline > now ? deadline - now : 0.0;
+        ts.tv_sec = (time_t)wait;
+        ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
+        sig = sigtimedwait(&watched, NULL, &ts);
+        if (sig < 0)
+            continue;                       /* EAGAIN (timed out) or EINTR */
+        if (sig == SIGUSR1) {
+            *signalled = 1;
+            kill_everything(main_pid);
+            kill_at = -1.0;
+            if (give_up_at < 0)
+                give_up_at = monotonic() + REAP_TIMEOUT;
+        } else if ((sig == SIGTERM || sig == SIGINT) && !*signalled) {
+            *signalled = 1;
+            killpg(main_pid, SIGTERM);
+            if (!known)
+                kill_at = monotonic() + grace;
+        }
+    }
+    /* A request that came as everything was ending still counts: the caller asked for it. */
+    if (sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 ||
+                                      sigismember(&pending, SIGINT) == 1 ||
+                                      sigismember(&pending, SIGUSR1) == 1))
+        *signalled = 1;
+    return known ? code : -SIGKILL;
+}
+
+static int write_exit(int code, int signalled)
+{
+    char text[256];
+
+    snprintf(text, sizeof text, "{\"code\": %d, \"finished\": %.6f, \"signalled\": %s}",
+             code, wall_clock(), signalled ? "true" : "false");
+    if (write_file_atomic("exit.json", text) < 0) {
+        say("cannot write %s/exit.json: %s", pod_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int write_state(long long start, const char *boot, double started, pid_t pid,
+                       long long pod_start)
+{
+    char text[512], pids[128], starts[2][32];
+
+    /* a start time that could not be read is null, as in supervisor.py */
+    snprintf(starts[0], sizeof starts[0], start >= 0 ? "%lld" : "null", start);
+    snprintf(starts[1], sizeof starts[1], pod_start >= 0 ? "%lld" : "null", pod_start);
+    if (pid > 0)
+        snprintf(pids, sizeof pids, "\"pid\": %d, \"pgid\": %d, \"pod_start\": %s",
+                 (int)pid, (int)pid, starts[1]);
+    else
+        snprintf(pids, sizeof pids, "\"pid\": null, \"pgid\": null, \"pod_start\": null");
+    snprintf(text, sizeof text, "{\"supervisor_pid\": %d, \"supervisor_start\": %s, "
+             "\"boot_id\": \"%s\", %s, \"started\": %.6f}",
+             (int)getpid(), starts[0], boot, pids, started);
+    if (write_file_atomic("state.json", text) < 0) {
+        say("cannot write %s/state.json: %s", pod_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Start the pod's command: a session of its own, nothing blocked, every signal at its
+ * default, stdin from /dev/null, stdout and stderr to the log. 0, or an errno. */
+static int spawn(char **argv, int log_fd, pid_t *child)
+{
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t actions;
+    sigset_t none, defaults;
+    int sig, err;
+
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (sig = 1; sig < NSIG; sig++)
+        /* not SIGKILL and SIGSTOP (they have no other), nor the C library's own
+         * real-time signals below SIGRTMIN */
+        if (sig != SIGKILL && sig != SIGSTOP && !(sig >= 32 && sig < SIGRTMIN))
+            sigaddset(&defaults, sig);
+    if ((err = posix_spawnattr_init(&attr)) != 0)
+        return err;
+    if ((err = posix_spawn_file_actions_init(&actions)) != 0) {
+        posix_spawnattr_destroy(&attr);
+        return err;
+    }
+    err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                   POSIX_SPAWN_SETSIGDEF);
+    if (!err)
+        err = posix_spawnattr_setsigmask(&attr, &none);
+    if (!err)
+        err = posix_spawnattr_setsigdefault(&attr, &defaults);
+    if (!err)
+        err = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (!err)
+        err = posix_spawn_file_actions_adddup2(&actions, log_fd, 1);
+    if (!err)
+        err = posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
+    if (!err)
+        err = posix_spawnp(child, argv[0], &actions, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return err;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: podsweep-supervisor [--ready-fd FD] [--cwd DIR] LOG GRACE "
+            "POD_DIR -- COMMAND [ARG...]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    const char *log_path, *cwd = NULL;
+    char boot[64], path[4096], *end;
+    int i = 1, ready_fd = -1, log_fd, out_fd, err, code, signalled = 0;
+    long long start = -1, pod_start = -1;
+    double grace, started;
+    struct proc_stat st;
+    pid_t child;
+
+    for (; i + 1 < argc && argv[i][0] == '-' && argv[i][1] == '-' && argv[i][2]; i += 2) {
+        if (strcmp(argv[i], "--ready-fd") == 0) {
+            ready_fd = (int)strtol(argv[i + 1], &end, 10);
+            if (*end != '\0' || ready_fd < 0)
+                return usage();
+        } else if (strcmp(argv[i], "--cwd") == 0) {
+            cwd = argv[i + 1];
+        } else {
+            return usage();
+        }
+    }
+    if (argc - i < 5 || strcmp(argv[i + 3], "--") != 0)
+        return usage();
+    log_path = argv[i];
+    grace = strtod(argv[i + 1], &end);
+    if (*end != '\0' || end == argv[i + 1] || !(grace >= 0))
+        return usage();
+    pod_dir = argv[i + 2];
+    argv += i + 4;
+
+    /* posix_spawn closes nothing: a pod holding this pipe would hide our readiness */
+    if (ready_fd >= 0 && fcntl(ready_fd, F_SETFD, FD_CLOEXEC) < 0)
+        return usage();
+    if (snprintf(path, sizeof path, "%s/supervisor.log", pod_dir) >= (int)sizeof path)
+        return usage();
+    out_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (out_fd >= 0) {
+        dup2(out_fd, 1);
+        dup2(out_fd, 2);
+        if (out_fd > 2)
+            close(out_fd);
+    }
+
+    /* Blocked by the launcher already (a SIGTERM sent at once stays pending); dispositions
+     * inherited as ignored would make SIGCHLD reap our children behind our back. */
+    sigemptyset(&watched);
+    sigaddset(&watched, SIGCHLD);
+    sigaddset(&watched, SIGTERM);
+    sigaddset(&watched, SIGINT);
+    sigaddset(&watched, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &watched, NULL);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
+    /* No terminal is ours (a session of our own); a stray SIGHUP must not lose the pod. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    /* Orphans of the pod are re-parented to us, so we can kill and reap them, and "no
+     * child left" means "nothing of the pod left". */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+    if (proc_stat(getpid(), &st) == 0)
+        start = st.start;
+    boot_id(boot, sizeof boot);
+    started = wall_clock();
+    log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+        say("cannot open the pod's log %s: %s", log_path, strerror(errno));
+        return 1;
+    }
+    if (log_fd <= 2) {                       /* dup2 onto itself would keep O_CLOEXEC */
+        int moved = fcntl(log_fd, F_DUPFD_CLOEXEC, 3);
+        close(log_fd);
+        log_fd = moved;
+    }
+    err = 0;
+    if (cwd != NULL && chdir(cwd) < 0) {
+        err = errno;
+        dprintf(log_fd, "podsweep: cannot start the pod's command: cannot change into "
+                "%s: %s\n", cwd, strerror(err));
+    } else if ((err = spawn(argv, log_fd, &child)) != 0) {
+        dprintf(log_fd, "podsweep: cannot start the pod's command: %s: %s\n", argv[0],
+                strerror(err));
+    }
+    close(log_fd);
+    if (err != 0) {
+        code = (err == EACCES || err == EPERM) ? CODE_NOT_EXECUTABLE : CODE_NOT_FOUND;
+        if (write_state(start, boot, started, 0, -1) < 0)
+            return 1;
+        if (ready_fd >= 0)
+            close(ready_fd);
+        return write_exit(code, 0) < 0 ? 1 : 0;
+    }
+    if (proc_stat(child, &st) == 0)          /* unreaped: there even if it ended already */
+        pod_start = st.start;
+    if (write_state(start, boot, started, child, pod_start) < 0) {
+        /* a pod nobody can find would hold its GPUs for good */
+        kill_everything(child);
+        return 1;
+    }
+    if (ready_fd >= 0)
+        close(ready_fd);
+    code = supervise(child, grace, &signalled);
+    return write_exit(code, signalled) < 0 ? 1 : 0;
+}
