@@ -56,7 +56,7 @@ _KILL_WAIT = 2.0
 class PodLaunch:
     """What it takes to start one pod."""
 
-    pod_dir: Path         # created by launch; holds spec.json, state.json, exit.json
+    pod_dir: Path         # made by launch (it must not exist); holds state.json, exit.json
     argv: list[str]       # already wrapped by wrap_command if the pod has volumes
     env: dict[str, str]   # the pod's whole environment
     cwd: str | None       # None: the caller's (and always None for a wrapped argv)
@@ -96,19 +96,26 @@ class _Child:
             os.kill(self.pid, signal.SIGKILL)
 
 
-def _write_spec(pod_dir: Path, spec: PodLaunch, log: Path) -> None:
-    """spec.json, created once: a second launch into the same directory is refused.
+def _make_pod_dir(pod_dir: Path) -> None:
+    """The pod's directory, made here and only here: a second launch into it is refused.
 
-    Written whole before any supervisor starts, so no reader sees it half-written; a pod
-    directory with a spec.json tells :meth:`PodProcess.adopt` that a supervisor may be on
-    its way.
+    Made just before the supervisor starts, it tells :meth:`PodProcess.adopt` that a
+    supervisor may be on its way.
     """
-    data = json.dumps({"argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
-                       "log": str(log), "grace_period": float(spec.grace_period)}).encode()
     try:
-        fd = os.open(pod_dir / _sv.SPEC, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.mkdir(pod_dir)
+    except FileNotFoundError:
+        pod_dir.parent.mkdir(parents=True, exist_ok=True)
+        _make_pod_dir(pod_dir)
     except FileExistsError:
         raise RuntimeSetupError(f"{pod_dir} already belongs to a pod") from None
+
+
+def _write_spec(pod_dir: Path, spec: PodLaunch, log: Path) -> None:
+    """spec.json, the Python supervisor's input, written whole before it starts."""
+    data = json.dumps({"argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
+                       "log": str(log), "grace_period": float(spec.grace_period)}).encode()
+    fd = os.open(pod_dir / _sv.SPEC, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -267,11 +274,12 @@ class PodProcess:
             raise RuntimeSetupError("the native pod supervisor cannot be built here (see "
                                     "the log); use the Python one")
         pod_dir = spec.pod_dir.absolute()
-        pod_dir.mkdir(parents=True, exist_ok=True)
+        _make_pod_dir(pod_dir)
         log = spec.log.absolute()
         if log.parent != pod_dir:
             log.parent.mkdir(parents=True, exist_ok=True)
-        _write_spec(pod_dir, spec, log)
+        if binary is None:
+            _write_spec(pod_dir, spec, log)
         ready_r, ready_w = os.pipe()
         if ready_w <= 3:   # dup2 onto itself would keep it close-on-exec
             ready_w = _move(ready_w)
@@ -335,7 +343,7 @@ class PodProcess:
         """
         pod_dir = pod_dir.absolute()
         state = _sv.read_json(pod_dir / _sv.STATE)
-        if state is None and (pod_dir / _sv.SPEC).exists():
+        if state is None and pod_dir.is_dir():
             # launched, perhaps without waiting, by a control plane that then died: a live
             # supervisor reports within milliseconds; declaring the pod lost now could run
             # its index twice

@@ -8,12 +8,18 @@
  * and stdout and stderr appended to LOG, writes POD_DIR/state.json, closes FD, watches the
  * pod until every process of it is gone and writes POD_DIR/exit.json. SIGTERM or SIGINT:
  * SIGTERM to the pod's group, SIGKILL once GRACE seconds have passed; SIGUSR1: SIGKILL at
- * once. Its stdout and stderr go to POD_DIR/supervisor.log.
+ * once. What it has to say goes to POD_DIR/supervisor.log, made only then.
  *
  * What differs is only how it is told what to run: the command on its command line, and
  * the pod's environment as its own (the command is looked up in the pod's PATH, and the
  * environment, which may hold secrets, stays out of /proc/PID/cmdline, which anyone may
- * read). The launcher still writes spec.json, for people and for adoption.
+ * read). There is no spec.json: the pod's directory, made by the launcher just before it
+ * starts the supervisor, is what tells a restarted control plane that a pod may be there.
+ *
+ * It also writes state.json and exit.json in place, not by rename: each is one write() of
+ * a few hundred bytes to a new file, and a reader takes a file that does not parse (empty,
+ * or cut short by a crash) for one not written yet. On a busy machine every file created
+ * costs, and there is one pod per file here.
  *
  * It is started with posix_spawn, so it costs its parent no copy of its page tables, with
  * the signals it waits for already blocked: none sent before it is ready is lost.
@@ -103,29 +109,25 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
     return (ssize_t)got;
 }
 
-/* Replace POD_DIR/name in one step: a reader sees no file or the whole of it. No fsync:
- * see write_json_atomic in supervisor.py. */
-static int write_file_atomic(const char *name, const char *text)
+/* POD_DIR/name, in one write (see the top of this file). No fsync: see write_json_atomic
+ * in supervisor.py. */
+static int write_file(const char *name, const char *text)
 {
-    char path[4096], tmp[4096];
+    char path[4096];
     int fd, failed;
 
-    if (snprintf(path, sizeof path, "%s/%s", pod_dir, name) >= (int)sizeof path ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.%d.tmp", pod_dir, name, (int)getpid())
-            >= (int)sizeof tmp) {
+    if (snprintf(path, sizeof path, "%s/%s", pod_dir, name) >= (int)sizeof path) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    do
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return -1;
     failed = write_all(fd, text, strlen(text));
     failed |= close(fd);
-    if (failed || rename(tmp, path) < 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return failed ? -1 : 0;
 }
 
 struct proc_stat {
@@ -179,15 +181,30 @@ static void boot_id(char *out, size_t size)
     out[n] = '\0';
 }
 
+/* A line to POD_DIR/supervisor.log, made on first use. */
 static void say(const char *fmt, ...)
 {
+    char path[4096], line[8192];
     va_list ap;
+    int fd, n;
 
     va_start(ap, fmt);
-    fprintf(stderr, "podsweep-supervisor: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    n = vsnprintf(line, sizeof line - 1, fmt, ap);
     va_end(ap);
+    if (n < 0)
+        return;
+    if (n > (int)sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    snprintf(path, sizeof path, "%s/supervisor.log", pod_dir);
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fd = dup(2);
+    if (fd >= 0) {
+        write_all(fd, "podsweep-supervisor: ", 21);
+        write_all(fd, line, (size_t)n);
+        close(fd);
+    }
 }
 
 /* SIGKILL the pod's group and every child of ours, orphans that left the group included. */
@@ -321,7 +338,7 @@ static int write_exit(int code, int signalled)
 
     snprintf(text, sizeof text, "{\"code\": %d, \"finished\": %.6f, \"signalled\": %s}",
              code, wall_clock(), signalled ? "true" : "false");
-    if (write_file_atomic("exit.json", text) < 0) {
+    if (write_file("exit.json", text) < 0) {
         say("cannot write %s/exit.json: %s", pod_dir, strerror(errno));
         return -1;
     }
@@ -344,7 +361,7 @@ static int write_state(long long start, const char *boot, double started, pid_t 
     snprintf(text, sizeof text, "{\"supervisor_pid\": %d, \"supervisor_start\": %s, "
              "\"boot_id\": \"%s\", %s, \"started\": %.6f}",
              (int)getpid(), starts[0], boot, pids, started);
-    if (write_file_atomic("state.json", text) < 0) {
+    if (write_file("state.json", text) < 0) {
         say("cannot write %s/state.json: %s", pod_dir, strerror(errno));
         return -1;
     }
@@ -402,8 +419,8 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     const char *log_path, *cwd = NULL;
-    char boot[64], path[4096], *end;
-    int i = 1, ready_fd = -1, log_fd, out_fd, err, code, signalled = 0;
+    char boot[64], *end;
+    int i = 1, ready_fd = -1, log_fd, err, code, signalled = 0;
     long long start = -1, pod_start = -1;
     double grace, started;
     struct proc_stat st;
@@ -432,15 +449,8 @@ int main(int argc, char **argv)
     /* posix_spawn closes nothing: a pod holding this pipe would hide our readiness */
     if (ready_fd >= 0 && fcntl(ready_fd, F_SETFD, FD_CLOEXEC) < 0)
         return usage();
-    if (snprintf(path, sizeof path, "%s/supervisor.log", pod_dir) >= (int)sizeof path)
+    if (strlen(pod_dir) > 3000)
         return usage();
-    out_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (out_fd >= 0) {
-        dup2(out_fd, 1);
-        dup2(out_fd, 2);
-        if (out_fd > 2)
-            close(out_fd);
-    }
 
     /* Blocked by the launcher already (a SIGTERM sent at once stays pending); dispositions
      * inherited as ignored would make SIGCHLD reap our children behind our back. */
