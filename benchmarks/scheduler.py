@@ -131,30 +131,41 @@ def handoff_latencies(spans: list[tuple[float, float]], parallelism: int) -> lis
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="each throughput measurement is the best of this many")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="podsweep-bench-"))
     plane = Plane(root / "home", gpus=4)
+    ours: list[float] = []
+    floors: dict[str, list[float]] = {"xargs": [], "native": [], "fork": []}
+    lat_ms: list[float] = []
     try:
         plane.cli("project", "create", "bench", "--gpus", "4")
-        print(f"1. {args.pods} pods of `true`, parallelism 2 (podsweep, then xargs -P 2)",
-              flush=True)
-        t0 = time.perf_counter()
-        plane.cli("submit", "many", "-p", "bench", "--parallelism", "2", "--completions",
-                  str(args.pods), "--", "true")
-        detail = plane.wait("bench", "many")
-        ours = time.perf_counter() - t0
-        assert detail["job"]["succeeded"] == args.pods, detail["job"]
-        floor = xargs_floor(args.pods, 2)
-        lat = handoff_latencies(plane.pod_times(detail["job"]["uid"]), 2)
-        lat_ms = sorted(x * 1000 for x in lat)
+        print(f"1. {args.pods} pods of `true`, parallelism 2: xargs -P 2 then podsweep, "
+              f"{args.rounds} rounds", flush=True)
+        for r in range(args.rounds):
+            floors["xargs"].append(xargs_floor(args.pods, 2))
+            # Through the API, as the CLI does, without timing the CLI's own start-up; until
+            # the job's end as the control plane recorded it (same clock, this machine), so
+            # that the client's polling neither adds to the time nor loads the server much.
+            t0 = time.time()
+            plane.api.post("/jobs", {"name": f"many-{r}", "project": "bench",
+                                     "command": ["true"], "parallelism": 2,
+                                     "completions": args.pods})
+            detail = plane.wait("bench", f"many-{r}")
+            ours.append(float(detail["job"]["finished"]) - t0)
+            assert detail["job"]["succeeded"] == args.pods, detail["job"]
+            lat_ms += (x * 1000 for x in
+                       handoff_latencies(plane.pod_times(detail["job"]["uid"]), 2))
+        lat_ms.sort()
         p50 = statistics.median(lat_ms)
         p99 = lat_ms[min(len(lat_ms) - 1, int(0.99 * len(lat_ms)))]
 
         print("2. the walk-through's shape: 12 pods of `sleep 2`, 3 at a time, 1 GPU each",
               flush=True)
         t0 = time.perf_counter()
-        plane.cli("submit", "sweep", "-p", "bench", "-g", "1", "--parallelism", "3",
-                  "--completions", "12", "--", "sleep", "2")
+        plane.api.post("/jobs", {"name": "sweep", "project": "bench", "command": ["sleep", "2"],
+                                 "gpus": 1, "parallelism": 3, "completions": 12})
         sweep = plane.wait("bench", "sweep")
         makespan_wall = time.perf_counter() - t0
         spans = plane.pod_times(sweep["job"]["uid"])
@@ -162,18 +173,24 @@ def main() -> int:
         ideal = math.ceil(12 / 3) * 2.0
 
         print(f"3. {args.pods} pods of `true` through PodProcess alone (native, then Python "
-              f"forked)", flush=True)
+              f"forked), {args.rounds} rounds", flush=True)
         kinds: tuple[SupervisorKind, ...] = ("native", "fork")
-        floors = {kind: supervisor_floor(kind, args.pods, 2, root / "floor") for kind in kinds}
+        for r in range(args.rounds):
+            for kind in kinds:
+                floors[kind].append(supervisor_floor(kind, args.pods, 2, root / f"{kind}{r}"))
     finally:
         plane.close()
         shutil.rmtree(root, ignore_errors=True)
+    best = min(ours)
+    floor = min(floors["xargs"])
 
+    print()
+    print(f"Best of {args.rounds} rounds for each throughput; latencies over all rounds.")
     print()
     print("| measurement | podsweep | reference | ratio |")
     print("|---|---|---|---|")
-    print(f"| {args.pods} pods of `true`, parallelism 2 | {ours:.2f} s | xargs -P 2: "
-          f"{floor:.2f} s | {ours / floor:.2f}x |")
+    print(f"| {args.pods} pods of `true`, parallelism 2 | {best:.2f} s | xargs -P 2: "
+          f"{floor:.2f} s | {best / floor:.2f}x |")
     print(f"| exit -> successor start, p50 / p99 | {p50:.1f} / {p99:.1f} ms | target "
           f"20 / 100 ms | |")
     print(f"| 12 x 2 s pods, 3 at a time: makespan (first start to last exit) | "
@@ -181,9 +198,9 @@ def main() -> int:
     print(f"| same, submit to Succeeded seen by the client | {makespan_wall:.2f} s | "
           f"ideal {ideal:.0f} s | {makespan_wall / ideal:.3f}x |")
     for kind, name in (("native", "native (C)"), ("fork", "Python, forked")):
+        ran = min(floors[kind])
         print(f"| supervisor floor: {args.pods} pods of `true`, PodProcess alone, {name} | "
-              f"{floors[kind]:.2f} s | xargs -P 2: {floor:.2f} s | "
-              f"{floors[kind] / floor:.2f}x |")
+              f"{ran:.2f} s | xargs -P 2: {floor:.2f} s | {ran / floor:.2f}x |")
     return 0
 
 

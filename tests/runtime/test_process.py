@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from podsweep.runtime import PodLaunch, PodProcess, RuntimeSetupError, native_supervisor
+from podsweep.runtime.native import build, cache_dir, compiler
 from podsweep.runtime.process import SUPERVISORS, SupervisorKind
 from podsweep.runtime.supervisor import proc_stat
 
@@ -75,8 +76,10 @@ def supervisor(request: pytest.FixtureRequest) -> SupervisorKind:
     """Each supervisor in turn: the native one, the Python one forked, and in a new
     interpreter. They keep one contract, so they pass one set of tests."""
     kind: SupervisorKind = request.param
-    if kind == "native":
-        assert native_supervisor() is not None, "cannot build the native supervisor here"
+    if kind == "native" and native_supervisor() is None:
+        if compiler() is None:
+            pytest.skip("no C compiler here: the native supervisor cannot be built")
+        build(cache_dir())     # a compiler that fails is a failure: this raises its words
     return kind
 
 
@@ -273,8 +276,9 @@ def test_the_supervisor_runs_as_a_module() -> None:
                                   ["--ready-fd", "x", "log", "1", "dir", "--", "true"],
                                   ["log", "1", "dir", "true"]])
 def test_the_native_supervisor_refuses_a_bad_command_line(args: list[str]) -> None:
-    binary = native_supervisor()
-    assert binary is not None
+    if compiler() is None:
+        pytest.skip("no C compiler here")
+    binary = build(cache_dir())
     result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and result.stderr.startswith("usage: podsweep-supervisor")
 

@@ -117,7 +117,8 @@ class LocalCluster:
     kind = "local"
 
     def __init__(self, home: Path, store: Store, gpus: list[GPU],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop,
+                 supervisor: SupervisorKind | None = None) -> None:
         self.home = home
         self.store = store
         self.gpus = gpus
@@ -138,7 +139,8 @@ class LocalCluster:
         self.reconciles = 0
         # The native supervisor where it can be built; else the Python one, forked (the
         # control plane runs no other thread).
-        self._supervisor: SupervisorKind = "native" if native_supervisor() else "fork"
+        self._supervisor: SupervisorKind = supervisor or (
+            "native" if native_supervisor() else "fork")
 
     @classmethod
     def open(cls, home: Path, store: Store, loop: asyncio.AbstractEventLoop,

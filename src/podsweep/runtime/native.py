@@ -45,7 +45,8 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("podsweep"))
 
 
-def _compiler() -> str | None:
+def compiler() -> str | None:
+    """``$CC``, else ``cc`` or ``gcc`` from PATH; None if there is none."""
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
@@ -59,7 +60,7 @@ def build(directory: Path) -> Path:
     target = directory / f"podsweep-supervisor-{key}"
     if os.access(target, os.X_OK):
         return target
-    cc = _compiler()
+    cc = compiler()
     if cc is None:
         raise RuntimeSetupError("no C compiler (cc) to build the native pod supervisor")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1,0 +1,80 @@
+"""Building the native supervisor: cached by its source, a clear error, the Python fallback.
+
+The native supervisor's behaviour is tested with the others' in test_process.py; here, how
+it comes to be. Real compiler runs into temporary caches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from podsweep.runtime import PodLaunch, PodProcess, RuntimeSetupError, native_supervisor
+from podsweep.runtime.native import SOURCE, build, compiler
+
+needs_cc = pytest.mark.skipif(compiler() is None, reason="no C compiler here")
+
+
+@needs_cc
+def test_the_build_is_cached_by_its_source(tmp_path: Path) -> None:
+    first = build(tmp_path)
+    assert os.access(first, os.X_OK) and first.parent == tmp_path
+    built = first.stat().st_mtime_ns
+    assert build(tmp_path) == first and first.stat().st_mtime_ns == built   # not rebuilt
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]   # no temporary left
+    # another source (another version of podsweep) gets a binary of its own
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "supervisor.c").write_bytes(SOURCE.read_bytes() + b"\n/* v2 */\n")
+    import podsweep.runtime.native as native
+
+    original = native.SOURCE
+    native.SOURCE = other / "supervisor.c"
+    try:
+        second = build(tmp_path)
+    finally:
+        native.SOURCE = original
+    assert second != first and second.name.startswith("podsweep-supervisor-")
+
+
+def test_a_compiler_that_fails_is_a_clear_error(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "false")
+    with pytest.raises(RuntimeSetupError, match="cannot build the native pod supervisor"):
+        build(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_a_compiler_the_python_supervisor_is_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("PODSWEEP_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger="podsweep.runtime"):
+        assert native_supervisor.__wrapped__() is None     # not the process's cached answer
+    assert "using the Python pod supervisor: no C compiler" in caplog.text
+
+
+def test_the_python_supervisor_can_be_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODSWEEP_SUPERVISOR", "python")
+    assert native_supervisor.__wrapped__() is None
+
+
+@needs_cc
+def test_the_pods_environment_stays_off_the_command_line(tmp_path: Path) -> None:
+    # /proc/PID/cmdline is anyone's to read; /proc/PID/environ is the owner's alone.
+    proc = PodProcess.launch(PodLaunch(tmp_path / "pod", ["sleep", "30"],
+                                       {"PATH": os.environ["PATH"], "API_KEY": "s3cret"},
+                                       None, tmp_path / "pod.log", 0.5), supervisor="native")
+    try:
+        cmdline = Path(f"/proc/{proc.supervisor_pid}/cmdline").read_bytes()
+        assert b"s3cret" not in cmdline and b"sleep" in cmdline
+        assert b"API_KEY=s3cret" in Path(f"/proc/{proc.pid}/environ").read_bytes()
+    finally:
+        proc.kill()
+    assert proc.exit_code() == -signal.SIGKILL
