@@ -8,7 +8,7 @@ side never mix, and a build lands by rename, so concurrent first uses never see 
 file. Where no compiler works, :func:`native_supervisor` says why and the caller falls back
 to the Python supervisor, which keeps the same contract.
 
-    python -m podsweep.runtime.native     # build now (``make install`` does), print the path
+Built ahead of time by ``make install``, which runs :func:`main` (prints the binary's path).
 """
 
 from __future__ import annotations
