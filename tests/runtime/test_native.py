@@ -78,3 +78,24 @@ def test_the_pods_environment_stays_off_the_command_line(tmp_path: Path) -> None
     finally:
         proc.kill()
     assert proc.exit_code() == -signal.SIGKILL
+
+
+@needs_cc
+def test_a_binary_removed_from_the_cache_is_built_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODSWEEP_CACHE", str(tmp_path / "cache"))
+    native_supervisor.cache_clear()
+    try:
+        binary = native_supervisor()
+        assert binary is not None and binary.parent == tmp_path / "cache"
+        binary.unlink()                                  # someone cleaned ~/.cache
+        proc = PodProcess.launch(PodLaunch(tmp_path / "pod", ["true"], dict(os.environ), None,
+                                           tmp_path / "pod.log", 0.5), supervisor="native")
+        assert binary.exists()
+        fd = proc.pidfd()
+        if fd is not None:
+            os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOWAIT)
+            os.close(fd)
+        assert proc.exit_code() == 0
+    finally:
+        native_supervisor.cache_clear()     # the other tests' answer: the default cache

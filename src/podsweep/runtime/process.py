@@ -286,7 +286,16 @@ class PodProcess:
         popen: subprocess.Popen[bytes] | _Child
         try:
             if binary is not None:
-                popen = _Child(_spawn_native(binary, spec, pod_dir, log, ready_w))
+                try:
+                    pid = _spawn_native(binary, spec, pod_dir, log, ready_w)
+                except FileNotFoundError:
+                    # the cache was cleaned under us: build it again, once
+                    native_supervisor.cache_clear()
+                    binary = native_supervisor()
+                    if binary is None:
+                        raise
+                    pid = _spawn_native(binary, spec, pod_dir, log, ready_w)
+                popen = _Child(pid)
             elif supervisor == "fork":
                 popen = _Child(_fork_supervisor(pod_dir, ready_r, ready_w))
             else:
