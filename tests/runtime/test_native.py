@@ -99,3 +99,36 @@ def test_a_binary_removed_from_the_cache_is_built_again(
         assert proc.exit_code() == 0
     finally:
         native_supervisor.cache_clear()     # the other tests' answer: the default cache
+
+
+def cpus_allowed(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(line.split(":", 1)[1].strip() for line in status.splitlines()
+                if line.startswith("Cpus_allowed_list:"))
+
+
+@needs_cc
+@pytest.mark.parametrize("cpus", ["all", "first-two", "one"])
+def test_the_supervisor_and_its_pod_get_the_launchers_cpus(tmp_path: Path, cpus: str) -> None:
+    # The launcher pins itself to one CPU for the spawn (so the new process runs there at
+    # once); neither the supervisor nor its pod may stay pinned.
+    allowed = os.sched_getaffinity(0)
+    wanted = {"all": allowed, "first-two": set(sorted(allowed)[:2]),
+              "one": {min(allowed)}}[cpus]
+    os.sched_setaffinity(0, wanted)
+    try:
+        proc = PodProcess.launch(PodLaunch(tmp_path / "pod", ["sleep", "30"],
+                                           dict(os.environ), None, tmp_path / "pod.log", 0.5),
+                                 supervisor="native")
+        assert os.sched_getaffinity(0) == wanted          # the launcher's own is back
+    finally:
+        os.sched_setaffinity(0, allowed)
+    try:
+        assert proc.pid is not None
+        expected = cpus_allowed(os.getpid()) if cpus == "all" else None
+        for pid in (proc.supervisor_pid, proc.pid):
+            assert os.sched_getaffinity(pid) == wanted, pid
+        if expected is not None:
+            assert cpus_allowed(proc.pid) == expected
+    finally:
+        proc.kill()

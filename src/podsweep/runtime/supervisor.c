@@ -1,7 +1,8 @@
 /*
  * podsweep-supervisor: the per-pod supervisor, in C.
  *
- *   podsweep-supervisor [--ready-fd FD] [--cwd DIR] LOG GRACE POD_DIR -- COMMAND [ARG...]
+ *   podsweep-supervisor [--ready-fd FD] [--cpus LIST] [--cwd DIR] LOG GRACE POD_DIR --
+ *                       COMMAND [ARG...]
  *
  * The same process and the same files as supervisor.py (whose docstring is the contract):
  * it starts COMMAND in a session and process group of its own, with stdin from /dev/null
@@ -22,7 +23,11 @@
  * costs, and there is one pod per file here.
  *
  * It is started with posix_spawn, so it costs its parent no copy of its page tables, with
- * the signals it waits for already blocked: none sent before it is ready is lost.
+ * the signals it waits for already blocked: none sent before it is ready is lost. The
+ * launcher blocks until it has exec'd; on a busy machine a new process can wait milliseconds
+ * for a CPU, so the launcher may pin itself to its own CPU for the spawn (the child, placed
+ * there, runs as soon as the launcher blocks) and pass its real CPU list (--cpus, e.g.
+ * "0-3,6"), which the supervisor takes back first thing: the pod inherits that one.
  * Linked statically where the C library allows it: no dynamic loader to start, and no
  * LD_PRELOAD or LD_LIBRARY_PATH meant for the pod applied to the supervisor.
  */
@@ -37,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -409,10 +415,42 @@ static int spawn(char **argv, int log_fd, pid_t *child)
     return err;
 }
 
+/* "0-3,6" into *set; -1 if it does not parse. */
+static int parse_cpus(const char *list, cpu_set_t *set)
+{
+    const char *p = list;
+    char *end;
+    long first, last;
+
+    CPU_ZERO(set);
+    while (*p) {
+        first = strtol(p, &end, 10);
+        if (end == p || first < 0)
+            return -1;
+        last = first;
+        if (*end == '-') {
+            p = end + 1;
+            last = strtol(p, &end, 10);
+            if (end == p || last < first)
+                return -1;
+        }
+        if (last >= CPU_SETSIZE)
+            return -1;
+        for (; first <= last; first++)
+            CPU_SET((int)first, set);
+        if (*end == ',')
+            end++;
+        else if (*end != '\0')
+            return -1;
+        p = end;
+    }
+    return CPU_COUNT(set) > 0 ? 0 : -1;
+}
+
 static int usage(void)
 {
-    fprintf(stderr, "usage: podsweep-supervisor [--ready-fd FD] [--cwd DIR] LOG GRACE "
-            "POD_DIR -- COMMAND [ARG...]\n");
+    fprintf(stderr, "usage: podsweep-supervisor [--ready-fd FD] [--cpus LIST] [--cwd DIR] "
+            "LOG GRACE POD_DIR -- COMMAND [ARG...]\n");
     return 2;
 }
 
@@ -424,6 +462,7 @@ int main(int argc, char **argv)
     long long start = -1, pod_start = -1;
     double grace, started;
     struct proc_stat st;
+    cpu_set_t cpus;
     pid_t child;
 
     for (; i + 1 < argc && argv[i][0] == '-' && argv[i][1] == '-' && argv[i][2]; i += 2) {
@@ -433,6 +472,11 @@ int main(int argc, char **argv)
                 return usage();
         } else if (strcmp(argv[i], "--cwd") == 0) {
             cwd = argv[i + 1];
+        } else if (strcmp(argv[i], "--cpus") == 0) {
+            if (parse_cpus(argv[i + 1], &cpus) < 0)
+                return usage();
+            /* the launcher's own CPUs, before anything else runs pinned to one */
+            sched_setaffinity(0, sizeof cpus, &cpus);
         } else {
             return usage();
         }
