@@ -229,6 +229,20 @@ def test_a_command_that_cannot_be_found_ends_with_127(pods: Callable[..., PodPro
     assert adopted is not None and adopted.exit_code() == 127
 
 
+def test_a_command_that_cannot_be_executed_ends_with_126(pods: Callable[..., PodProcess],
+                                                         tmp_path: Path) -> None:
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\necho never\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "also-not").write_text("#!/bin/sh\necho never\n")
+    assert wait_exit(pods(argv=[str(script)], name="direct")) == 126
+    # found on the pod's PATH, but not executable: still 126, not "not found"
+    env = {**os.environ, "PATH": f"{tmp_path / 'nowhere'}:{bin_dir}:/usr/bin:/bin"}
+    assert wait_exit(pods(argv=["also-not"], env=env, name="on-path")) == 126
+    assert "never" not in (tmp_path / "on-path.log").read_text()
+
+
 def test_a_missing_working_dir_ends_with_127(pods: Callable[..., PodProcess],
                                              tmp_path: Path) -> None:
     proc = pods("true", cwd=str(tmp_path / "nowhere"))

@@ -23,6 +23,7 @@ signalled, and signals to the supervisor go through a pidfd.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import functools
 import gc
@@ -33,6 +34,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -213,13 +215,20 @@ def _spawn_native(binary: Path, spec: PodLaunch, pod_dir: Path, log: Path,
             os.sched_setaffinity(0, allowed)
 
 
-def _current_cpu() -> int | None:
-    """The CPU this thread runs on (field 39 of /proc/thread-self/stat)."""
+@functools.cache
+def _sched_getcpu() -> Callable[[], int] | None:
     try:
-        with open("/proc/thread-self/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[36])
-    except (OSError, IndexError, ValueError):
+        getcpu: Callable[[], int] = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    except (OSError, AttributeError):
         return None
+    return getcpu
+
+
+def _current_cpu() -> int | None:
+    """The CPU this thread runs on, None if the C library cannot say."""
+    getcpu = _sched_getcpu()
+    cpu = getcpu() if getcpu is not None else -1
+    return cpu if cpu >= 0 else None
 
 
 @functools.lru_cache(maxsize=8)

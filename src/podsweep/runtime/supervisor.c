@@ -37,7 +37,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -374,44 +373,121 @@ static int write_state(long long start, const char *boot, double started, pid_t 
     return 0;
 }
 
-/* Start the pod's command: a session of its own, nothing blocked, every signal at its
- * default, stdin from /dev/null, stdout and stderr to the log. 0, or an errno. */
-static int spawn(char **argv, int log_fd, pid_t *child)
-{
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_t actions;
-    sigset_t none, defaults;
-    int sig, err;
+/* What the child of vfork() reports: it shares our memory until it execs or exits. */
+static volatile int spawn_errno;
 
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    for (sig = 1; sig < NSIG; sig++)
-        /* not SIGKILL and SIGSTOP (they have no other), nor the C library's own
-         * real-time signals below SIGRTMIN */
-        if (sig != SIGKILL && sig != SIGSTOP && !(sig >= 32 && sig < SIGRTMIN))
-            sigaddset(&defaults, sig);
-    if ((err = posix_spawnattr_init(&attr)) != 0)
-        return err;
-    if ((err = posix_spawn_file_actions_init(&actions)) != 0) {
-        posix_spawnattr_destroy(&attr);
-        return err;
+/* Every place COMMAND may be, in order: itself if it holds a '/', else PATH's entries. */
+static __attribute__((noinline)) char **candidates(const char *command)
+{
+    const char *path = getenv("PATH"), *p, *colon;
+    size_t n = 1, len = strlen(command), dir;
+    char **out;
+
+    if (strchr(command, '/') != NULL || len == 0) {
+        out = calloc(2, sizeof *out);
+        if (out != NULL && (out[0] = strdup(command)) == NULL) {
+            free(out);
+            out = NULL;
+        }
+        return out;
     }
-    err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                   POSIX_SPAWN_SETSIGDEF);
-    if (!err)
-        err = posix_spawnattr_setsigmask(&attr, &none);
-    if (!err)
-        err = posix_spawnattr_setsigdefault(&attr, &defaults);
-    if (!err)
-        err = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&actions, log_fd, 1);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
-    if (!err)
-        err = posix_spawnp(child, argv[0], &actions, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
+    if (path == NULL)
+        path = "/bin:/usr/bin";
+    for (p = path; *p; p++)
+        n += *p == ':';
+    out = calloc(n + 1, sizeof *out);
+    if (out == NULL)
+        return NULL;
+    for (n = 0, p = path;; p = colon + 1) {
+        colon = strchrnul(p, ':');
+        dir = (size_t)(colon - p);
+        out[n] = malloc(dir + len + 2);
+        if (out[n] == NULL)
+            break;
+        /* an empty entry is the working directory, as for execvp */
+        snprintf(out[n], dir + len + 2, "%.*s%s%s", (int)dir, p, dir ? "/" : "", command);
+        n++;
+        if (*colon == '\0')
+            break;
+    }
+    return out;
+}
+
+/* Start the pod's command: a session of its own, nothing blocked, every signal at its
+ * default, stdin from /dev/null, stdout and stderr to the log. 0, or an errno.
+ *
+ * vfork, like posix_spawn, but with one step posix_spawn cannot take: we wait for the
+ * child's exec, and on a busy machine a new process can wait milliseconds for a CPU; so we
+ * pin ourselves to our CPU, the child starts there and runs as soon as we block, and it
+ * takes back CPUS (ours) just before its exec. We hold no signal handlers, so nothing of
+ * ours can run in the child. */
+static int spawn(char **argv, int log_fd, const cpu_set_t *cpus, pid_t *child)
+{
+    char **paths = candidates(argv[0]);
+    sigset_t all, old, none;
+    cpu_set_t here;
+    int cpu, pinned = 0, err, i, sig, null_fd;
+    pid_t pid;
+
+    if (paths == NULL)
+        return ENOMEM;
+    null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0) {
+        err = errno;
+        goto out;
+    }
+    sigfillset(&all);
+    sigemptyset(&none);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    if (cpus != NULL && CPU_COUNT(cpus) > 1 && (cpu = sched_getcpu()) >= 0 &&
+        CPU_ISSET(cpu, cpus)) {
+        CPU_ZERO(&here);
+        CPU_SET(cpu, &here);
+        pinned = sched_setaffinity(0, sizeof here, &here) == 0;
+    }
+    spawn_errno = 0;
+    pid = vfork();
+    if (pid == 0) {
+        int denied = 0;
+
+        if (pinned)
+            sched_setaffinity(0, sizeof *cpus, cpus);
+        setsid();
+        /* not SIGKILL and SIGSTOP (they have no other), nor the C library's own real-time
+         * signals below SIGRTMIN */
+        for (sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP && !(sig >= 32 && sig < SIGRTMIN))
+                signal(sig, SIG_DFL);
+        if (dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) {
+            spawn_errno = errno;
+            _exit(127);
+        }
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (i = 0; paths[i] != NULL; i++) {
+            execve(paths[i], argv, environ);
+            if (errno == EACCES)
+                denied = 1;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE &&
+                     errno != ENODEV && errno != ETIMEDOUT)
+                break;
+        }
+        spawn_errno = (paths[i] == NULL && denied) ? EACCES : errno;
+        _exit(127);
+    }
+    err = pid < 0 ? errno : spawn_errno;
+    if (pinned)
+        sched_setaffinity(0, sizeof *cpus, cpus);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(null_fd);
+    if (pid > 0 && err != 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    if (err == 0)
+        *child = pid;
+out:
+    for (i = 0; paths[i] != NULL; i++)
+        free(paths[i]);
+    free(paths);
     return err;
 }
 
@@ -458,7 +534,7 @@ int main(int argc, char **argv)
 {
     const char *log_path, *cwd = NULL;
     char boot[64], *end;
-    int i = 1, ready_fd = -1, log_fd, err, code, signalled = 0;
+    int i = 1, ready_fd = -1, log_fd, err, code, signalled = 0, have_cpus = 0;
     long long start = -1, pod_start = -1;
     double grace, started;
     struct proc_stat st;
@@ -477,6 +553,7 @@ int main(int argc, char **argv)
                 return usage();
             /* the launcher's own CPUs, before anything else runs pinned to one */
             sched_setaffinity(0, sizeof cpus, &cpus);
+            have_cpus = 1;
         } else {
             return usage();
         }
@@ -515,6 +592,9 @@ int main(int argc, char **argv)
      * child left" means "nothing of the pod left". */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
+    /* run by hand, or by a launcher that did not pin itself: our own CPUs are the pod's */
+    if (!have_cpus && sched_getaffinity(0, sizeof cpus, &cpus) == 0)
+        have_cpus = 1;
     if (proc_stat(getpid(), &st) == 0)
         start = st.start;
     boot_id(boot, sizeof boot);
@@ -534,7 +614,7 @@ int main(int argc, char **argv)
         err = errno;
         dprintf(log_fd, "podsweep: cannot start the pod's command: cannot change into "
                 "%s: %s\n", cwd, strerror(err));
-    } else if ((err = spawn(argv, log_fd, &child)) != 0) {
+    } else if ((err = spawn(argv, log_fd, have_cpus ? &cpus : NULL, &child)) != 0) {
         dprintf(log_fd, "podsweep: cannot start the pod's command: %s: %s\n", argv[0],
                 strerror(err));
     }
