@@ -15,6 +15,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]'
+	# the native pod supervisor, built now rather than at the first pod (the Python one
+	# stands in where this fails)
+	-$(BIN)/python -c 'import podsweep.runtime.native as n; raise SystemExit(n.main())'
 	touch $@
 
 install: $(BIN)/.installed

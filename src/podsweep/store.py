@@ -169,7 +169,8 @@ class Event:
 
 
 class Store:
-    """The control plane's database. Every write commits before the method returns."""
+    """The control plane's database. Every write commits before the method returns, unless
+    the caller holds a :meth:`transaction`: then it commits with that."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -197,6 +198,14 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; inside another one it joins it (and commits with it).
+
+        The control plane wraps a whole reconcile in one: every write method's own
+        transaction then joins it, and the round costs one commit.
+        """
+        if self.db.in_transaction:
+            yield self.db
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db

@@ -13,6 +13,7 @@ def test_public_names() -> None:
         "RuntimeSetupError",
         "bwrap_available",
         "discover_gpus",
+        "native_supervisor",
         "virtual_gpus",
         "wrap_command",
     ]

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from podsweep.runtime import PodLaunch, PodProcess, RuntimeSetupError
+from podsweep.runtime import PodLaunch, PodProcess, RuntimeSetupError, native_supervisor
+from podsweep.runtime.native import build, cache_dir, compiler
+from podsweep.runtime.process import SUPERVISORS, SupervisorKind
 from podsweep.runtime.supervisor import proc_stat
 
 GRACE = 0.5
@@ -69,12 +71,21 @@ def wait_log(log: Path, text: str, timeout: float = 5.0) -> None:
         f"{text!r} never appeared in {log}: {log.read_text() if log.exists() else ''!r}"
 
 
-@pytest.fixture(params=[False, True], ids=["exec", "fork"])
-def pods(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., PodProcess]]:
-    """Launch pods under tmp_path; whatever a test leaves running is killed afterwards.
+@pytest.fixture(params=SUPERVISORS)
+def supervisor(request: pytest.FixtureRequest) -> SupervisorKind:
+    """Each supervisor in turn: the native one, the Python one forked, and in a new
+    interpreter. They keep one contract, so they pass one set of tests."""
+    kind: SupervisorKind = request.param
+    if kind == "native" and native_supervisor() is None:
+        if compiler() is None:
+            pytest.skip("no C compiler here: the native supervisor cannot be built")
+        build(cache_dir())     # a compiler that fails is a failure: this raises its words
+    return kind
 
-    Every test runs with both kinds of supervisor: a new interpreter, and a fork.
-    """
+
+@pytest.fixture
+def pods(tmp_path: Path, supervisor: SupervisorKind) -> Iterator[Callable[..., PodProcess]]:
+    """Launch pods under tmp_path; whatever a test leaves running is killed afterwards."""
     started: list[PodProcess] = []
 
     def launch(script: str | None = None, *, argv: list[str] | None = None,
@@ -83,7 +94,7 @@ def pods(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..
         proc = PodProcess.launch(PodLaunch(
             pod_dir=tmp_path / name, argv=argv or ["sh", "-c", script or "true"],
             env=dict(os.environ) if env is None else env, cwd=cwd,
-            log=tmp_path / f"{name}.log", grace_period=grace), fork=request.param)
+            log=tmp_path / f"{name}.log", grace_period=grace), supervisor=supervisor)
         started.append(proc)
         return proc
 
@@ -218,6 +229,20 @@ def test_a_command_that_cannot_be_found_ends_with_127(pods: Callable[..., PodPro
     assert adopted is not None and adopted.exit_code() == 127
 
 
+def test_a_command_that_cannot_be_executed_ends_with_126(pods: Callable[..., PodProcess],
+                                                         tmp_path: Path) -> None:
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\necho never\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "also-not").write_text("#!/bin/sh\necho never\n")
+    assert wait_exit(pods(argv=[str(script)], name="direct")) == 126
+    # found on the pod's PATH, but not executable: still 126, not "not found"
+    env = {**os.environ, "PATH": f"{tmp_path / 'nowhere'}:{bin_dir}:/usr/bin:/bin"}
+    assert wait_exit(pods(argv=["also-not"], env=env, name="on-path")) == 126
+    assert "never" not in (tmp_path / "on-path.log").read_text()
+
+
 def test_a_missing_working_dir_ends_with_127(pods: Callable[..., PodProcess],
                                              tmp_path: Path) -> None:
     proc = pods("true", cwd=str(tmp_path / "nowhere"))
@@ -248,11 +273,11 @@ def test_a_sigkilled_supervisor_is_reported_lost_and_its_pod_killed(
 
 
 def test_a_supervisor_that_cannot_start_the_pod_is_an_error_at_launch(
-        tmp_path: Path) -> None:
+        tmp_path: Path, supervisor: SupervisorKind) -> None:
     # The log is a directory: the supervisor dies before state.json, and says why.
-    with pytest.raises(RuntimeSetupError, match="IsADirectoryError"):
+    with pytest.raises(RuntimeSetupError, match="Is a directory"):
         PodProcess.launch(PodLaunch(tmp_path / "pod", ["true"], dict(os.environ), None,
-                                    tmp_path, GRACE))
+                                    tmp_path, GRACE), supervisor=supervisor)
 
 
 def test_the_supervisor_runs_as_a_module() -> None:
@@ -261,7 +286,19 @@ def test_the_supervisor_runs_as_a_module() -> None:
     assert result.returncode == 2 and "usage:" in result.stderr
 
 
-def test_the_files_a_pod_leaves(pods: Callable[..., PodProcess]) -> None:
+@pytest.mark.parametrize("args", [[], ["log", "1", "dir"], ["log", "soon", "dir", "--", "x"],
+                                  ["--ready-fd", "x", "log", "1", "dir", "--", "true"],
+                                  ["log", "1", "dir", "true"]])
+def test_the_native_supervisor_refuses_a_bad_command_line(args: list[str]) -> None:
+    if compiler() is None:
+        pytest.skip("no C compiler here")
+    binary = build(cache_dir())
+    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and result.stderr.startswith("usage: podsweep-supervisor")
+
+
+def test_the_files_a_pod_leaves(pods: Callable[..., PodProcess],
+                                supervisor: SupervisorKind) -> None:
     proc = pods("exit 0")
     assert wait_exit(proc) == 0
     state = json.loads((proc.pod_dir / "state.json").read_text())
@@ -271,8 +308,10 @@ def test_the_files_a_pod_leaves(pods: Callable[..., PodProcess]) -> None:
     ended = json.loads((proc.pod_dir / "exit.json").read_text())
     assert set(ended) == {"code", "finished", "signalled"}
     assert ended["finished"] >= state["started"]
-    assert sorted(os.listdir(proc.pod_dir)) == ["exit.json", "spec.json", "state.json",
-                                                "supervisor.log"]
+    # the Python supervisors read spec.json and write supervisor.log even when they have
+    # nothing to say; the native one neither
+    python = {"spec.json", "supervisor.log"} if supervisor != "native" else set()
+    assert set(os.listdir(proc.pod_dir)) == {"exit.json", "state.json", *python}
 
 
 def test_a_pod_dir_is_used_once(pods: Callable[..., PodProcess]) -> None:
@@ -287,25 +326,26 @@ LAUNCHER = """
 import os, signal, sys
 from pathlib import Path
 from podsweep.runtime import PodLaunch, PodProcess
-if sys.argv[3:] == ["ignore-signals"]:
+if sys.argv[4:] == ["ignore-signals"]:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_IGN)
 tmp = Path(sys.argv[1])
-proc = PodProcess.launch(PodLaunch(tmp / "pod", ["sh", "-c", sys.argv[2]], dict(os.environ),
-                                   str(tmp), tmp / "pod.log", 0.5))
+proc = PodProcess.launch(PodLaunch(tmp / "pod", ["sh", "-c", sys.argv[3]], dict(os.environ),
+                                   str(tmp), tmp / "pod.log", 0.5), supervisor=sys.argv[2])
 print(proc.supervisor_pid, proc.pid)
 """
 
 
 @pytest.fixture
-def launch_and_die(tmp_path: Path) -> Iterator[Launcher]:
+def launch_and_die(tmp_path: Path, supervisor: SupervisorKind) -> Iterator[Launcher]:
     """Launch a pod from a control plane that exits at once, as one that crashed would."""
 
     def launch(script: str, *extra: str) -> tuple[int, int]:
-        out = subprocess.run([sys.executable, "-c", LAUNCHER, str(tmp_path), script, *extra],
+        out = subprocess.run([sys.executable, "-c", LAUNCHER, str(tmp_path), supervisor,
+                              script, *extra],
                              check=True, capture_output=True, text=True, timeout=30).stdout
-        supervisor, pid = out.split()
-        return int(supervisor), int(pid)
+        supervisor_pid, pid = out.split()
+        return int(supervisor_pid), int(pid)
 
     yield launch
     proc = PodProcess.adopt(tmp_path / "pod")
@@ -339,7 +379,27 @@ def test_an_adopted_pod_can_be_terminated(tmp_path: Path, launch_and_die: Launch
 
 
 def test_adopt_finds_nothing_without_state(tmp_path: Path) -> None:
-    assert PodProcess.adopt(tmp_path) is None
+    assert PodProcess.adopt(tmp_path / "never-launched") is None
+    # a pod directory is made just before its supervisor starts: it is given a moment
+    (tmp_path / "pod").mkdir()
+    t0 = time.monotonic()
+    assert PodProcess.adopt(tmp_path / "pod") is None
+    assert time.monotonic() - t0 >= 1.0
+
+
+def test_a_state_file_being_written_is_not_there_yet(tmp_path: Path) -> None:
+    # The native supervisor writes its files in place: a reader may catch one half-written.
+    pod_dir = tmp_path / "pod"
+    pod_dir.mkdir()
+    (pod_dir / "state.json").write_text('{"supervisor_pid": 1')
+    assert PodProcess.adopt(pod_dir) is None
+    (pod_dir / "state.json").write_text(
+        '{"supervisor_pid": 999999999, "supervisor_start": 1, "boot_id": null, "pid": null, '
+        '"pgid": null, "pod_start": null, "started": 1700000000.0}')
+    (pod_dir / "exit.json").write_text('{"code": 3, "fini')
+    proc = PodProcess.adopt(pod_dir)
+    assert proc is not None
+    assert proc.exit_code() == -signal.SIGKILL and proc.lost   # its supervisor is long gone
 
 
 def test_a_pod_that_ended_meanwhile_is_accounted_for(
@@ -411,10 +471,11 @@ def test_signals_the_control_plane_ignores_are_not_ignored_below_it(
     assert group_members(pid) == []
 
 
-def test_a_launch_that_does_not_wait_settles_later(tmp_path: Path) -> None:
+def test_a_launch_that_does_not_wait_settles_later(tmp_path: Path,
+                                                  supervisor: SupervisorKind) -> None:
     proc = PodProcess.launch(PodLaunch(tmp_path / "pod", ["sh", "-c", "sleep 0.3; exit 3"],
                                        dict(os.environ), None, tmp_path / "pod.log", GRACE),
-                             fork=True, wait=False)
+                             supervisor=supervisor, wait=False)
     fd = proc.pidfd()                       # watchable at once: the supervisor's pid is known
     assert fd is not None
     os.close(fd)
@@ -425,15 +486,17 @@ def test_a_launch_that_does_not_wait_settles_later(tmp_path: Path) -> None:
     assert wait_exit(proc) == 3
 
 
-def test_a_sigterm_right_after_a_forked_launch_is_not_lost(tmp_path: Path) -> None:
+def test_a_sigterm_right_after_a_launch_is_not_lost(tmp_path: Path,
+                                                   supervisor: SupervisorKind) -> None:
     # The caller (like the control plane under uvicorn) has a SIGTERM handler of its own; a
-    # forked supervisor must not run it for a SIGTERM that arrives before it is set up.
+    # forked supervisor must not run it for a SIGTERM that arrives before it is set up, and
+    # a spawned one must not die of it.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         for i in range(3):
             proc = PodProcess.launch(PodLaunch(tmp_path / f"pod{i}", ["sleep", "30"],
                                                dict(os.environ), None, tmp_path / f"{i}.log",
-                                               GRACE), fork=True, wait=False)
+                                               GRACE), supervisor=supervisor, wait=False)
             proc.terminate()
             assert wait_exit(proc) == -signal.SIGTERM
             assert proc.signalled

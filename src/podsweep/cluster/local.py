@@ -6,8 +6,11 @@ control plane being their parent. The control plane watches each supervisor thro
 on its event loop: a pod's exit, a submit, a delete or a quota change each trigger a
 reconcile at once (coalesced within one loop iteration), never a sleeping poll.
 
-Reconcile: build a :class:`~podsweep.scheduler.Snapshot` from the store and the in-memory
-job states, let the pure policy decide, then apply its decision (preempt, then start).
+Reconcile: account for the pods that ended, build a :class:`~podsweep.scheduler.Snapshot`
+from the store and the in-memory job and pod states, let the pure policy decide, then apply
+its decision (preempt, then start). One reconcile is one transaction: its pod ends, job
+updates, new pods and events are committed together, and only then are pods signalled and
+started, so a crash at any point leaves a store that names every pod that may be running.
 
 After a crash, :meth:`LocalCluster.recover` re-adopts the pods still running and accounts
 for those that ended meanwhile from their supervisors' exit files.
@@ -16,19 +19,30 @@ for those that ended meanwhile from their supervisors' exit files.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import Conflict, NotFound, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
-from ..runtime import GPU, PodLaunch, PodProcess, discover_gpus, virtual_gpus, wrap_command
+from ..runtime import (
+    GPU,
+    PodLaunch,
+    PodProcess,
+    discover_gpus,
+    native_supervisor,
+    virtual_gpus,
+    wrap_command,
+)
+from ..runtime.process import SupervisorKind
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
 from ..store import Job, Pod, Project, Store
 from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
@@ -103,7 +117,8 @@ class LocalCluster:
     kind = "local"
 
     def __init__(self, home: Path, store: Store, gpus: list[GPU],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop,
+                 supervisor: SupervisorKind | None = None) -> None:
         self.home = home
         self.store = store
         self.gpus = gpus
@@ -112,11 +127,20 @@ class LocalCluster:
         self.pods_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._states: dict[str, JobState] = {}
         self._procs: dict[str, PodProcess] = {}     # pod key -> process
+        self._pods: dict[str, Pod] = {}             # pod key -> the active pod, as stored
         self._fds: dict[str, int] = {}
+        self._ended: list[tuple[str, PodProcess, int]] = []   # (key, proc, code) to account
+        self._after: list[Callable[[], None]] | None = None   # inside a batch: after commit
+        # what every pod's environment starts from (os.environ is decoded at each read)
+        self._base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         self._reconcile_scheduled = False
         self._shares: dict[str, float] = {}
         self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
         self.reconciles = 0
+        # The native supervisor where it can be built; else the Python one, forked (the
+        # control plane runs no other thread).
+        self._supervisor: SupervisorKind = supervisor or (
+            "native" if native_supervisor() else "fork")
 
     @classmethod
     def open(cls, home: Path, store: Store, loop: asyncio.AbstractEventLoop,
@@ -138,6 +162,7 @@ class LocalCluster:
                 job = self.store.job(pod.job_uid)
                 if job is not None:
                     jobs[job.uid] = job
+        self._pods = {self._key(p): p for p in self.store.active_pods()}
         deleting = []
         for job in jobs.values():
             state = self._states[job.uid] = JobState(job)
@@ -158,9 +183,8 @@ class LocalCluster:
             elif not job.status.done:
                 # the control plane may have died between a pod's end and the job's
                 self._settle_job(state)
-        for pod in self.store.active_pods():
+        for key, pod in list(self._pods.items()):
             proc = PodProcess.adopt(Path(pod.dir))
-            key = self._key(pod)
             if proc is None:
                 # launched but never started (the control plane died in between): the
                 # index runs again; it never ran, so it is not a failure
@@ -293,8 +317,9 @@ class LocalCluster:
         if state is not None:
             state.deleting = True
         active = [p for p in self.store.pods(job.uid) if p.status.active]
-        for pod in active:
-            self._stop(pod, DELETED)
+        with self._batch():
+            for pod in active:
+                self._stop(pod, DELETED)
         if active:
             idle = self._idle.setdefault(job.uid, asyncio.Event())
             await idle.wait()
@@ -325,6 +350,32 @@ class LocalCluster:
             self._reconcile_scheduled = True
             self.loop.call_soon(self.reconcile)
 
+    @contextmanager
+    def _batch(self) -> Iterator[None]:
+        """One transaction for a round of changes; signals and pod starts follow its commit.
+
+        A batch inside a batch joins it. Outside any batch, what would follow the commit
+        runs at once (each store write then commits on its own).
+        """
+        if self._after is not None:
+            yield
+            return
+        self._after = []
+        try:
+            with self.store.transaction():
+                yield
+            after = self._after
+        finally:
+            self._after = None
+        for action in after:
+            action()
+
+    def _after_commit(self, action: Callable[[], None]) -> None:
+        if self._after is None:
+            action()
+        else:
+            self._after.append(action)
+
     def snapshot(self) -> Snapshot:
         projects = tuple(ProjectView(p.name, p.gpus) for p in self.store.projects())
         jobs = []
@@ -339,29 +390,36 @@ class LocalCluster:
         # a pod's name is unique within its project only: the policy gets the unique key
         projects_of = {uid: s.job.project for uid, s in self._states.items()}
         pods = []
-        for p in self.store.active_pods():
+        for key, p in self._pods.items():
             if p.job_uid not in projects_of:     # rare: a job gone from memory, pods stopping
                 job = self.store.job(p.job_uid)
                 projects_of[p.job_uid] = job.project if job else ""
-            pods.append(RunningPod(self._key(p), p.job_uid, projects_of[p.job_uid], p.gpus,
-                                   p.seq, p.status is PodStatus.TERMINATING))
+            pods.append(RunningPod(key, p.job_uid, projects_of[p.job_uid], p.gpus, p.seq,
+                                   p.status is PodStatus.TERMINATING))
         return Snapshot(tuple(g.index for g in self.gpus), projects, tuple(jobs), tuple(pods))
 
     def reconcile(self) -> None:
-        self._reconcile_scheduled = False
         self.reconciles += 1
-        snapshot = self.snapshot()
-        decision = decide(snapshot)
-        self._shares = dict(decision.shares)
-        if decision.preempt:
-            by_key = {self._key(p): p for p in self.store.active_pods()}
-            for key in decision.preempt:
-                self._stop(by_key[key], PREEMPTED)
-        for start in decision.starts:
-            state = self._states.get(start.job_uid)
-            # an earlier start of this round may have failed the job
-            if state is not None and not state.job.status.done and not state.deleting:
-                self._start(state, start.index, start.attempt, start.gpus)
+        try:
+            with self._batch():
+                ended, self._ended = self._ended, []
+                for key, proc, code in ended:
+                    self._account(key, proc, code)
+                decision = decide(self.snapshot())
+                self._shares = dict(decision.shares)
+                for key in decision.preempt:
+                    self._stop(self._pods[key], PREEMPTED)
+                for start in decision.starts:
+                    state = self._states.get(start.job_uid)
+                    # an earlier start of this round may have failed the job
+                    if state is not None and not state.job.status.done and not state.deleting:
+                        self._start(state, start.index, start.attempt, start.gpus)
+                # Whatever asked for a reconcile until now (the pods that ended above) has
+                # been served by this one; what follows the commit may ask again.
+                self._reconcile_scheduled = False
+        except BaseException:
+            self._reconcile_scheduled = False
+            raise
 
     # ------------------------------------------------------------ pods
 
@@ -369,27 +427,40 @@ class LocalCluster:
     def _key(pod: Pod) -> str:
         return f"{pod.job_uid}/{pod.name}"
 
+    def _update_job(self, state: JobState, **fields: Any) -> None:
+        """Write the job's fields to the store and to the copy in memory alike."""
+        self.store.update_job(state.job.uid, **fields)
+        state.job = dataclasses.replace(state.job, **fields)
+
     def _start(self, state: JobState, index: int, attempt: int, gpus: tuple[int, ...]) -> None:
+        """Record a new pod; it is started once the record is committed."""
         job = state.job
         spec = job.spec
         name = pod_name(spec.name, index, attempt)
         pod_dir = self.pods_dir / job.uid / name      # made by PodProcess.launch
         pod = self.store.insert_pod(job.uid, index, attempt, name, gpus, str(pod_dir))
+        key = self._key(pod)
+        self._pods[key] = pod
         state.take(index, attempt)
-        env = {**{k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}, **spec.env,
-               "PODSWEEP_JOB_NAME": spec.name, "PODSWEEP_JOB_UID": job.uid,
-               "PODSWEEP_PROJECT": spec.project, "PODSWEEP_POD_NAME": name,
-               "PODSWEEP_POD_INDEX": str(index), "JOB_COMPLETION_INDEX": str(index),
-               "PODSWEEP_POD_ATTEMPT": str(attempt),
+        where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
+        self.store.event(job.uid, "Started", f"pod {name}{where}")
+        if job.status is JobStatus.PENDING:
+            self._update_job(state, status=JobStatus.RUNNING)
+        self._after_commit(lambda: self._launch(state, pod))
+
+    def _launch(self, state: JobState, pod: Pod) -> None:
+        spec = state.job.spec
+        pod_dir = Path(pod.dir)
+        gpus = pod.gpus
+        env = {**self._base_env, **spec.env,
+               "PODSWEEP_JOB_NAME": spec.name, "PODSWEEP_JOB_UID": pod.job_uid,
+               "PODSWEEP_PROJECT": spec.project, "PODSWEEP_POD_NAME": pod.name,
+               "PODSWEEP_POD_INDEX": str(pod.index), "JOB_COMPLETION_INDEX": str(pod.index),
+               "PODSWEEP_POD_ATTEMPT": str(pod.attempt),
                # NVML numbers GPUs in PCI bus order; make CUDA number them the same way
                "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
                "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
                "OMP_NUM_THREADS": str(spec.cpu)}
-        where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
-        self.store.event(job.uid, "Started", f"pod {name}{where}")
-        if job.status is JobStatus.PENDING:
-            self.store.update_job(job.uid, status=JobStatus.RUNNING)
-            state.job = self.store.job(job.uid) or job
         try:
             argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
             # with volumes, bwrap changes into the working dir itself: it may lie inside a
@@ -397,14 +468,13 @@ class LocalCluster:
             cwd = None if spec.volumes else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
                                                pod_dir / "pod.log", spec.grace_period),
-                                     # the control plane runs no other thread, and
                                      # the loop need not wait for the pod to start
-                                     fork=True, wait=False)
+                                     supervisor=self._supervisor, wait=False)
         except Exception as exc:   # a pod that cannot start fails like one that exits 1
-            log.exception("pod %s could not start", name)
+            log.exception("pod %s could not start", pod.name)
             pod_dir.mkdir(parents=True, exist_ok=True)
             (pod_dir / "pod.log").write_text(f"podsweep: could not start the pod: {exc}\n")
-            self._finish(pod, PodStatus.FAILED, 127, str(exc))
+            self._finish(self._pods.get(self._key(pod), pod), PodStatus.FAILED, 127, str(exc))
             return
         key = self._key(pod)
         self._procs[key] = proc
@@ -420,6 +490,7 @@ class LocalCluster:
         self.loop.add_reader(fd, self._exited, key)
 
     def _exited(self, key: str) -> None:
+        """A supervisor exited: stop watching it, and let the next reconcile account for it."""
         proc = self._procs.get(key)
         if proc is None:
             return
@@ -431,9 +502,12 @@ class LocalCluster:
             self.loop.remove_reader(fd)
             os.close(fd)
         del self._procs[key]
-        job_uid, name = key.split("/", 1)
-        pod = self.store.pod(job_uid, name)
-        if pod is None or not pod.status.active:
+        self._ended.append((key, proc, code))
+        self.schedule_reconcile()
+
+    def _account(self, key: str, proc: PodProcess, code: int) -> None:
+        pod = self._pods.get(key)
+        if pod is None:
             return
         if pod.reason == DELETED:
             self._finish(pod, PodStatus.DELETED, code, DELETED, count=False)
@@ -444,50 +518,55 @@ class LocalCluster:
         elif code == 0:
             self._finish(pod, PodStatus.SUCCEEDED, code, None)
         else:
-            lost = getattr(proc, "lost", False)
             self._finish(pod, PodStatus.FAILED, code,
-                         "supervisor lost" if lost else f"exit code {code}")
+                         "supervisor lost" if proc.lost else f"exit code {code}")
 
     def _stop(self, pod: Pod, reason: str) -> None:
         """SIGTERM a pod; its supervisor SIGKILLs it after the job's grace period."""
+        key = self._key(pod)
+        pod = self._pods.get(key, pod)
         if pod.status is PodStatus.TERMINATING:
             if reason == DELETED:
                 self.store.update_pod(pod, reason=DELETED)
+                self._pods[key] = dataclasses.replace(pod, reason=DELETED)
             return
         self.store.update_pod(pod, status=PodStatus.TERMINATING, reason=reason)
+        self._pods[key] = dataclasses.replace(pod, status=PodStatus.TERMINATING, reason=reason)
         if reason == PREEMPTED:
             self.store.event(pod.job_uid, "Preempted",
                              f"pod {pod.name}: its project is over its fair share and another "
                              f"project needs the GPU; index {pod.index} will run again")
-        proc = self._procs.get(self._key(pod))
+        proc = self._procs.get(key)
         if proc is not None:
-            proc.terminate()
+            # once the store says so: a crash in between must not leave a pod that was
+            # asked to stop recorded as one that failed
+            self._after_commit(proc.terminate)
 
     def _finish(self, pod: Pod, status: PodStatus, code: int | None, reason: str | None,
                 count: bool = True) -> None:
         now = time.time()
         self.store.update_pod(pod, status=status, exit_code=code, reason=reason, finished=now)
+        self._pods.pop(self._key(pod), None)
         state = self._states.get(pod.job_uid)
-        job = self.store.job(pod.job_uid)
-        if state is None or job is None:
+        if state is None:
             idle = self._idle.get(pod.job_uid)
-            if idle is not None and not any(p.status.active
-                                            for p in self.store.pods(pod.job_uid)):
+            if idle is not None and not any(p.job_uid == pod.job_uid
+                                            for p in self._pods.values()):
                 idle.set()
             return
         if status is PodStatus.SUCCEEDED:
             state.succeeded.add(pod.index)
             state.active.pop(pod.index, None)
-            self.store.update_job(job.uid, succeeded=len(state.succeeded))
-            self.store.event(job.uid, "Succeeded", f"pod {pod.name}")
+            self._update_job(state, succeeded=len(state.succeeded))
+            self.store.event(pod.job_uid, "Succeeded", f"pod {pod.name}")
         else:
             state.requeue(pod.index)
             if status is PodStatus.FAILED and count:
-                self.store.update_job(job.uid, failed=job.failed + 1)
-                self.store.event(job.uid, "Failed", f"pod {pod.name}: {reason}")
+                self._update_job(state, failed=state.job.failed + 1)
+                self.store.event(pod.job_uid, "Failed", f"pod {pod.name}: {reason}")
             elif status is PodStatus.FAILED and reason == LOST:
-                self.store.event(job.uid, "Lost", f"pod {pod.name} never started; it runs "
-                                 f"again")
+                self.store.event(pod.job_uid, "Lost", f"pod {pod.name} never started; it "
+                                 f"runs again")
         self._settle_job(state)
         if not state.active:
             idle = self._idle.get(state.job.uid)
@@ -499,12 +578,10 @@ class LocalCluster:
 
     def _settle_job(self, state: JobState) -> None:
         """End the job if its pods have succeeded or failed enough (idempotent)."""
-        job = self.store.job(state.job.uid)
-        assert job is not None
+        job = state.job
         if job.succeeded != len(state.succeeded):
-            self.store.update_job(job.uid, succeeded=len(state.succeeded))
-            job = self.store.job(job.uid) or job
-        state.job = job
+            self._update_job(state, succeeded=len(state.succeeded))
+            job = state.job
         if job.status.done:
             return
         if len(state.succeeded) >= job.spec.completions:
@@ -515,12 +592,10 @@ class LocalCluster:
 
     def _end_job(self, state: JobState, status: JobStatus, message: str) -> None:
         uid = state.job.uid
-        self.store.update_job(uid, status=status, finished=time.time(), message=message)
+        self._update_job(state, status=status, finished=time.time(), message=message)
         self.store.event(uid, status.value, message)
-        state.job = self.store.job(uid) or state.job
-        for pod in self.store.pods(uid):
-            if pod.status.active:
-                self._stop(pod, JOB_FAILED)
+        for pod in [p for p in self._pods.values() if p.job_uid == uid]:
+            self._stop(pod, JOB_FAILED)
 
     def shutdown(self) -> None:
         """Stop watching (the pods go on running: a restarted control plane adopts them)."""

@@ -6,7 +6,8 @@
   pod: launched under a supervisor, watched through a pidfd, signalled as a process group,
   and adopted again after the control plane restarts.
 - :mod:`~podsweep.runtime.supervisor`: the per-pod supervisor process itself (standard
-  library only).
+  library only); ``supervisor.c`` is the same in C, built on first use by
+  :mod:`~podsweep.runtime.native`.
 
 Linux only: it relies on process groups, ``/proc`` and pidfds.
 """
@@ -14,6 +15,7 @@ Linux only: it relies on process groups, ``/proc`` and pidfds.
 from __future__ import annotations
 
 from .gpus import GPU, discover_gpus, virtual_gpus
+from .native import native_supervisor
 from .process import PodLaunch, PodProcess
 from .sandbox import RuntimeSetupError, bwrap_available, wrap_command
 
@@ -24,6 +26,7 @@ __all__ = [
     "RuntimeSetupError",
     "bwrap_available",
     "discover_gpus",
+    "native_supervisor",
     "virtual_gpus",
     "wrap_command",
 ]

@@ -1,9 +1,15 @@
 """The control plane's handle on one running pod: launch, adopt, watch, terminate, kill.
 
-Each pod runs under a supervisor process of its own (:mod:`podsweep.runtime.supervisor`),
-in a session of its own, that records the pod's start and end in the pod's directory. The
-control plane can therefore die and restart while pods run: :meth:`PodProcess.adopt` finds
-the pod again from those files, and a pod that ended meanwhile has left its exit code.
+Each pod runs under a supervisor process of its own, in a session of its own, that records
+the pod's start and end in the pod's directory (the contract is in
+:mod:`podsweep.runtime.supervisor`'s docstring). The control plane can therefore die and
+restart while pods run: :meth:`PodProcess.adopt` finds the pod again from those files, and
+a pod that ended meanwhile has left its exit code.
+
+Three supervisors keep that contract (:data:`SUPERVISORS`): ``native``, the C one
+(``supervisor.c``, built on first use by :mod:`podsweep.runtime.native`), posix_spawned;
+``fork``, the Python one in a fork of the caller; ``exec``, the Python one in a new
+interpreter. The first is the fastest by far and the default wherever it can be built.
 
 Watching is event-driven: :meth:`PodProcess.pidfd` becomes readable when the supervisor
 exits, which it does only after the pod's whole process group is gone and ``exit.json`` is
@@ -17,19 +23,28 @@ signalled, and signals to the supervisor go through a pidfd.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
+import functools
 import gc
+import json
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from . import supervisor as _sv
+from .native import native_supervisor
 from .sandbox import RuntimeSetupError
+
+SupervisorKind = Literal["native", "fork", "exec"]
+SUPERVISORS: tuple[SupervisorKind, ...] = get_args(SupervisorKind)
 
 SUPERVISOR_LOG = "supervisor.log"
 # How long launch() waits for the supervisor to report the pod started.
@@ -44,7 +59,7 @@ _KILL_WAIT = 2.0
 class PodLaunch:
     """What it takes to start one pod."""
 
-    pod_dir: Path         # created by launch; holds spec.json, state.json, exit.json
+    pod_dir: Path         # made by launch (it must not exist); holds state.json, exit.json
     argv: list[str]       # already wrapped by wrap_command if the pod has volumes
     env: dict[str, str]   # the pod's whole environment
     cwd: str | None       # None: the caller's (and always None for a wrapped argv)
@@ -52,8 +67,8 @@ class PodLaunch:
     grace_period: float   # seconds between SIGTERM and SIGKILL
 
 
-class _Forked:
-    """The part of Popen's interface that PodProcess uses, for a forked supervisor."""
+class _Child:
+    """The part of Popen's interface that PodProcess uses, for a forked or spawned one."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -82,6 +97,41 @@ class _Forked:
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+
+
+def _make_pod_dir(pod_dir: Path) -> None:
+    """The pod's directory, made here and only here: a second launch into it is refused.
+
+    Made just before the supervisor starts, it tells :meth:`PodProcess.adopt` that a
+    supervisor may be on its way.
+    """
+    try:
+        os.mkdir(pod_dir)
+    except FileNotFoundError:
+        pod_dir.parent.mkdir(parents=True, exist_ok=True)
+        _make_pod_dir(pod_dir)
+    except FileExistsError:
+        raise RuntimeSetupError(f"{pod_dir} already belongs to a pod") from None
+
+
+def _write_spec(pod_dir: Path, spec: PodLaunch, log: Path) -> None:
+    """spec.json, the Python supervisor's input, written whole before it starts."""
+    data = json.dumps({"argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
+                       "log": str(log), "grace_period": float(spec.grace_period)}).encode()
+    fd = os.open(pod_dir / _sv.SPEC, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _move(fd: int) -> int:
+    """``fd`` moved above the standard descriptors and 3 (close-on-exec, as Python's are)."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 4)
+    os.close(fd)
+    return moved
 
 
 def _fork_supervisor(pod_dir: Path, ready_r: int, ready_w: int) -> int:
@@ -120,9 +170,77 @@ def _fork_supervisor(pod_dir: Path, ready_r: int, ready_w: int) -> int:
     except BaseException:
         import traceback
 
-        traceback.print_exc()
+        # to descriptor 2, the supervisor's log: sys.stderr is the parent's object, which
+        # may not write there (a test runner's capture)
+        os.write(2, traceback.format_exc().encode(errors="replace"))
     finally:
         os._exit(code)
+
+
+def _spawn_native(binary: Path, spec: PodLaunch, pod_dir: Path, log: Path,
+                  ready_w: int) -> int:
+    """posix_spawn the native supervisor for ``pod_dir``; its pid.
+
+    vfork and exec: the caller's size does not matter and no code of the caller runs in
+    the child. The signals the supervisor waits for start blocked, so one sent at once
+    stays pending until it takes it; the pod's environment is the supervisor's own.
+    """
+    argv = ["podsweep-supervisor", "--ready-fd", "3"]
+    allowed = os.sched_getaffinity(0)
+    here = _current_cpu() if len(allowed) > 1 and max(allowed) < 1024 else None
+    if here is not None:
+        argv += ["--cpus", _cpu_list(frozenset(allowed))]
+    if spec.cwd is not None:
+        argv += ["--cwd", spec.cwd]
+    argv += [str(log), repr(float(spec.grace_period)), str(pod_dir), "--", *spec.argv]
+    # We wait until the child has exec'd. A new process goes to the idlest CPU, which on a
+    # busy machine may make it wait there for milliseconds while ours idles; pinned to our
+    # CPU, it runs as soon as we block. The supervisor takes back our CPU list (--cpus).
+    pinned = False
+    if here is not None and here in allowed:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {here})
+            pinned = True
+    try:
+        return os.posix_spawn(
+            binary, argv, spec.env, setsid=True, setsigmask=_sv.WATCHED,
+            setsigdef=_sv.WATCHED,
+            # nothing of the caller's stays open there: Python's descriptors are
+            # close-on-exec
+            file_actions=[(os.POSIX_SPAWN_DUP2, ready_w, 3),
+                          (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
+                          (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)])
+    finally:
+        if pinned:
+            os.sched_setaffinity(0, allowed)
+
+
+@functools.cache
+def _sched_getcpu() -> Callable[[], int] | None:
+    try:
+        getcpu: Callable[[], int] = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    return getcpu
+
+
+def _current_cpu() -> int | None:
+    """The CPU this thread runs on, None if the C library cannot say."""
+    getcpu = _sched_getcpu()
+    cpu = getcpu() if getcpu is not None else -1
+    return cpu if cpu >= 0 else None
+
+
+@functools.lru_cache(maxsize=8)
+def _cpu_list(cpus: frozenset[int]) -> str:
+    """``{0, 1, 2, 3, 6}`` as ``0-3,6``."""
+    runs: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if runs and runs[-1][1] == cpu - 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _wait_readable(fd: int, timeout: float) -> bool:
@@ -146,7 +264,7 @@ class PodProcess:
     supervisor_pid: int
 
     def __init__(self, pod_dir: Path, state: dict[str, Any],
-                 supervisor: subprocess.Popen[bytes] | _Forked | None = None) -> None:
+                 supervisor: subprocess.Popen[bytes] | _Child | None = None) -> None:
         self.pod_dir = pod_dir
         self.supervisor_pid = int(state["supervisor_pid"])
         self.pid: int | None = None if state.get("pid") is None else int(state["pid"])
@@ -184,51 +302,75 @@ class PodProcess:
                 f"pid={self.pid}, code={self._code})")
 
     @classmethod
-    def launch(cls, spec: PodLaunch, *, fork: bool = False, wait: bool = True) -> PodProcess:
+    def launch(cls, spec: PodLaunch, *, supervisor: SupervisorKind | None = None,
+               wait: bool = True) -> PodProcess:
         """Start the pod's supervisor; return once the pod has started (or failed to).
 
-        By default the supervisor is a new interpreter, which blocks for its start-up,
-        some tens of milliseconds. With ``fork=True`` it is a fork of the caller that runs
-        the same code without starting an interpreter (about a millisecond): for a caller
-        with no other threads, such as the control plane's event loop. A command that
+        ``supervisor`` is one of :data:`SUPERVISORS`; by default the native one where it can
+        be built, else ``exec``. ``native`` starts in well under a millisecond; ``exec``
+        blocks for an interpreter's start-up, some tens of milliseconds; ``fork`` takes a
+        millisecond or so and suits only a caller with no other threads. A command that
         cannot be run is not an error here: the pod ends at once with code 127.
 
-        With ``fork=True, wait=False`` it returns right after the fork: ``pid`` stays None
-        until the supervisor has reported (:meth:`settle`), and a supervisor that dies
+        With ``wait=False`` it returns right after the supervisor is started: ``pid`` stays
+        None until the supervisor has reported (:meth:`settle`), and a supervisor that dies
         before starting the pod shows as a lost pod instead of an exception here.
         """
+        if supervisor is None:
+            supervisor = "native" if native_supervisor() is not None else "exec"
+        binary = native_supervisor() if supervisor == "native" else None
+        if supervisor == "native" and binary is None:
+            raise RuntimeSetupError("the native pod supervisor cannot be built here (see "
+                                    "the log); use the Python one")
         pod_dir = spec.pod_dir.absolute()
-        pod_dir.mkdir(parents=True, exist_ok=True)
-        if (pod_dir / _sv.SPEC).exists():
-            raise RuntimeSetupError(f"{pod_dir} already belongs to a pod")
+        _make_pod_dir(pod_dir)
         log = spec.log.absolute()
         if log.parent != pod_dir:
             log.parent.mkdir(parents=True, exist_ok=True)
-        _sv.write_json_atomic(pod_dir / _sv.SPEC, {
-            "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
-            "log": str(log), "grace_period": float(spec.grace_period)})
-        # Run by its path, isolated (-I): the supervisor needs only the standard library, so
-        # neither the caller's sys.path nor PYTHON* variables can keep it from starting.
+        if binary is None:
+            _write_spec(pod_dir, spec, log)
         ready_r, ready_w = os.pipe()
-        popen: subprocess.Popen[bytes] | _Forked
+        if ready_w <= 3:   # dup2 onto itself would keep it close-on-exec
+            ready_w = _move(ready_w)
+        popen: subprocess.Popen[bytes] | _Child
         try:
-            if fork:
-                popen = _Forked(_fork_supervisor(pod_dir, ready_r, ready_w))
+            if binary is not None:
+                try:
+                    pid = _spawn_native(binary, spec, pod_dir, log, ready_w)
+                except FileNotFoundError:
+                    # the cache was cleaned under us: build it again, once
+                    native_supervisor.cache_clear()
+                    binary = native_supervisor()
+                    if binary is None:
+                        raise
+                    pid = _spawn_native(binary, spec, pod_dir, log, ready_w)
+                popen = _Child(pid)
+            elif supervisor == "fork":
+                popen = _Child(_fork_supervisor(pod_dir, ready_r, ready_w))
             else:
-                with open(pod_dir / SUPERVISOR_LOG, "ab") as out:
-                    popen = subprocess.Popen(
-                        [sys.executable, "-I", _sv.__file__, "--ready-fd", str(ready_w),
-                         str(pod_dir)], pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
-                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                # Run by its path, isolated (-I): the supervisor needs only the standard
+                # library, so neither the caller's sys.path nor PYTHON* variables can keep
+                # it from starting. The blocked signals are inherited: one sent while the
+                # interpreter starts waits for the supervisor.
+                previous = signal.pthread_sigmask(signal.SIG_BLOCK, _sv.WATCHED)
+                try:
+                    with open(pod_dir / SUPERVISOR_LOG, "ab") as out:
+                        popen = subprocess.Popen(
+                            [sys.executable, "-I", _sv.__file__, "--ready-fd", str(ready_w),
+                             str(pod_dir)], pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         except BaseException:
             os.close(ready_r)
             raise
         finally:
             os.close(ready_w)
-        if fork and not wait:
+        if not wait:
+            # Our child, not yet reaped: its pid names it alone, no start time needed.
             provisional: dict[str, Any] = {
-                "supervisor_pid": popen.pid, "supervisor_start": _sv.start_time(popen.pid),
-                "boot_id": _sv.boot_id(), "pid": None, "started": time.time()}
+                "supervisor_pid": popen.pid, "supervisor_start": None,
+                "boot_id": None, "pid": None, "started": time.time()}
             proc = cls(pod_dir, provisional, popen)
             proc._ready_fd = ready_r
             return proc
@@ -259,7 +401,7 @@ class PodProcess:
         """
         pod_dir = pod_dir.absolute()
         state = _sv.read_json(pod_dir / _sv.STATE)
-        if state is None and (pod_dir / _sv.SPEC).exists():
+        if state is None and pod_dir.is_dir():
             # launched, perhaps without waiting, by a control plane that then died: a live
             # supervisor reports within milliseconds; declaring the pod lost now could run
             # its index twice
@@ -288,6 +430,14 @@ class PodProcess:
 
         The caller owns the descriptor and closes it (``loop.add_reader``, ``selectors``).
         """
+        if self._popen is not None:
+            # Our child: until it is reaped, its pid can name no other process.
+            if self._popen.returncode is not None:
+                return None
+            try:
+                return os.pidfd_open(self.supervisor_pid)
+            except ProcessLookupError:
+                return None
         if not self._this_boot:
             return None
         try:
@@ -326,13 +476,17 @@ class PodProcess:
             os.killpg(self.pid, signal.SIGKILL)
 
     def _supervisor_alive(self) -> bool:
+        if self._popen is not None:
+            return self._popen.poll() is None
         return self._this_boot and \
             _sv.start_time(self.supervisor_pid) == self._supervisor_start
 
     def exit_code(self) -> int | None:
-        """None while the pod runs; then its code (minus the signal number if killed)."""
-        self.settle(block=False)
-        self._reap()
+        """None while the pod runs; then its code (minus the signal number if killed).
+
+        Once the supervisor has exited this is one read of exit.json (and the reaping of
+        the supervisor, when it is our child): the control plane calls it for every pod.
+        """
         if self._code is not None:
             return self._code
         ended = _sv.read_json(self.pod_dir / _sv.EXIT)
@@ -350,6 +504,9 @@ class PodProcess:
             # The supervisor exits right after writing the file: reap it now rather than
             # leave a zombie behind.
             self._reap(wait=1.0)
+        if self._ready_fd is not None:    # a launch(wait=False) that nobody settled
+            os.close(self._ready_fd)
+            self._ready_fd = None
         self.finished = float(ended["finished"])
         self.signalled = bool(ended.get("signalled", False))
         self.lost = bool(ended.get("lost", False))

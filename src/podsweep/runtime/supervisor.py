@@ -10,6 +10,10 @@ that rather than polling. The files it shares with the control plane, all in ``P
                                            "pid", "pgid", "pod_start", "started"}
     exit.json   written once it is over   {"code", "finished", "signalled"}
 
+A reader takes a file that does not parse for one not written yet: this supervisor writes
+state.json and exit.json by rename, the native one (``supervisor.c``, which takes its
+command on its command line, not from spec.json) in one write to a new file.
+
 ``pid``/``pgid`` are null and ``code`` is 127 (126 for a permission error) when the command
 could not be started at all. ``code`` follows :attr:`subprocess.Popen.returncode`: the exit
 status, or minus the signal number. ``*_start`` are start times in clock ticks since boot
@@ -71,13 +75,22 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """The object in ``path``, or None if there is no such file."""
+    """The object in ``path``, or None if there is no such file or not all of it yet."""
     try:
-        with open(path, "rb") as f:
-            data: dict[str, Any] = json.loads(f.read())
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    return data
+    try:
+        raw = b""
+        while chunk := os.read(fd, 65536):
+            raw += chunk
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw)
+    except ValueError:      # being written, or cut short by a crash
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
