@@ -197,7 +197,6 @@ class SlurmCluster:
         self._all: list[Task] = []                  # every record of the last poll
         self._nodes: list[Node] = []
         self._deleting: set[str] = set()            # job uids
-        self._retried: set[int] = set()             # task job ids we requeued after a failure
         self._wake = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self.polls = 0
@@ -391,7 +390,7 @@ class SlurmCluster:
             if not os.path.exists(volume.src):
                 raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
         argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
-        if spec.working_dir and not os.path.isdir(spec.working_dir):
+        if spec.working_dir and not os.path.isdir(self._host_path(spec)):
             raise UsageError(f"--working-dir {spec.working_dir} does not exist")
         if self.store.job_by_name(spec.project, spec.name) is not None:
             raise Conflict(f"job {spec.name!r} already exists in project {spec.project!r}; "
@@ -420,6 +419,15 @@ class SlurmCluster:
                          f"{self.account(spec.project)}, QOS {self.qos(spec.project)}")
         self._wake.set()
         return self._job_info(self.store.job(uid) or job)
+
+    @staticmethod
+    def _host_path(spec: JobSpec) -> str:
+        """Where the working directory is on this machine: it may lie inside a volume."""
+        path = str(spec.working_dir)
+        for volume in sorted(spec.volumes, key=lambda v: -len(v.dst)):
+            if path == volume.dst or path.startswith(volume.dst.rstrip("/") + "/"):
+                return volume.src + path[len(volume.dst):]
+        return path
 
     @staticmethod
     def _script(spec: JobSpec, uid: str, job_dir: Path, argv: list[str]) -> str:
@@ -564,6 +572,7 @@ class SlurmCluster:
                                             for p in self.store.pods(job.uid)}
         spec = job.spec
         job_dir = self.jobs_dir / job.uid
+        retried = False
         for task in sorted((t for t in tasks if t.index is not None), key=lambda t: t.start):
             index = task.index
             assert index is not None
@@ -600,8 +609,9 @@ class SlurmCluster:
                 self._end_pod(job, pod, PodStatus.FAILED, task.exit_code,
                               "cancelled in Slurm")
             elif task.state not in LIVE_STATES:
-                await self._failed(job, pod, task)
-        self._settle(job, tasks)
+                retried = await self._failed(job, pod, task) or retried
+        if not retried:     # else the snapshot still shows the retried task as ended
+            self._settle(job, tasks)
 
     def _end_pod(self, job: Job, pod: Pod, status: PodStatus, code: int | None,
                  reason: str | None) -> Pod:
@@ -620,7 +630,9 @@ class SlurmCluster:
             self.store.event(job.uid, "Failed", f"pod {pod.name}: {reason}")
         return replace(pod, status=status, exit_code=code, reason=reason, finished=now)
 
-    async def _failed(self, job: Job, pod: Pod, task: Task) -> None:
+    async def _failed(self, job: Job, pod: Pod, task: Task) -> bool:
+        """Count a failed task; run its index again unless the backoff limit is spent
+        (then cancel the rest). True if it runs again."""
         fresh = self.store.job(job.uid) or job
         failed = fresh.failed + 1
         self.store.update_job(job.uid, failed=failed)
@@ -628,10 +640,10 @@ class SlurmCluster:
         self._end_pod(job, pod, PodStatus.FAILED, task.exit_code, f"{reason} ({task.state})")
         if failed <= job.spec.backoff_limit:
             # the index runs again, as the next attempt (Slurm counts it as a restart)
-            self._retried.add(task.job_id)
             await self._arun("scontrol", "requeue", str(task.job_id), check=False)
-        else:
-            await self._arun("scancel", str(job.engine_ref), check=False)
+            return True
+        await self._arun("scancel", str(job.engine_ref), check=False)
+        return False
 
     def _settle(self, job: Job, tasks: list[Task]) -> None:
         """End the job once it has succeeded, or once nothing of it is left in Slurm."""

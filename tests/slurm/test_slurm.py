@@ -1,0 +1,138 @@
+"""podsweep on the real Slurm, through the real CLI: projects as accounts and QOS, jobs as
+arrays, pods as tasks, their logs, retries, delete, and bad input refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .conftest import SlurmPlane, run
+
+
+def qos_row(name: str) -> dict[str, str]:
+    out = run("sacctmgr", "-n", "-P", "show", "qos", "where", f"name={name}",
+              "format=name,grptres,preempt,priority")
+    fields = out.strip().split("|")
+    return dict(zip(["name", "grptres", "preempt", "priority"], fields))
+
+
+def test_projects_become_accounts_with_a_qos_that_holds_the_quota(plane: SlurmPlane):
+    p = plane.prefix
+    plane.run("project", "create", "team-a", "--gpus", "2")
+    accounts = run("sacctmgr", "-n", "-P", "show", "assoc", "where", f"account={p}team-a",
+                   "format=account,user,qos,defaultqos").split()
+    assert any(line.split("|")[1] and line.split("|")[3] == f"ps-{p}team-a"
+               for line in accounts), accounts
+    row = qos_row(f"ps-{p}team-a")
+    assert row["grptres"] == "gres/gpu=2" and row["preempt"] == f"ps_{p}borrow"
+    borrow = run("sacctmgr", "-n", "-P", "show", "qos", "where", f"name=ps_{p}borrow",
+                 "format=preemptmode").strip()
+    assert borrow == "requeue"
+
+    plane.run("project", "quota", "team-a", "--gpus", "3")
+    assert qos_row(f"ps-{p}team-a")["grptres"] == "gres/gpu=3"
+    assert {x["name"]: x["deserved"] for x in plane.json("project", "list")} == {"team-a": 3}
+
+    again = plane.run("project", "create", "team-a", "--gpus", "1", check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = plane.run("project", "create", "Team_A", "--gpus", "1", check=False)
+    assert bad.returncode == 2 and "invalid project name" in bad.stderr
+    assert qos_row(f"ps-{p}team-a")["grptres"] == "gres/gpu=3"
+
+
+def test_bad_input_is_refused_and_nothing_is_stored(plane: SlurmPlane, tmp_path: Path):
+    plane.run("project", "create", "team-a", "--gpus", "2")
+    plane.run("submit", "ok", "-p", "team-a", "--", "true")
+    cases = [
+        (["-g", "5"], 2, "no Slurm node has more than 4 GPU(s)"),
+        (["-p", "nope"], 3, "project 'nope' not found"),
+        (["-v", f"{tmp_path}/missing:/data"], 2, "does not exist"),
+        (["-i", "python:3.11"], 2, "drop -i"),
+        (["--working-dir", "/no/such/dir"], 2, "does not exist"),
+    ]
+    for args, code, message in cases:
+        proc = plane.run("submit", "bad", *(args if "-p" in args else ["-p", "team-a", *args]),
+                         "--", "true", check=False)
+        assert proc.returncode == code and message in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1
+    taken = plane.run("submit", "ok", "-p", "team-a", "--", "true", check=False)
+    assert taken.returncode == 2 and "already exists" in taken.stderr
+    assert [j["name"] for j in plane.json("list", "-A")] == ["ok"]
+    # Slurm got one array, from the good submit
+    account = f"{plane.prefix}team-a"
+    arrays = run("sacct", "-X", "-n", "-P", "-A", account, "--format=JobName").split()
+    assert set(arrays) <= {"ok"}
+
+
+def test_a_job_runs_as_an_array_with_distinct_gpus_logs_and_delete(plane: SlurmPlane):
+    plane.run("project", "create", "team-a", "--gpus", "3")
+    plane.run("submit", "sweep", "-p", "team-a", "-g", "1", "--parallelism", "3",
+              "--completions", "5", "-e", "GREETING=hello world", "--",
+              "sh", "-c", 'echo "$GREETING from $PODSWEEP_POD_NAME index $PODSWEEP_POD_INDEX '
+                          'gpu $CUDA_VISIBLE_DEVICES"; sleep 600')
+    job = plane.until("3 tasks running", lambda: (lambda j: j if j["job"]["running"] == 3
+                                                  else None)(plane.job("sweep", "team-a")))
+    assert job["job"]["status"] == "Running" and job["job"]["allocated"] == 3
+    array = plane.array("sweep", "team-a")
+    tasks = [t for t in plane.squeue(array) if t["job_state"] == "RUNNING"]
+    assert len(tasks) == 3 and {t["account"] for t in tasks} == {f"{plane.prefix}team-a"}
+    assert {t["array_task_id"] for t in tasks} == {0, 1, 2}
+
+    pods = {p["name"]: p for p in job["pods"]}
+    assert set(pods) == {"sweep-0-0", "sweep-1-0", "sweep-2-0"}
+    logs = {n: plane.until(f"{n}'s log", lambda n=n: plane.run(
+        "logs", "sweep", "-p", "team-a", "--pod", n).stdout) for n in pods}
+    gpus = []
+    for name, text in logs.items():
+        index = name.split("-")[1]
+        assert text.startswith(f"hello world from {name} index {index} gpu "), text
+        gpus.append(text.split()[-1])
+        assert [int(g) for g in gpus[-1].split(",")] == pods[name]["gpus"]
+    assert len(set(gpus)) == 3, gpus           # each running task has a GPU of its own
+    info = plane.json("status")
+    assert sorted(g["pod"] for g in info["gpus"] if g["pod"]) == sorted(pods)
+
+    missing = plane.run("logs", "sweep", "-p", "team-a", "--pod", "../../etc/passwd",
+                        check=False)
+    assert missing.returncode == 3 and "is not a pod of job" in missing.stderr
+
+    plane.run("delete", "sweep", "-p", "team-a")
+    # delete returns once no task runs
+    live = [t for t in plane.squeue(array) if t["job_state"] in ("RUNNING", "COMPLETING",
+                                                                 "PENDING")]
+    assert live == []
+    assert plane.json("list", "-A") == []
+
+
+def test_volumes_through_bubblewrap_and_a_failed_task_runs_again(plane: SlurmPlane,
+                                                                  tmp_path: Path):
+    plane.run("project", "create", "team-a", "--gpus", "1")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("from the host\n")
+    # the first attempt fails, the retry (attempt 1) succeeds
+    plane.run("submit", "vol", "-p", "team-a", "--backoff-limit", "2", "-v",
+              f"{data}:/nfs/data", "--working-dir", "/nfs/data", "--", "sh", "-c",
+              'cat in.txt; echo "attempt $PODSWEEP_POD_ATTEMPT" >> out.txt; '
+              'test "$PODSWEEP_POD_ATTEMPT" = 1')
+    job = plane.until("vol done", lambda: (lambda j: j if j["job"]["status"] in (
+        "Succeeded", "Failed") else None)(plane.job("vol", "team-a")), timeout=90)
+    assert job["job"]["status"] == "Succeeded", job
+    assert job["job"]["failed"] == 1 and job["job"]["succeeded"] == 1
+    assert [(p["name"], p["status"], p["exit_code"]) for p in job["pods"]] == [
+        ("vol-0-0", "Failed", 1), ("vol-0-1", "Succeeded", 0)]
+    assert (data / "out.txt").read_text() == "attempt 0\nattempt 1\n"
+    log = plane.run("logs", "vol", "-p", "team-a", "--pod", "vol-0-1").stdout
+    assert log == "from the host\n"
+    assert not Path("/nfs/data").exists()       # the mount lived in the task's sandbox only
+
+    # a task that always fails ends the job once the backoff limit is spent
+    plane.run("submit", "bad", "-p", "team-a", "--backoff-limit", "0", "--", "sh", "-c",
+              "exit 3")
+    job = plane.until("bad failed", lambda: (lambda j: j if j["job"]["status"] == "Failed"
+                                             else None)(plane.job("bad", "team-a")))
+    assert [(p["name"], p["status"], p["exit_code"]) for p in job["pods"]] == [
+        ("bad-0-0", "Failed", 3)]
+    assert "backoff limit 0" in job["job"]["message"]
+    assert json.loads(plane.run("get", "bad", "-p", "team-a", "-o", "json").stdout)[
+        "job"]["failed"] == 1
