@@ -128,7 +128,7 @@ def main() -> int:
         plane = Plane(home, "--cluster", "slurm")
         try:
             plane.cli("project", "create", "bench", "--gpus", "4")
-            submit_s, total_s, uid = plane.run_job("many", n, p)
+            submit_s, total_s, _ = plane.run_job("many", n, p)
             detail = plane.api.get("/jobs/bench/many")
             array = next(e["message"].split()[2] for e in detail["events"]
                          if e["kind"] == "Slurm")

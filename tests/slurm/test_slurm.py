@@ -136,3 +136,21 @@ def test_volumes_through_bubblewrap_and_a_failed_task_runs_again(plane: SlurmPla
     assert "backoff limit 0" in job["job"]["message"]
     assert json.loads(plane.run("get", "bad", "-p", "team-a", "-o", "json").stdout)[
         "job"]["failed"] == 1
+
+
+def test_tasks_go_on_without_the_control_plane_and_are_accounted_after(plane: SlurmPlane):
+    plane.run("project", "create", "team-a", "--gpus", "2")
+    plane.run("submit", "calm", "-p", "team-a", "--parallelism", "2", "--completions", "4",
+              "--", "sleep", "2")
+    plane.until("2 running", lambda: plane.job("calm", "team-a")["job"]["running"] == 2)
+    array = plane.array("calm", "team-a")
+    plane.run("down")
+    # Slurm runs the whole array while podsweep is away
+    plane.until("the array done in Slurm", lambda: plane.squeue(array) and all(
+        t["job_state"] == "COMPLETED" for t in plane.squeue(array)), timeout=90)
+    plane.run("up")
+    job = plane.until("calm accounted", lambda: (lambda j: j if j["job"]["status"] ==
+                      "Succeeded" else None)(plane.job("calm", "team-a")))
+    assert job["job"]["succeeded"] == 4 and job["job"]["failed"] == 0
+    assert sorted(p["name"] for p in job["pods"]) == [f"calm-{i}-0" for i in range(4)]
+    assert {p["status"] for p in job["pods"]} == {"Succeeded"}

@@ -41,6 +41,11 @@ def test_the_walkthrough_on_slurm(plane: SlurmPlane, tmp_path: Path):
     running = [t for t in plane.squeue(array) if t["job_state"] == "RUNNING"]
     assert sorted(t["qos"] for t in running) == sorted(
         [f"ps-{plane.prefix}team-a"] * 2 + [f"ps_{plane.prefix}borrow"])
+    # the lent task still counts towards the array's %3: the rest wait on it, not on quota
+    plane.until("the rest held by the array's throttle", lambda: {
+        t["state_reason"] for t in plane.squeue(array) if t["job_state"] == "PENDING"} == {
+        "JobArrayTaskLimit"})
+    assert len([t for t in plane.squeue(array) if t["job_state"] == "RUNNING"]) == 3
     borrowed = next(e["message"].split()[1] for e in job["events"]
                     if e["kind"] == "Started" and "borrowed" in e["message"])
 
