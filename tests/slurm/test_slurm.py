@@ -154,3 +154,31 @@ def test_tasks_go_on_without_the_control_plane_and_are_accounted_after(plane: Sl
     assert job["job"]["succeeded"] == 4 and job["job"]["failed"] == 0
     assert sorted(p["name"] for p in job["pods"]) == [f"calm-{i}-0" for i in range(4)]
     assert {p["status"] for p in job["pods"]} == {"Succeeded"}
+
+
+def test_an_array_slurm_has_forgotten_is_read_from_accounting(plane: SlurmPlane,
+                                                              tmp_path: Path):
+    """What the poller falls back on when squeue no longer lists an array (the control
+    plane was down longer than Slurm's MinJobAge): sacct's records of it."""
+    import asyncio
+
+    from podsweep.cluster.slurm import SlurmCluster
+    from podsweep.store import Store
+
+    plane.run("project", "create", "team-a", "--gpus", "1")
+    array = run("sbatch", "--parsable", "--array=0-1", f"--account={plane.prefix}team-a",
+                f"--qos=ps-{plane.prefix}team-a", f"--output={tmp_path}/%A_%a.out",
+                "--wrap", "exit $SLURM_ARRAY_TASK_ID").strip()
+
+    async def read() -> list:
+        cluster = SlurmCluster(tmp_path / "home", Store(tmp_path / "db"),
+                               asyncio.get_running_loop(), plane.prefix)
+        return await cluster._from_sacct(array)
+
+    def ended():
+        tasks = asyncio.run(read())
+        return tasks if len(tasks) == 2 and all(t.state != "RUNNING" for t in tasks) \
+            and all(t.state != "PENDING" for t in tasks) else None
+    tasks = sorted(plane.until("both tasks in accounting", ended), key=lambda t: t.index)
+    assert [(t.index, t.restarts, t.state, t.exit_code) for t in tasks] == [
+        (0, 0, "COMPLETED", 0), (1, 0, "FAILED", 1)]

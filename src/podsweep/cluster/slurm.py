@@ -592,6 +592,9 @@ class SlurmCluster:
                 name = pod_name(spec.name, index, task.restarts)
                 pod = self.store.insert_pod(job.uid, index, task.restarts, name, task.gpus,
                                             str(job_dir))
+                if 0 < task.start <= pod.created:      # Slurm's start, whole seconds
+                    self.store.update_pod(pod, created=task.start)
+                    pod = replace(pod, created=task.start)
                 pods[key] = pod
                 where = f" on GPU {','.join(map(str, task.gpus))}" if task.gpus else ""
                 borrowed = " (borrowed beyond the quota)" if task.qos == self.borrow_qos \
@@ -604,18 +607,19 @@ class SlurmCluster:
             if requeued:
                 self._end_pod(job, pod, PodStatus.PREEMPTED, None, PREEMPTED)
             elif task.state == "COMPLETED":
-                self._end_pod(job, pod, PodStatus.SUCCEEDED, task.exit_code or 0, None)
+                self._end_pod(job, pod, PodStatus.SUCCEEDED, task.exit_code or 0, None,
+                              task.end)
             elif task.state == "CANCELLED":
                 self._end_pod(job, pod, PodStatus.FAILED, task.exit_code,
-                              "cancelled in Slurm")
+                              "cancelled in Slurm", task.end)
             elif task.state not in LIVE_STATES:
                 retried = await self._failed(job, pod, task) or retried
         if not retried:     # else the snapshot still shows the retried task as ended
             self._settle(job, tasks)
 
     def _end_pod(self, job: Job, pod: Pod, status: PodStatus, code: int | None,
-                 reason: str | None) -> Pod:
-        now = time.time()
+                 reason: str | None, when: float = 0.0) -> Pod:
+        now = when if 0 < when <= time.time() else time.time()   # Slurm's end, if known
         self.store.update_pod(pod, status=status, exit_code=code, reason=reason, finished=now)
         if status is PodStatus.SUCCEEDED:
             fresh = self.store.job(job.uid) or job
@@ -637,7 +641,8 @@ class SlurmCluster:
         failed = fresh.failed + 1
         self.store.update_job(job.uid, failed=failed)
         reason = f"exit code {task.exit_code}" if task.exit_code is not None else task.state
-        self._end_pod(job, pod, PodStatus.FAILED, task.exit_code, f"{reason} ({task.state})")
+        self._end_pod(job, pod, PodStatus.FAILED, task.exit_code, f"{reason} ({task.state})",
+                      task.end)
         if failed <= job.spec.backoff_limit:
             # the index runs again, as the next attempt (Slurm counts it as a restart)
             await self._arun("scontrol", "requeue", str(task.job_id), check=False)
