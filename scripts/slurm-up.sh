@@ -25,8 +25,11 @@ NODE=$(hostname -s)            # slurmd finds its NodeName by the short hostname
 DB_PASS=podsweep-slurmdbd      # a MariaDB user reachable only through the local socket
 LOGS=/var/log/slurm
 
-started=$(date +%s.%N)
-say() { printf '[slurm-up %5.1fs] %s\n' "$(echo "$(date +%s.%N) - $started" | bc)" "$*"; }
+started=$(date +%s%N)
+say() {
+  local ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  printf '[slurm-up %3d.%01ds] %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"
+}
 
 # On failure, show what the daemons said: CI prints this instead of a bare exit code.
 dump_logs() {
@@ -60,7 +63,7 @@ wait_until() {  # SECONDS COMMAND...: run COMMAND until it succeeds
 mkdir -p "$RUN"
 
 # ------------------------------------------------------------------ packages
-packages=(munge slurm-client slurmctld slurmd slurmdbd mariadb-server bc)
+packages=(munge slurm-client slurmctld slurmd slurmdbd mariadb-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
