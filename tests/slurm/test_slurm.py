@@ -19,10 +19,11 @@ def qos_row(name: str) -> dict[str, str]:
 def test_projects_become_accounts_with_a_qos_that_holds_the_quota(plane: SlurmPlane):
     p = plane.prefix
     plane.run("project", "create", "team-a", "--gpus", "2")
-    accounts = run("sacctmgr", "-n", "-P", "show", "assoc", "where", f"account={p}team-a",
-                   "format=account,user,qos,defaultqos").split()
-    assert any(line.split("|")[1] and line.split("|")[3] == f"ps-{p}team-a"
-               for line in accounts), accounts
+    # Slurm's accounting is set up in the background (sacctmgr takes 0.3-0.7 s a change)
+    plane.until("the association", lambda: [line for line in run(
+        "sacctmgr", "-n", "-P", "show", "assoc", "where", f"account={p}team-a",
+        "format=account,user,qos,defaultqos").split()
+        if line.split("|")[1] and line.split("|")[3] == f"ps-{p}team-a"])
     row = qos_row(f"ps-{p}team-a")
     assert row["grptres"] == "gres/gpu=2" and row["preempt"] == f"ps_{p}borrow"
     borrow = run("sacctmgr", "-n", "-P", "show", "qos", "where", f"name=ps_{p}borrow",
@@ -30,7 +31,7 @@ def test_projects_become_accounts_with_a_qos_that_holds_the_quota(plane: SlurmPl
     assert borrow == "requeue"
 
     plane.run("project", "quota", "team-a", "--gpus", "3")
-    assert qos_row(f"ps-{p}team-a")["grptres"] == "gres/gpu=3"
+    plane.until("the new limit", lambda: qos_row(f"ps-{p}team-a")["grptres"] == "gres/gpu=3")
     assert {x["name"]: x["deserved"] for x in plane.json("project", "list")} == {"team-a": 3}
 
     again = plane.run("project", "create", "team-a", "--gpus", "1", check=False)
@@ -49,6 +50,7 @@ def test_bad_input_is_refused_and_nothing_is_stored(plane: SlurmPlane, tmp_path:
         (["-v", f"{tmp_path}/missing:/data"], 2, "does not exist"),
         (["-i", "python:3.11"], 2, "drop -i"),
         (["--working-dir", "/no/such/dir"], 2, "does not exist"),
+        (["--completions", "10002"], 2, "arrays of at most 10001 tasks (MaxArraySize)"),
     ]
     for args, code, message in cases:
         proc = plane.run("submit", "bad", *(args if "-p" in args else ["-p", "team-a", *args]),
@@ -166,6 +168,8 @@ def test_an_array_slurm_has_forgotten_is_read_from_accounting(plane: SlurmPlane,
     from podsweep.store import Store
 
     plane.run("project", "create", "team-a", "--gpus", "1")
+    plane.until("the account", lambda: run("sacctmgr", "-n", "-P", "show", "assoc", "where",
+                                           f"account={plane.prefix}team-a", "format=user").split())
     array = run("sbatch", "--parsable", "--array=0-1", f"--account={plane.prefix}team-a",
                 f"--qos=ps-{plane.prefix}team-a", f"--output={tmp_path}/%A_%a.out",
                 "--wrap", "exit $SLURM_ARRAY_TASK_ID").strip()
