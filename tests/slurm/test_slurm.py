@@ -51,6 +51,7 @@ def test_bad_input_is_refused_and_nothing_is_stored(plane: SlurmPlane, tmp_path:
         (["-i", "python:3.11"], 2, "drop -i"),
         (["--working-dir", "/no/such/dir"], 2, "does not exist"),
         (["--completions", "10002"], 2, "arrays of at most 10001 tasks (MaxArraySize)"),
+        (["--cpu", "64"], 2, "no Slurm node has more than 16 CPUs"),
     ]
     for args, code, message in cases:
         proc = plane.run("submit", "bad", *(args if "-p" in args else ["-p", "team-a", *args]),
@@ -60,6 +61,21 @@ def test_bad_input_is_refused_and_nothing_is_stored(plane: SlurmPlane, tmp_path:
     taken = plane.run("submit", "ok", "-p", "team-a", "--", "true", check=False)
     assert taken.returncode == 2 and "already exists" in taken.stderr
     assert [j["name"] for j in plane.json("list", "-A")] == ["ok"]
+    # what only Slurm can refuse (here: an admin removed the project's account behind
+    # podsweep's back): the job is taken, then fails with Slurm's own words
+    plane.run("project", "create", "team-b", "--gpus", "1")
+    account_b = f"{plane.prefix}team-b"
+    plane.until("team-b in Slurm", lambda: run("sacctmgr", "-n", "-P", "show", "assoc",
+                                               "where", f"account={account_b}",
+                                               "format=user").split())
+    run("sacctmgr", "-i", "delete", "user", "where", f"account={account_b}")
+    run("sacctmgr", "-i", "delete", "account", account_b)
+    plane.run("submit", "orphan", "-p", "team-b", "--", "true")
+    orphan = plane.until("orphan refused", lambda: (lambda j: j if j["job"]["status"] ==
+                         "Failed" else None)(plane.job("orphan", "team-b")))
+    assert orphan["job"]["message"].startswith("Slurm refused the job: sbatch"), orphan
+    assert "Invalid account" in orphan["job"]["message"] and orphan["pods"] == []
+    plane.run("delete", "orphan", "-p", "team-b")
     # Slurm got one array, from the good submit
     account = f"{plane.prefix}team-a"
     arrays = run("sacct", "-X", "-n", "-P", "-A", account, "--format=JobName").split()

@@ -26,11 +26,11 @@ def test_the_walkthrough_on_slurm(plane: SlurmPlane, tmp_path: Path):
     plane.run("project", "create", "team-a", "--gpus", "2")
     plane.run("project", "create", "team-b", "--gpus", "2")
     plane.run("project", "set", "team-a")
-    # 0.8 s epochs (the local test's are 0.4 s): team-b's job must reach Slurm while the
+    # 1 s epochs (the local test's are 0.4 s): team-b's job must reach Slurm while the
     # lent task is still mid-trial, through a few more CLI round trips than on local
     plane.run("submit", "hpo1", "-g", "1", "--parallelism", "3", "--completions", "12",
               "-v", f"{nfs}:/nfs/hpo", "--", sys.executable, str(EXAMPLE), "--epochs", "8",
-              "--epoch-seconds", "0.8")
+              "--epoch-seconds", "1.0")
 
     # 3 tasks run: one of them beyond team-a's quota, on an idle GPU lent to it
     job = plane.until("3 hpo1 pods running", lambda: (lambda j: j if j["job"]["running"] == 3
@@ -54,7 +54,7 @@ def test_the_walkthrough_on_slurm(plane: SlurmPlane, tmp_path: Path):
     # team-b needs its 2 GPUs: Slurm preempts the borrowed task
     plane.until("the borrowed pod past its first epoch", lambda: "epoch 0:" in plane.run(
         "logs", "hpo1", "--pod", borrowed).stdout)
-    plane.run("submit", "train", "-p", "team-b", "-g", "2", "--", "sleep", "4")
+    plane.run("submit", "train", "-p", "team-b", "-g", "2", "--", "sleep", "6")
     job = plane.until("a preemption", lambda: (lambda j: j if any(
         e["kind"] == "Preempted" for e in j["events"]) else None)(plane.job("hpo1", "team-a")))
     preempted = next(e["message"].split()[1].rstrip(":") for e in job["events"]

@@ -112,6 +112,7 @@ class Task:
 @dataclass(frozen=True)
 class Node:
     name: str
+    cpus: int
     gpus: int
     used: int
     usable: bool
@@ -324,9 +325,8 @@ class SlurmCluster:
                     await before
             try:
                 await work
-            except Exception:
+            except Exception:   # its jobs' sbatch then fails and says why
                 log.exception("setting up project %s in Slurm failed", name)
-                raise
         self._ready[name] = self.loop.create_task(after())
 
     # ------------------------------------------------------------ start-up, shutdown
@@ -430,9 +430,13 @@ class SlurmCluster:
         if spec.image:
             raise UsageError(f"-i {spec.image}: this Slurm cluster runs pods as plain "
                              f"processes on its nodes; drop -i")
-        most = max((n.gpus for n in self._nodes or self._read_nodes()), default=0)
+        nodes = self._nodes or self._read_nodes()
+        most = max((n.gpus for n in nodes), default=0)
         if spec.gpus > most:
             raise UsageError(f"-g {spec.gpus}: no Slurm node has more than {most} GPU(s)")
+        cpus = max((n.cpus for n in nodes), default=0)
+        if spec.cpu > cpus:      # Slurm would take the job and keep it pending for ever
+            raise UsageError(f"--cpu {spec.cpu}: no Slurm node has more than {cpus} CPUs")
         for volume in spec.volumes:
             if not os.path.exists(volume.src):
                 raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
@@ -790,7 +794,8 @@ class SlurmCluster:
             used = _gpus_of(fields.get("AllocTRES", "").replace("gres/gpu=", "gres/gpu:"))
             state = fields.get("State", "")
             usable = not any(s in state for s in ("DRAIN", "DOWN", "FAIL", "NOT_RESPONDING"))
-            nodes.append(Node(fields["NodeName"], total, used, usable))
+            cpus = int(fields["CPUTot"]) if fields.get("CPUTot", "").isdigit() else 0
+            nodes.append(Node(fields["NodeName"], cpus, total, used, usable))
         return nodes
 
     def _read_nodes(self) -> list[Node]:
