@@ -65,29 +65,62 @@ def check_count(what: str, value: Any, minimum: int) -> int:
 
 @dataclass(frozen=True)
 class Volume:
-    """``-v SRC:DST[:ro]``: the host directory SRC, seen by the pod at DST."""
+    """``-v SRC:DST[:ro]``: the host directory SRC, seen by the pod at DST.
+
+    Kubernetes also mounts an NFS export (``-v nfs://SERVER/EXPORT:DST[:ro]``, ``kind``
+    ``nfs``, ``server`` set, ``src`` the export) and a PersistentVolumeClaim by name
+    (``-v pvc:CLAIM:DST[:ro]``, ``kind`` ``pvc``, ``src`` the claim). Other clusters mount
+    host directories only (:meth:`require_host`).
+    """
 
     src: str
     dst: str
     read_only: bool = False
+    kind: str = "host"          # host, nfs or pvc
+    server: str | None = None   # nfs only
 
     @classmethod
     def parse(cls, text: str) -> Volume:
-        parts = text.split(":")
+        kind, server, rest = "host", None, text
+        if text.startswith("nfs://"):
+            kind = "nfs"
+            server, slash, path = text[len("nfs://"):].partition("/")
+            if not server or not slash or not re.match(r"^[A-Za-z0-9.-]+$", server):
+                raise UsageError(f"invalid volume {text!r}: expected "
+                                 f"nfs://SERVER/EXPORT:DST or nfs://SERVER/EXPORT:DST:ro")
+            rest = "/" + path
+        elif text.startswith("pvc:"):
+            kind, rest = "pvc", text[len("pvc:"):]
+        parts = rest.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            raise UsageError(f"invalid volume {text!r}: expected SRC:DST or SRC:DST:ro")
+            forms = {"host": "SRC:DST or SRC:DST:ro", "pvc": "pvc:CLAIM:DST or pvc:CLAIM:DST:ro",
+                     "nfs": "nfs://SERVER/EXPORT:DST or nfs://SERVER/EXPORT:DST:ro"}
+            raise UsageError(f"invalid volume {text!r}: expected {forms[kind]}")
         src, dst = parts[0], parts[1]
-        for label, path in (("source", src), ("target", dst)):
-            if not path.startswith("/"):
-                raise UsageError(f"invalid volume {text!r}: the {label} must be an absolute "
-                                 f"path")
+        if kind == "pvc":
+            if len(src) > 253 or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", src):
+                raise UsageError(f"invalid volume {text!r}: {src!r} is not a claim name")
+        elif not src.startswith("/"):
+            raise UsageError(f"invalid volume {text!r}: the source must be an absolute path")
+        if not dst.startswith("/"):
+            raise UsageError(f"invalid volume {text!r}: the target must be an absolute path")
         norm = os.path.normpath(dst)
         if norm == "/" or ".." in dst.split("/"):
             raise UsageError(f"invalid volume {text!r}: cannot mount over {dst!r}")
-        return cls(os.path.normpath(src), norm, len(parts) == 3 and parts[2] == "ro")
+        if kind != "pvc":
+            src = os.path.normpath(src)
+        return cls(src, norm, len(parts) == 3 and parts[2] == "ro", kind, server)
+
+    def require_host(self, cluster: str) -> None:
+        """Refuse an NFS or PVC volume on a cluster that mounts host directories only."""
+        if self.kind != "host":
+            raise UsageError(f"-v {self}: the {cluster} cluster mounts host directories only "
+                             f"(SRC:DST); {self.kind} volumes are for Kubernetes")
 
     def __str__(self) -> str:
-        return f"{self.src}:{self.dst}" + (":ro" if self.read_only else "")
+        src = {"host": self.src, "pvc": f"pvc:{self.src}",
+               "nfs": f"nfs://{self.server}{self.src}"}[self.kind]
+        return f"{src}:{self.dst}" + (":ro" if self.read_only else "")
 
 
 def parse_env(items: list[str]) -> dict[str, str]:

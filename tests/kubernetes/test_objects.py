@@ -2,7 +2,8 @@
 
 batch/v1 Job and v1 Namespace are validated with kubernetes-validate in strict mode (no
 unknown field) against a pinned Kubernetes version. Kueue's CRDs are not in it: their
-objects are checked against the field names of Kueue's v1beta1 API, written out below.
+objects are checked against the field names of Kueue's v1beta1 API (written out in
+fake_apiserver.KUEUE_FIELDS, which the fake API server enforces too).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from podsweep.cluster.kubernetes_objects import job_object, project_objects
 from podsweep.errors import UsageError
 from podsweep.model import JobSpec, Volume
 
+from .fake_apiserver import KUEUE_FIELDS, PREEMPTION_VALUES
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 KUBERNETES = "1.33.0"       # pinned: the schemas this test validates against
@@ -27,22 +30,7 @@ KUBERNETES = "1.33.0"       # pinned: the schemas this test validates against
 SPEC = JobSpec(name="hpo1", project="team-a", command=["python", "train.py"], gpus=1,
                parallelism=3, completions=12, cpu=2, image="example/train:1",
                volumes=[Volume.parse("/nfs:/nfs/hpo"), Volume.parse("/data:/data:ro")],
-               env={"EPOCHS": "10"}, working_dir="/workspace", grace_period=45)
-
-# Kueue v1beta1 field names (ClusterQueueSpec, ResourceGroup, FlavorQuotas, ResourceQuota,
-# ClusterQueuePreemption, LocalQueueSpec) and the values of its preemption enums.
-KUEUE_FIELDS = {
-    "ClusterQueue.spec": {"cohort", "namespaceSelector", "resourceGroups", "preemption",
-                          "queueingStrategy", "flavorFungibility", "stopPolicy",
-                          "fairSharing", "admissionChecks", "admissionChecksStrategy"},
-    "resourceGroup": {"coveredResources", "flavors"},
-    "flavor": {"name", "resources"},
-    "resource": {"name", "nominalQuota", "borrowingLimit", "lendingLimit"},
-    "preemption": {"reclaimWithinCohort", "withinClusterQueue", "borrowWithinCohort"},
-    "LocalQueue.spec": {"clusterQueue", "stopPolicy"},
-}
-PREEMPTION_VALUES = {"Never", "LowerPriority", "LowerOrNewerEqualPriority", "Any"}
-
+               env={"EPOCHS": "10"}, working_dir="/workspace", grace_period=45.0)
 
 def validate(obj: dict[str, Any]) -> None:
     kubernetes_validate.validate(obj, KUBERNETES, strict=True)
@@ -109,6 +97,10 @@ def test_project_objects_use_kueues_fields_in_one_cohort():
     assert lq["metadata"]["namespace"] == objs["Namespace"]["metadata"]["name"]
     assert cq["spec"]["namespaceSelector"]["matchLabels"] == \
         objs["Namespace"]["metadata"]["labels"]
+    # Kueue admits no workload that asks for a resource its queue does not cover
+    container = job_object(SPEC, "alice")["spec"]["template"]["spec"]["containers"][0]
+    asked = {*container["resources"]["requests"], *container["resources"].get("limits", {})}
+    assert asked <= set(cq["spec"]["resourceGroups"][0]["coveredResources"])
 
 
 def test_bad_input_for_kubernetes_is_refused():

@@ -25,7 +25,8 @@ def job_options(
     parallelism: Annotated[int, typer.Option(help="pods running at once, at most")] = 1,
     completions: Annotated[int, typer.Option(help="pods that must succeed")] = 1,
     volume: Annotated[list[str], typer.Option(
-        "--volume", "-v", help="SRC:DST[:ro], repeatable")] = [],  # noqa: B006
+        "--volume", "-v", help="SRC:DST[:ro], repeatable; on Kubernetes also "
+        "nfs://SERVER/EXPORT:DST[:ro] and pvc:CLAIM:DST[:ro]")] = [],  # noqa: B006
     environment: Annotated[list[str], typer.Option(
         "--environment", "-e", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
     working_dir: Annotated[Optional[str], typer.Option(
@@ -50,8 +51,10 @@ def job_options(
 @functools.wraps(job_options)
 def submit(*args: Any, **kwargs: Any) -> None:
     body, output = job_options(*args, **kwargs)
-    body["working_dir"] = body["working_dir"] or os.getcwd()
-    job = client().post("/jobs", body)
+    api = client()
+    if body["working_dir"] is None and api.get("/status")["cluster"] == "local":
+        body["working_dir"] = os.getcwd()     # local pods run here; an image has its own
+    job = api.post("/jobs", body)
     emit(output, job, f"The job '{job['name']}' has been submitted successfully to project "
                       f"{job['project']}: {job['completions']} pods, at most "
                       f"{job['parallelism']} at a time, {job['gpus']} GPU(s) each")

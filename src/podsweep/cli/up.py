@@ -26,7 +26,13 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         = None,
        cluster: Annotated[Optional[str], typer.Option(
         "--cluster", help=f"where pods run: {', '.join(ENGINES)} (default: as last time, "
-                          f"or local)")] = None) -> None:
+                          f"or local)")] = None,
+       kubeconfig: Annotated[Optional[str], typer.Option(
+        "--kubeconfig", help="kubernetes: the kubeconfig (default: $KUBECONFIG, "
+                             "~/.kube/config)")] = None,
+       context: Annotated[Optional[str], typer.Option(
+        "--context", help="kubernetes: the kubeconfig's context (default: its current)")]
+        = None) -> None:
     """Start the control plane in the background (does nothing if it runs)."""
     if gpus is not None and gpus < 0:
         raise UsageError(f"--gpus must be at least 0, got {gpus}")
@@ -55,6 +61,11 @@ def up(gpus: Annotated[Optional[int], typer.Option(
             raise UsageError(f"--gpus is for the local cluster; the {settings['cluster']} "
                              f"cluster has the GPUs its engine manages")
         settings["gpus"] = gpus
+    for key, value in (("kubeconfig", kubeconfig), ("context", context)):
+        if value is not None:
+            if settings.get("cluster") != "kubernetes":
+                raise UsageError(f"--{key} is for the kubernetes cluster")
+            settings[key] = os.path.abspath(value) if key == "kubeconfig" else value
     config.write_text(json.dumps(settings))
     log_path = where / "server.log"
     with open(log_path, "ab") as log:

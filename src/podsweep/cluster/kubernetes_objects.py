@@ -8,27 +8,35 @@
   ``completions``, ``restartPolicy: Never``, GPU limits, the image and command, the volumes,
   the ``PODSWEEP_*`` variables (from the pod's own metadata where Kubernetes knows them),
   ``backoffLimit``, and a ``podFailurePolicy`` that ignores ``DisruptionTarget`` so that a
-  preemption never counts as a failure. It is created suspended: Kueue admits it.
+  preemption never counts as a failure. It is created suspended: Kueue admits it. Volumes
+  are hostPath (``-v SRC:DST``), NFS (``-v nfs://SERVER/EXPORT:DST``) or a
+  PersistentVolumeClaim (``-v pvc:CLAIM:DST``). What podsweep needs back (the submitting
+  user, the spec as submitted) is kept on the Job itself: a label and an annotation.
 
-``podsweep render`` prints these for review; the Kubernetes cluster (a later step) creates
+``podsweep render`` prints these for review; :mod:`podsweep.cluster.kubernetes` creates
 them through the official client.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import UsageError
-from ..model import JobSpec
+from ..model import JobSpec, Volume
 
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
 COHORT = "podsweep"
 FLAVOR = "default-flavor"
 GPU = "nvidia.com/gpu"
+CPU_QUOTA = 100_000
+"""Each project's CPU quota in Kueue: podsweep schedules GPUs; the nodes share their CPUs."""
 NAMESPACE_PREFIX = "podsweep-"
 PROJECT_LABEL = "podsweep.io/project"
 JOB_LABEL = "podsweep.io/job"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+USER_LABEL = "podsweep.io/user"
+SPEC_ANNOTATION = "podsweep.io/spec"
 
 
 def namespace(project: str) -> str:
@@ -51,10 +59,14 @@ def project_objects(project: str, gpus: int) -> list[dict[str, Any]]:
          "spec": {
              "cohort": COHORT,
              "namespaceSelector": {"matchLabels": {PROJECT_LABEL: project}},
+             # Kueue admits no workload that requests a resource its queue does not
+             # cover ("resource cpu unavailable in ClusterQueue"), and every pod requests
+             # CPUs: they are covered too, with a quota that never binds
              "resourceGroups": [{
-                 "coveredResources": [GPU],
+                 "coveredResources": [GPU, "cpu"],
                  "flavors": [{"name": FLAVOR,
-                              "resources": [{"name": GPU, "nominalQuota": gpus}]}],
+                              "resources": [{"name": GPU, "nominalQuota": gpus},
+                                            {"name": "cpu", "nominalQuota": CPU_QUOTA}]}],
              }],
              # borrow idle GPUs of the cohort; take lent ones back by preemption
              "preemption": {"reclaimWithinCohort": "Any",
@@ -70,12 +82,23 @@ def _field(path: str) -> dict[str, Any]:
     return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
+def volume_source(volume: Volume) -> dict[str, Any]:
+    """The pod's volume for ``-v``: a host directory, an NFS export or a claim."""
+    if volume.kind == "nfs":
+        return {"nfs": {"server": volume.server, "path": volume.src,
+                        "readOnly": volume.read_only}}
+    if volume.kind == "pvc":
+        return {"persistentVolumeClaim": {"claimName": volume.src,
+                                          "readOnly": volume.read_only}}
+    return {"hostPath": {"path": volume.src, "type": "Directory"}}
+
+
 def job_object(spec: JobSpec, user: str) -> dict[str, Any]:
     """The batch/v1 Job for ``spec``, queued in its project's LocalQueue."""
     if not spec.image:
         raise UsageError("Kubernetes runs pods from an image: pass -i IMAGE")
     labels = {PROJECT_LABEL: spec.project, JOB_LABEL: spec.name, QUEUE_LABEL: spec.project,
-              "podsweep.io/user": user}
+              USER_LABEL: user}
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in spec.env.items()]
     env += [
         {"name": "PODSWEEP_JOB_NAME", "value": spec.name},
@@ -101,7 +124,9 @@ def job_object(spec: JobSpec, user: str) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": spec.name, "namespace": namespace(spec.project),
-                     "labels": labels},
+                     "labels": labels,
+                     "annotations": {SPEC_ANNOTATION: json.dumps(spec.to_dict(),
+                                                                 sort_keys=True)}},
         "spec": {
             "completionMode": "Indexed",
             "completions": spec.completions,
@@ -119,8 +144,7 @@ def job_object(spec: JobSpec, user: str) -> dict[str, Any]:
                     "restartPolicy": "Never",
                     "terminationGracePeriodSeconds": int(spec.grace_period),
                     "containers": [container],
-                    "volumes": [{"name": f"vol-{i}",
-                                 "hostPath": {"path": v.src, "type": "Directory"}}
+                    "volumes": [{"name": f"vol-{i}", **volume_source(v)}
                                 for i, v in enumerate(spec.volumes)],
                 },
             },

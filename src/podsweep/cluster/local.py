@@ -243,6 +243,7 @@ class LocalCluster:
         if spec.gpus > len(self.gpus):
             raise UsageError(f"-g {spec.gpus}: this machine has {len(self.gpus)} GPU(s)")
         for volume in spec.volumes:
+            volume.require_host("local")
             if not os.path.exists(volume.src):
                 raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
         if spec.volumes:

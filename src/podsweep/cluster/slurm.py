@@ -438,6 +438,7 @@ class SlurmCluster:
         if spec.cpu > cpus:      # Slurm would take the job and keep it pending for ever
             raise UsageError(f"--cpu {spec.cpu}: no Slurm node has more than {cpus} CPUs")
         for volume in spec.volumes:
+            volume.require_host("slurm")
             if not os.path.exists(volume.src):
                 raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
         argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
@@ -523,6 +524,9 @@ class SlurmCluster:
                   f'export PODSWEEP_POD_NAME={q(spec.name)}-"$SLURM_ARRAY_TASK_ID-'
                   f'$PODSWEEP_POD_ATTEMPT"',
                   f"export CUDA_DEVICE_ORDER=PCI_BUS_ID OMP_NUM_THREADS={spec.cpu}",
+                  # the GPUs Slurm gave it, for a pod that ends before podsweep sees it run
+                  f'printf %s "$CUDA_VISIBLE_DEVICES" >{q(str(job_dir))}/"$PODSWEEP_POD_NAME'
+                  f'.gpus"',
                   # one log per attempt: the pod's log, as on the local cluster
                   f'exec >>{q(str(job_dir))}/"$PODSWEEP_POD_NAME.log" 2>&1']
         if spec.working_dir and not spec.volumes:
@@ -673,13 +677,14 @@ class SlurmCluster:
             pod = pods.get(key)
             if pod is None:
                 name = pod_name(spec.name, index, task.restarts)
-                pod = self.store.insert_pod(job.uid, index, task.restarts, name, task.gpus,
+                gpus = task.gpus or self._recorded_gpus(job_dir / f"{name}.gpus")
+                pod = self.store.insert_pod(job.uid, index, task.restarts, name, gpus,
                                             str(job_dir))
                 if 0 < task.start <= pod.created:      # Slurm's start, whole seconds
                     self.store.update_pod(pod, created=task.start)
                     pod = replace(pod, created=task.start)
                 pods[key] = pod
-                where = f" on GPU {','.join(map(str, task.gpus))}" if task.gpus else ""
+                where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
                 borrowed = " (borrowed beyond the quota)" if task.qos == self.borrow_qos \
                     else ""
                 self.store.event(job.uid, "Started", f"pod {name}{where}{borrowed}")
@@ -699,6 +704,15 @@ class SlurmCluster:
                 retried = await self._failed(job, pod, task) or retried
         if not retried:     # else the snapshot still shows the retried task as ended
             self._settle(job, tasks)
+
+    @staticmethod
+    def _recorded_gpus(path: Path) -> tuple[int, ...]:
+        """What a task wrote of its CUDA_VISIBLE_DEVICES (squeue forgets an ended task's)."""
+        try:
+            text = path.read_text()
+        except OSError:
+            return ()
+        return tuple(int(g) for g in text.split(",") if g.strip().isdigit())
 
     def _end_pod(self, job: Job, pod: Pod, status: PodStatus, code: int | None,
                  reason: str | None, when: float = 0.0) -> Pod:
