@@ -78,6 +78,7 @@ LIVE_STATES = {"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "
                "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT",
                "PREEMPTED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "STOPPED"}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
+STARTED_STATES = {"RUNNING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "SUSPENDED"}
 REQUEUED_STATES = {"PREEMPTED", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"}
 PREEMPTED, DELETED = "Preempted", "Deleted"
 PREFIX_RE = re.compile(r"^[a-z0-9-]*$")
@@ -107,6 +108,7 @@ class Task:
     throttle: int                # the array's %P (0: none)
     start: float
     end: float
+    accounting: bool = False     # read from sacct: its attempt numbers are its own
 
 
 @dataclass(frozen=True)
@@ -669,13 +671,17 @@ class SlurmCluster:
                 if i == index and attempt < task.restarts and old.status.active:
                     pods[(i, attempt)] = self._end_pod(job, old, PodStatus.PREEMPTED, None,
                                                        PREEMPTED)
-            requeued = task.state in REQUEUED_STATES or (
-                task.state == "PENDING" and (index, task.restarts) in pods)
-            if task.state == "PENDING" and not requeued:
+            if task.state == "PENDING":
                 continue
             key = (index, task.restarts)
             pod = pods.get(key)
             if pod is None:
+                # while a requeue stops the last attempt (COMPLETING, REQUEUED), squeue
+                # already shows the next attempt's number: that attempt has not started
+                ran = task.state in STARTED_STATES or task.accounting or (
+                    task.state not in LIVE_STATES and task.state != "CANCELLED")
+                if not ran:
+                    continue
                 name = pod_name(spec.name, index, task.restarts)
                 gpus = task.gpus or self._recorded_gpus(job_dir / f"{name}.gpus")
                 pod = self.store.insert_pod(job.uid, index, task.restarts, name, gpus,
@@ -692,7 +698,7 @@ class SlurmCluster:
                     self.store.update_job(job.uid, status=JobStatus.RUNNING)
             if not pod.status.active:
                 continue
-            if requeued:
+            if task.state in REQUEUED_STATES:
                 self._end_pod(job, pod, PodStatus.PREEMPTED, None, PREEMPTED)
             elif task.state == "COMPLETED":
                 self._end_pod(job, pod, PodStatus.SUCCEEDED, task.exit_code or 0, None,
@@ -789,7 +795,7 @@ class SlurmCluster:
                 (int(code) if code.isdigit() else None)
             tasks.append(Task(int(fields[0]), int(array_id), index, (), state, "", fields[6],
                               fields[7], attempt, exit_code, (), "", 0, 0, time.time(),
-                              time.time()))
+                              time.time(), accounting=True))
         # a record followed by another of its index was requeued
         last = {t.index: t.restarts for t in tasks}
         return [t if t.restarts == last[t.index] or t.state in REQUEUED_STATES else
