@@ -51,6 +51,8 @@ bench: install
 	$(BIN)/python benchmarks/hpo_coord.py $(if $(FULL),--full,)
 	$(BIN)/python benchmarks/scheduler.py
 	$(BIN)/python benchmarks/ui_pages.py
+	@if scontrol ping >/dev/null 2>&1; then $(BIN)/python benchmarks/slurm.py; \
+	else echo "benchmarks/slurm.py skipped: Slurm is not running (scripts/slurm-up.sh)"; fi
 
 clean:
 	rm -rf $(VENV) .venv-py* .demo benchmarks/results

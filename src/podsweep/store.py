@@ -24,7 +24,7 @@ from typing import Any
 from .errors import PodsweepError
 from .model import JobSpec, JobStatus, PodStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -98,6 +98,11 @@ MIGRATIONS: dict[int, str] = {
         expires REAL NOT NULL
     );
     """,
+    # what the cluster engine calls the job (Slurm: its array job id); NULL on the local
+    # cluster, where the job is podsweep's own
+    3: """
+    ALTER TABLE jobs ADD COLUMN engine_ref TEXT;
+    """,
 }
 
 
@@ -135,6 +140,7 @@ class Job:
     succeeded: int
     failed: int
     message: str | None
+    engine_ref: str | None = None
 
     @property
     def name(self) -> str:
@@ -336,7 +342,7 @@ class Store:
     def _job(row: sqlite3.Row) -> Job:
         return Job(row["uid"], row["seq"], JobSpec.from_dict(json.loads(row["spec"])),
                    row["user"], JobStatus(row["status"]), row["created"], row["finished"],
-                   row["succeeded"], row["failed"], row["message"])
+                   row["succeeded"], row["failed"], row["message"], row["engine_ref"])
 
     def job(self, uid: str) -> Job | None:
         row = self.db.execute("SELECT * FROM jobs WHERE uid = ?", (uid,)).fetchone()

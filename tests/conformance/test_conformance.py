@@ -12,6 +12,7 @@ test names its projects afresh.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -85,9 +86,18 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     env = os.environ.get("PODSWEEP_E2E_KUBECONFIG")
     if request.param == "kubernetes" and env:
         plane.env["KUBECONFIG"] = env
+    prefix = None
+    if request.param == "slurm":
+        # its own prefix for Slurm's accounts and QOS, removed afterwards
+        from ..slurm.conftest import clean_slurm
+        prefix = f"k{uuid.uuid4().hex[:6]}-"
+        plane.home.mkdir(parents=True)
+        (plane.home / "config.json").write_text(json.dumps({"slurm_prefix": prefix}))
     plane.run(*args)
     yield Engine(request.param, plane)
     plane.stop()
+    if prefix is not None:
+        clean_slurm(prefix)
 
 
 def test_projects_and_quotas(engine: Engine) -> None:

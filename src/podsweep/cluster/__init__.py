@@ -18,6 +18,7 @@ from .base import Cluster, ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, 
 
 ENGINES = {
     "local": "podsweep.cluster.local:LocalCluster",
+    "slurm": "podsweep.cluster.slurm:SlurmCluster",
     "kubernetes": "podsweep.cluster.kubernetes:KubernetesCluster",
 }
 """``podsweep up --cluster NAME``: each class has ``open(home, store, loop, settings)``."""
