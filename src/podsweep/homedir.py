@@ -11,6 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+REFUSAL = "refused: "
+"""How the control plane's last log line starts when it refuses to start (bad settings);
+``podsweep up`` shows the rest as its one-line error."""
+
 
 def process_start_time(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone.

@@ -35,6 +35,24 @@ def test_down_then_up_keeps_state(plane: ControlPlane):
     assert [p["name"] for p in plane.json("project", "list")] == ["team-a"]
 
 
+def test_unfinished_jobs_keep_a_home_on_its_engine(plane: ControlPlane):
+    """Local pods go on while the control plane is down; another engine would lose them."""
+    plane.run("project", "create", "team-a", "--gpus", "1")
+    plane.run("submit", "long", "-p", "team-a", "--", "sleep", "300")
+    plane.until("long running", lambda: plane.job("long", "team-a")["job"]["running"] == 1)
+    plane.run("down")
+    config = (plane.home / "config.json").read_text()
+    moved = plane.run("up", "--cluster", "slurm", check=False)
+    assert moved.returncode == 2, moved
+    assert moved.stderr.strip().splitlines() == [
+        "error: this home has 1 unfinished job(s) on the local cluster (team-a/long); "
+        "podsweep up --cluster local and delete them (or let them end) before moving to slurm"]
+    assert (plane.home / "config.json").read_text() == config
+    plane.run("up")          # as before: the pod is adopted, and deleted
+    assert plane.job("long", "team-a")["job"]["running"] == 1
+    plane.run("delete", "long", "-p", "team-a")
+
+
 def test_projects_quotas_and_the_default_project(plane: ControlPlane):
     plane.run("project", "create", "team-a", "--gpus", "2")
     plane.run("project", "create", "team-b", "--gpus", "2")

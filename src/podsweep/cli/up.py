@@ -14,7 +14,7 @@ import typer
 
 from ..cluster import ENGINES
 from ..errors import PodsweepError, UsageError
-from ..homedir import process_start_time, read_server
+from ..homedir import REFUSAL, process_start_time, read_server
 from .common import OutputOption, client, emit, home, read_json
 from .printers import Output, table
 
@@ -66,6 +66,7 @@ def up(gpus: Annotated[Optional[int], typer.Option(
             if settings.get("cluster") != "kubernetes":
                 raise UsageError(f"--{key} is for the kubernetes cluster")
             settings[key] = os.path.abspath(value) if key == "kubeconfig" else value
+    before = config.read_text() if config.exists() else None
     config.write_text(json.dumps(settings))
     log_path = where / "server.log"
     with open(log_path, "ab") as log:
@@ -76,6 +77,11 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     while (record := read_server(where)) is None or record["pid"] != proc.pid:
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = log_path.read_text(errors="replace").splitlines()[-10:]
+            if before is not None:        # the next up runs as the last one that worked
+                config.write_text(before)
+            refusal = tail[-1].partition(REFUSAL)[2] if tail else ""
+            if proc.returncode == UsageError.exit_code and refusal:
+                raise UsageError(refusal)
             raise PodsweepError("the control plane did not start; its log says:\n  "
                                 + "\n  ".join(tail))
         time.sleep(0.05)

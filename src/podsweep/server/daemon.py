@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from typing import Any
 import uvicorn
 
 from ..cluster import open_cluster
-from ..homedir import process_start_time, read_server, write_private
+from ..errors import PodsweepError, UsageError
+from ..homedir import REFUSAL, process_start_time, read_server, write_private
 from ..store import Store
 from .app import create_app
 from .auth import hash_password, new_password
@@ -39,6 +41,30 @@ def settings_of(home: Path) -> dict[str, Any]:
     return settings
 
 
+ENGINE_FILE = "engine"
+"""``<home>/engine``: the cluster the last control plane of this home ran on."""
+
+def check_engine(home: Path, store: Store, kind: str) -> None:
+    """Refuse to run a home's unfinished jobs on another engine than the one they run on.
+
+    The local cluster's supervisors and a Slurm's arrays go on while no control plane runs;
+    another engine would neither see nor stop them, and would take the jobs for lost. A
+    Kubernetes cluster keeps its jobs in its API server, so its homes hold none.
+    """
+    marker = home / ENGINE_FILE
+    previous = marker.read_text().strip() if marker.exists() else "local"
+    if previous != kind:
+        unfinished = store.jobs(include_done=False)
+        if unfinished:
+            names = ", ".join(f"{j.project}/{j.name}" for j in unfinished[:3])
+            more = f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""
+            raise UsageError(f"this home has {len(unfinished)} unfinished job(s) on the "
+                             f"{previous} cluster ({names}{more}); podsweep up --cluster "
+                             f"{previous} and delete them (or let them end) before moving "
+                             f"to {kind}")
+    marker.write_text(kind + "\n")
+
+
 async def serve(home: Path, port: int) -> None:
     loop = asyncio.get_running_loop()
     store = Store(home / "podsweep.db")
@@ -51,6 +77,7 @@ async def serve(home: Path, port: int) -> None:
         write_private(home / "admin-password.json", {"user": "admin", "password": password})
         log.info("created the admin user")
     settings = settings_of(home)
+    check_engine(home, store, settings.get("cluster") or "local")
     cluster = open_cluster(home, store, loop, settings)
     cluster.recover()
     gpus = cluster.info().gpus
@@ -86,7 +113,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(args.home, args.port))
+    try:
+        asyncio.run(serve(args.home, args.port))
+    except PodsweepError as exc:
+        log.error("%s%s", REFUSAL, exc)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":
