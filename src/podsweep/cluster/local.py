@@ -175,6 +175,8 @@ class LocalCluster:
                     state.active[pod.index] = pod.attempt
                 if pod.status.active and pod.reason == DELETED:
                     state.deleting = True   # a delete was under way: finish it, start nothing
+            if job.status is JobStatus.DELETED:
+                state.deleting = True       # its pods are still stopping: nothing starts
             for index in range(state.next_fresh):
                 if index not in state.succeeded and index not in state.active:
                     heapq.heappush(state.requeued, index)
@@ -197,7 +199,7 @@ class LocalCluster:
                 # SIGTERM is a no-op for its supervisor
                 proc.terminate()
         for job in deleting:
-            self.loop.create_task(self.delete(job.project, job.name))
+            self.loop.create_task(self._delete(job))
         log.info("recovered %d jobs, %d pods running", len(self._states), len(self._procs))
         self.schedule_reconcile()
 
@@ -312,7 +314,15 @@ class LocalCluster:
         return follow_file(Path(found.dir) / "pod.log", tail, follow, running)
 
     async def delete(self, project: str, name: str) -> None:
-        job = self._find(project, name)
+        await self._delete(self._find(project, name))
+
+    async def _delete(self, job: Job) -> None:
+        """Stop the job's pods and end it as deleted; returns once its pods are gone.
+
+        The job's end is committed with its pods' stops, in one transaction: a crash at any
+        later point leaves a job that recover() knows is deleted, never one whose indexes
+        it would run again.
+        """
         state = self._states.get(job.uid)
         if state is not None:
             state.deleting = True
@@ -320,10 +330,15 @@ class LocalCluster:
         with self._batch():
             for pod in active:
                 self._stop(pod, DELETED)
+            if job.status is not JobStatus.DELETED:
+                fields: dict[str, Any] = {"status": JobStatus.DELETED, "finished": time.time()}
+                if state is not None:
+                    self._update_job(state, **fields)
+                else:
+                    self.store.update_job(job.uid, **fields)
         if active:
             idle = self._idle.setdefault(job.uid, asyncio.Event())
             await idle.wait()
-        self.store.update_job(job.uid, status=JobStatus.DELETED, finished=time.time())
         self._states.pop(job.uid, None)
         self._idle.pop(job.uid, None)
         self.schedule_reconcile()
