@@ -502,3 +502,31 @@ def test_a_sigterm_right_after_a_launch_is_not_lost(tmp_path: Path,
             assert proc.signalled
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_pod_whose_supervisor_is_still_starting_it_is_adopted_not_lost(
+        tmp_path: Path, supervisor: SupervisorKind) -> None:
+    # The supervisor opens the pod's log before it starts the pod: a FIFO that nobody reads
+    # holds it there, with no state.json yet, as a stalled mount would, for longer than
+    # adopt() used to wait before declaring the pod lost.
+    fifo = tmp_path / "pod.log"
+    os.mkfifo(fifo)
+    pod_dir = tmp_path / "pod"
+    fds = tmp_path / "fds"
+    proc = PodProcess.launch(PodLaunch(
+        pod_dir, ["sh", "-c", f"ls -l /proc/$$/fd/ > {fds}; exit 3"], dict(os.environ),
+        None, fifo, GRACE), supervisor=supervisor, wait=False)
+    reader = None
+    try:
+        adopted = PodProcess.adopt(pod_dir)       # as a restarted control plane would
+        assert adopted is not None, "the starting pod was declared lost"
+        assert adopted.supervisor_pid == proc.supervisor_pid and adopted.pid is None
+        assert adopted.exit_code() is None
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)    # the supervisor goes on
+        assert eventually(lambda: adopted.exit_code() is not None, 10.0)
+        assert adopted.exit_code() == 3
+        assert f"-> {pod_dir}\n" not in fds.read_text()   # nor the lock: not the pod
+    finally:
+        if reader is not None:
+            os.close(reader)
+        proc.kill()

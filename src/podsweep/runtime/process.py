@@ -402,14 +402,38 @@ class PodProcess:
         pod_dir = pod_dir.absolute()
         state = _sv.read_json(pod_dir / _sv.STATE)
         if state is None and pod_dir.is_dir():
-            # launched, perhaps without waiting, by a control plane that then died: a live
-            # supervisor reports within milliseconds; declaring the pod lost now could run
-            # its index twice
+            # Launched, perhaps without waiting, by a control plane that then died. A
+            # supervisor holds the pod directory's lock from its first step: while it does,
+            # it is still starting the pod, however long that takes (a stalled mount), and
+            # declaring the pod lost would run its index twice. The wait covers only the
+            # moment between the directory's making and the supervisor's first step.
             deadline = time.monotonic() + _ADOPT_WAIT
-            while state is None and time.monotonic() < deadline:
+            while state is None:
+                holder = _sv.lock_holder(pod_dir)
+                if holder:
+                    starting = cls._starting(pod_dir, holder)
+                    if starting is not None:
+                        return starting
+                elif time.monotonic() >= deadline:    # free, or held by one we cannot see
+                    break
                 time.sleep(0.02)
                 state = _sv.read_json(pod_dir / _sv.STATE)
         return None if state is None else cls(pod_dir, state)
+
+    @classmethod
+    def _starting(cls, pod_dir: Path, holder: int) -> PodProcess | None:
+        """The pod whose supervisor ``holder`` holds its lock but has not reported yet.
+
+        Watched like any other through the supervisor; the pod's pid is learnt from
+        state.json when needed (:meth:`_kill_pod_group`). None if that changed meanwhile.
+        """
+        started = _sv.start_time(holder)
+        # the pid still holds the lock after its start time was read: that time is its own
+        if started is None or _sv.lock_holder(pod_dir) != holder or \
+                _sv.read_json(pod_dir / _sv.STATE) is not None:
+            return None
+        return cls(pod_dir, {"supervisor_pid": holder, "supervisor_start": started,
+                             "boot_id": _sv.boot_id(), "pid": None, "started": time.time()})
 
     @staticmethod
     def _log_tail(pod_dir: Path) -> str:
@@ -465,6 +489,12 @@ class PodProcess:
 
     def _kill_pod_group(self) -> None:
         self.settle()
+        if self.pid is None and self._pod_start is None:
+            # adopted while its supervisor was starting it: the pod's pid is in state.json
+            # if it got that far
+            state = _sv.read_json(self.pod_dir / _sv.STATE)
+            if state is not None and state.get("pid") is not None:
+                self.pid, self._pod_start = int(state["pid"]), state.get("pod_start")
         if self.pid is None or not self._this_boot:
             return
         leader = _sv.start_time(self.pid)

@@ -9,7 +9,8 @@
  * and stdout and stderr appended to LOG, writes POD_DIR/state.json, closes FD, watches the
  * pod until every process of it is gone and writes POD_DIR/exit.json. SIGTERM or SIGINT:
  * SIGTERM to the pod's group, SIGKILL once GRACE seconds have passed; SIGUSR1: SIGKILL at
- * once. What it has to say goes to POD_DIR/supervisor.log, made only then.
+ * once. What it has to say goes to POD_DIR/supervisor.log, made only then. It holds an
+ * exclusive flock on POD_DIR from its first step to its exit (see supervisor.py).
  *
  * What differs is only how it is told what to run: the command on its command line, and
  * the pod's environment as its own (the command is looked up in the pod's PATH, and the
@@ -42,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -534,7 +536,7 @@ int main(int argc, char **argv)
 {
     const char *log_path, *cwd = NULL;
     char boot[64], *end;
-    int i = 1, ready_fd = -1, log_fd, err, code, signalled = 0, have_cpus = 0;
+    int i = 1, ready_fd = -1, lock_fd, log_fd, err, code, signalled = 0, have_cpus = 0;
     long long start = -1, pod_start = -1;
     double grace, started;
     struct proc_stat st;
@@ -572,6 +574,14 @@ int main(int argc, char **argv)
         return usage();
     if (strlen(pod_dir) > 3000)
         return usage();
+    /* First thing, and for our whole life: an exclusive flock on POD_DIR tells a restarted
+     * control plane that finds no state.json yet that we are alive and starting the pod
+     * (which may take long: a stalled mount), not lost. Close-on-exec: the pod holds none. */
+    lock_fd = open(pod_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX) < 0) {
+        say("cannot lock %s: %s", pod_dir, strerror(errno));
+        return 1;
+    }
 
     /* Blocked by the launcher already (a SIGTERM sent at once stays pending); dispositions
      * inherited as ignored would make SIGCHLD reap our children behind our back. */

@@ -10,6 +10,11 @@ that rather than polling. The files it shares with the control plane, all in ``P
                                            "pid", "pgid", "pod_start", "started"}
     exit.json   written once it is over   {"code", "finished", "signalled"}
 
+From its first step to its exit the supervisor holds an exclusive ``flock`` on ``POD_DIR``
+itself (close-on-exec: the pod never holds it). A pod directory with no state.json whose
+lock is held is a pod still being started, however long that takes (a stalled mount), not
+a lost one; :func:`lock_holder` names the supervisor.
+
 A reader takes a file that does not parse for one not written yet: this supervisor writes
 state.json and exit.json by rename, the native one (``supervisor.c``, which takes its
 command on its command line, not from spec.json) in one write to a new file.
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import functools
 import json
 import os
@@ -91,6 +97,46 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except ValueError:      # being written, or cut short by a crash
         return None
     return data if isinstance(data, dict) else None
+
+
+def lock_pod_dir(pod_dir: Path) -> int:
+    """Take the supervisor's lock on ``pod_dir`` (waiting for it); the descriptor holding it."""
+    fd = os.open(pod_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def lock_holder(pod_dir: Path) -> int | None:
+    """The pid of the supervisor holding ``pod_dir``'s lock; None if nobody holds it.
+
+    0 if it is held by a process this one cannot see (another pid namespace).
+    """
+    try:
+        fd = os.open(pod_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            st = os.fstat(fd)
+        else:
+            return None          # free (and freed again as fd closes)
+    finally:
+        os.close(fd)
+    # /proc/locks: "1: FLOCK  ADVISORY  WRITE 1234 00:2e:5678 0 EOF"; "->" marks waiters
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", "rb") as f:
+            lines = f.read().decode("ascii", "replace").splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and \
+                fields[3] == "WRITE":
+            return max(0, int(fields[4]))
+    return 0
 
 
 def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
@@ -245,6 +291,7 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -
 
 
 def run(pod_dir: Path, ready_fd: int | None = None) -> int:
+    lock_pod_dir(pod_dir)     # held until we exit (see the module's docstring)
     if ready_fd is not None:
         # posix_spawn closes nothing: a pod holding this pipe would hide our readiness
         os.set_inheritable(ready_fd, False)
