@@ -28,6 +28,7 @@ import fcntl
 import functools
 import gc
 import json
+import logging
 import os
 import select
 import signal
@@ -43,6 +44,8 @@ from . import supervisor as _sv
 from .native import native_supervisor
 from .sandbox import RuntimeSetupError
 
+log = logging.getLogger("podsweep.runtime")
+
 SupervisorKind = Literal["native", "fork", "exec"]
 SUPERVISORS: tuple[SupervisorKind, ...] = get_args(SupervisorKind)
 
@@ -53,6 +56,19 @@ _START_TIMEOUT = 30.0
 _ADOPT_WAIT = 2.0
 # How long kill() lets the supervisor record the end before killing it too.
 _KILL_WAIT = 2.0
+
+
+# Set once the native supervisor's binary has vanished from under a running process: every
+# later launch asking for it gets the forked Python supervisor instead.
+_native_gone = False
+
+
+def _native_is_gone(binary: Path) -> None:
+    global _native_gone
+    if not _native_gone:
+        _native_gone = True
+        log.warning("the native pod supervisor %s is gone; pods start under the Python "
+                    "one from now on", binary)
 
 
 @dataclass
@@ -318,6 +334,8 @@ class PodProcess:
         """
         if supervisor is None:
             supervisor = "native" if native_supervisor() is not None else "exec"
+        if supervisor == "native" and _native_gone:
+            supervisor = "fork"
         binary = native_supervisor() if supervisor == "native" else None
         if supervisor == "native" and binary is None:
             raise RuntimeSetupError("the native pod supervisor cannot be built here (see "
@@ -336,15 +354,14 @@ class PodProcess:
         try:
             if binary is not None:
                 try:
-                    pid = _spawn_native(binary, spec, pod_dir, log, ready_w)
+                    popen = _Child(_spawn_native(binary, spec, pod_dir, log, ready_w))
                 except FileNotFoundError:
-                    # the cache was cleaned under us: build it again, once
-                    native_supervisor.cache_clear()
-                    binary = native_supervisor()
-                    if binary is None:
-                        raise
-                    pid = _spawn_native(binary, spec, pod_dir, log, ready_w)
-                popen = _Child(pid)
+                    # The cache was cleaned under us. Building it again could block the
+                    # caller (the control plane's event loop) for minutes, and may fail:
+                    # the Python supervisor keeps the same contract, from now on.
+                    _native_is_gone(binary)
+                    _write_spec(pod_dir, spec, log)
+                    popen = _Child(_fork_supervisor(pod_dir, ready_r, ready_w))
             elif supervisor == "fork":
                 popen = _Child(_fork_supervisor(pod_dir, ready_r, ready_w))
             else:
