@@ -530,3 +530,36 @@ def test_a_pod_whose_supervisor_is_still_starting_it_is_adopted_not_lost(
         if reader is not None:
             os.close(reader)
         proc.kill()
+
+
+def test_once_the_pods_group_is_gone_its_reused_id_is_never_signalled(
+        tmp_path: Path, supervisor: SupervisorKind) -> None:
+    # The main process dies of the SIGTERM; a process that left its group ignores it and is
+    # SIGKILLed once the grace period runs out. By then the group's id is free: a session
+    # that takes it (another pod) must not get that SIGKILL.
+    if not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK):
+        pytest.skip("choosing the next pid takes root")
+    leftover = tmp_path / "leftover"
+    proc = PodProcess.launch(PodLaunch(
+        tmp_path / "pod", ["sh", "-c", f"setsid sh -c 'trap \"\" TERM; echo $$ > {leftover}; "
+                                       f"while :; do sleep 0.05; done' & "
+                                       f"while :; do sleep 0.05; done"],
+        dict(os.environ), None, tmp_path / "pod.log", 2.0), supervisor=supervisor)
+    innocent = None
+    try:
+        assert proc.pid is not None
+        main = proc.pid
+        assert eventually(lambda: leftover.exists() and leftover.read_text().strip() != "")
+        proc.terminate()
+        assert eventually(lambda: not Path(f"/proc/{main}").exists())    # reaped
+        Path("/proc/sys/kernel/ns_last_pid").write_text(str(main - 1))
+        innocent = subprocess.Popen(["sleep", "30"], start_new_session=True)
+        if innocent.pid != main:
+            pytest.skip("another process took the pid first")
+        assert wait_exit(proc, 15.0) is not None
+        assert innocent.poll() is None, "the reused group was killed"
+    finally:
+        proc.kill()
+        if innocent is not None:
+            innocent.kill()
+            innocent.wait()

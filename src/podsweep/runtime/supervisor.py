@@ -165,28 +165,51 @@ def boot_id() -> str:
         return f.read().decode().strip()
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def _signal_group(pgid: int, sig: int, main_reaped: bool = False) -> None:
+    """Signal the pod's group; once its main process is reaped, only while it has a member.
+
+    Then the group's id may be free, and another session's (another pod's) to take, with
+    members of its own: while /proc shows a child of ours in the group (live, or not yet
+    reaped, which only we do), the id cannot be reused.
+    """
+    me = os.getpid()
+    if main_reaped and not any(pgrp == pgid and ppid == me for _, ppid, pgrp, _ in _scan()):
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
 
-def _kill_everything(pgid: int) -> None:
+def _scan() -> list[tuple[str, int, int, int]]:
+    """(state, ppid, pgrp, start time) of every process in /proc (their pid as the last)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = proc_stat(int(entry))
+            if stat is not None:
+                found.append((stat[0], stat[1], stat[2], int(entry)))
+    return found
+
+
+def _kill_everything(pgid: int, main_reaped: bool = False) -> None:
     """SIGKILL the pod's group and every child of ours, including orphans that left it."""
-    _signal_group(pgid, signal.SIGKILL)
+    if not main_reaped:
+        _signal_group(pgid, signal.SIGKILL)
     try:
-        # a peek (WNOWAIT) that reaps nothing: with no child at all there is nothing else
-        # to find, and the scan of /proc below, milliseconds on a busy machine, is skipped
+        # a peek (WNOWAIT) that reaps nothing: with no child at all nothing of the pod is
+        # left (we are its subreaper), and the scan of /proc below, milliseconds on a busy
+        # machine, is skipped
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
         return
     me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = proc_stat(int(entry))
-        if stat is not None and stat[1] == me and stat[0] not in ("Z", "X"):
+    procs = _scan()
+    for state, ppid, _, pid in procs:
+        if ppid == me and state not in ("Z", "X"):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+    if main_reaped and any(pgrp == pgid and ppid == me for _, ppid, pgrp, _ in procs):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def _reap(main: int) -> tuple[bool, int | None]:
@@ -222,32 +245,32 @@ def _supervise(main: int, grace_period: float) -> tuple[int, bool]:
             # may be a wrapper (bubblewrap) that dies of the SIGTERM at once, while the
             # command it runs is still shutting down cleanly.
             if not signalled:
-                _kill_everything(main)
+                _kill_everything(main, main_reaped=True)
                 give_up_at = now + _REAP_TIMEOUT
         if not children_left:
             break
         if kill_at is not None and now >= kill_at:
-            _kill_everything(main)
+            _kill_everything(main, main_reaped=code is not None)
             kill_at = None
             give_up_at = now + _REAP_TIMEOUT
         elif give_up_at is not None:
             if now >= give_up_at:
                 break
             # A process forked while the group was being killed would otherwise linger.
-            _kill_everything(main)
+            _kill_everything(main, main_reaped=code is not None)
         deadline = min((t for t in (kill_at, give_up_at) if t is not None), default=now + 1.0)
         info = signal.sigtimedwait(_WATCHED, max(0.0, min(deadline - now, 1.0)))
         if info is None:
             continue
         if info.si_signo == KILL_NOW:
             signalled = True
-            _kill_everything(main)
+            _kill_everything(main, main_reaped=code is not None)
             kill_at = None
             if give_up_at is None:
                 give_up_at = time.monotonic() + _REAP_TIMEOUT
         elif info.si_signo in _TERMINATE and not signalled:
             signalled = True
-            _signal_group(main, signal.SIGTERM)
+            _signal_group(main, signal.SIGTERM, main_reaped=code is not None)
             if code is None:
                 kill_at = time.monotonic() + grace_period
     # A request that came as everything was ending still counts: the caller asked for it.
@@ -333,8 +356,10 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
         _close(ready_fd)
         code, signalled = _supervise(child, float(spec["grace_period"]))
     except BaseException:
-        # A pod nobody watches would hold its GPUs for good.
-        _kill_everything(child)
+        # A pod nobody watches would hold its GPUs for good. (Reaped already, its pid no
+        # longer names it.)
+        stat = proc_stat(child)
+        _kill_everything(child, main_reaped=stat is None or stat[1] != os.getpid())
         raise
     write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
                                        "signalled": signalled})
