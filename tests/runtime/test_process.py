@@ -77,7 +77,7 @@ def supervisor(request: pytest.FixtureRequest) -> SupervisorKind:
     interpreter. They keep one contract, so they pass one set of tests."""
     kind: SupervisorKind = request.param
     if kind == "native" and native_supervisor() is None:
-        if compiler() is None:
+        if compiler() is None and os.environ.get("PODSWEEP_REQUIRE_NATIVE") != "1":   # CI
             pytest.skip("no C compiler here: the native supervisor cannot be built")
         build(cache_dir())     # a compiler that fails is a failure: this raises its words
     return kind
@@ -290,7 +290,7 @@ def test_the_supervisor_runs_as_a_module() -> None:
                                   ["--ready-fd", "x", "log", "1", "dir", "--", "true"],
                                   ["log", "1", "dir", "true"]])
 def test_the_native_supervisor_refuses_a_bad_command_line(args: list[str]) -> None:
-    if compiler() is None:
+    if compiler() is None and os.environ.get("PODSWEEP_REQUIRE_NATIVE") != "1":   # CI
         pytest.skip("no C compiler here")
     binary = build(cache_dir())
     result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
