@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from podsweep.cluster.local import DELETED, JOB_FAILED, LocalCluster
+from podsweep.cluster.local import DELETED, JOB_FAILED, RECONCILE_FAILED, LocalCluster
 from podsweep.model import JobSpec, JobStatus, PodStatus
 from podsweep.runtime import PodLaunch, PodProcess, virtual_gpus
 from podsweep.store import Store
@@ -146,3 +148,58 @@ def test_a_crash_after_the_deleted_jobs_last_pod_ended_does_not_run_it_again(tmp
     job = store.job(uid)
     assert job is not None and job.status is JobStatus.DELETED
     assert [p.status for p in store.pods(uid)] == [PodStatus.DELETED] * 2   # none ran again
+
+
+def test_a_reconcile_that_raises_stops_the_control_plane_and_the_next_one_recovers(
+        tmp_path: Path):
+    # Its transaction rolls back but memory does not: going on would schedule from a state
+    # the store does not hold. Here the policy raises once a pod has ended (a hook standing
+    # for any failure inside the transaction).
+    home, store = new_store(tmp_path)
+    script = f"""
+import asyncio, logging, sys
+from pathlib import Path
+import podsweep.cluster.local as local
+from podsweep.model import JobSpec
+from podsweep.runtime import virtual_gpus
+from podsweep.store import Store
+
+logging.basicConfig(stream=sys.stderr)
+decide = local.decide
+
+def failing(snapshot):
+    if any(s.succeeded for s in cluster._states.values()):    # pod 0's end accounted
+        raise RuntimeError("injected")
+    return decide(snapshot)
+
+async def main():
+    global cluster
+    cluster = local.LocalCluster(Path({str(home)!r}), Store(Path({str(home)!r}) / "podsweep.db"),
+                                 virtual_gpus(4), asyncio.get_running_loop())
+    cluster.recover()
+    local.decide = failing
+    cluster.submit(JobSpec(name="j", project="team-a", command=["true"], completions=2),
+                   "me")
+    await asyncio.sleep(5)
+    print("still running")
+
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == RECONCILE_FAILED, result.stdout + result.stderr
+    assert "a reconcile failed" in result.stderr and "injected" in result.stderr
+    [job] = store.jobs()
+    assert job.succeeded == 0          # the pod's end was rolled back with the rest
+
+    async def run() -> None:
+        cluster = LocalCluster(home, store, virtual_gpus(4), asyncio.get_running_loop())
+        cluster.recover()
+        await until("the job succeeded", lambda: store.job(job.uid).status is
+                    JobStatus.SUCCEEDED)
+        cluster.shutdown()
+
+    asyncio.run(run())
+    # index 0 ran once (its end, rolled back, was recovered from its exit file), then 1
+    assert [(p.index, p.status) for p in store.pods(job.uid)] == \
+        [(0, PodStatus.SUCCEEDED), (1, PodStatus.SUCCEEDED)]

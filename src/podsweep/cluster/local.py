@@ -52,6 +52,7 @@ log = logging.getLogger("podsweep.cluster")
 
 PREEMPTED, DELETED, JOB_FAILED, LOST = "Preempted", "Deleted", "JobFailed", "Lost"
 PRIVATE_ENV = {"PODSWEEP_TOKEN", "PODSWEEP_URL"}   # the control plane's, not the pods'
+RECONCILE_FAILED = 70    # the control plane's exit status when a reconcile raised (EX_SOFTWARE)
 
 
 
@@ -432,6 +433,16 @@ class LocalCluster:
                 # Whatever asked for a reconcile until now (the pods that ended above) has
                 # been served by this one; what follows the commit may ask again.
                 self._reconcile_scheduled = False
+        except Exception:
+            # Fail-stop. The transaction has rolled back, but memory has not: the ended pods
+            # taken from _ended, the job states (take, requeue), _pods, the jobs' copies.
+            # Scheduling on from there would act on a state the store does not hold. The
+            # pods run on in their own sessions; the next `podsweep up` recovers everything
+            # from the store (recover()).
+            log.critical("a reconcile failed; the control plane stops here (the next "
+                         "podsweep up recovers from the store)", exc_info=True)
+            logging.shutdown()
+            os._exit(RECONCILE_FAILED)
         except BaseException:
             self._reconcile_scheduled = False
             raise
