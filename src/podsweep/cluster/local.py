@@ -52,6 +52,7 @@ log = logging.getLogger("podsweep.cluster")
 
 PREEMPTED, DELETED, JOB_FAILED, LOST = "Preempted", "Deleted", "JobFailed", "Lost"
 PRIVATE_ENV = {"PODSWEEP_TOKEN", "PODSWEEP_URL"}   # the control plane's, not the pods'
+RECONCILE_FAILED = 70    # the control plane's exit status when a reconcile raised (EX_SOFTWARE)
 
 
 
@@ -175,6 +176,8 @@ class LocalCluster:
                     state.active[pod.index] = pod.attempt
                 if pod.status.active and pod.reason == DELETED:
                     state.deleting = True   # a delete was under way: finish it, start nothing
+            if job.status is JobStatus.DELETED:
+                state.deleting = True       # its pods are still stopping: nothing starts
             for index in range(state.next_fresh):
                 if index not in state.succeeded and index not in state.active:
                     heapq.heappush(state.requeued, index)
@@ -197,7 +200,7 @@ class LocalCluster:
                 # SIGTERM is a no-op for its supervisor
                 proc.terminate()
         for job in deleting:
-            self.loop.create_task(self.delete(job.project, job.name))
+            self.loop.create_task(self._delete(job))
         log.info("recovered %d jobs, %d pods running", len(self._states), len(self._procs))
         self.schedule_reconcile()
 
@@ -312,7 +315,15 @@ class LocalCluster:
         return follow_file(Path(found.dir) / "pod.log", tail, follow, running)
 
     async def delete(self, project: str, name: str) -> None:
-        job = self._find(project, name)
+        await self._delete(self._find(project, name))
+
+    async def _delete(self, job: Job) -> None:
+        """Stop the job's pods and end it as deleted; returns once its pods are gone.
+
+        The job's end is committed with its pods' stops, in one transaction: a crash at any
+        later point leaves a job that recover() knows is deleted, never one whose indexes
+        it would run again.
+        """
         state = self._states.get(job.uid)
         if state is not None:
             state.deleting = True
@@ -320,10 +331,15 @@ class LocalCluster:
         with self._batch():
             for pod in active:
                 self._stop(pod, DELETED)
+            if job.status is not JobStatus.DELETED:
+                fields: dict[str, Any] = {"status": JobStatus.DELETED, "finished": time.time()}
+                if state is not None:
+                    self._update_job(state, **fields)
+                else:
+                    self.store.update_job(job.uid, **fields)
         if active:
             idle = self._idle.setdefault(job.uid, asyncio.Event())
             await idle.wait()
-        self.store.update_job(job.uid, status=JobStatus.DELETED, finished=time.time())
         self._states.pop(job.uid, None)
         self._idle.pop(job.uid, None)
         self.schedule_reconcile()
@@ -417,6 +433,16 @@ class LocalCluster:
                 # Whatever asked for a reconcile until now (the pods that ended above) has
                 # been served by this one; what follows the commit may ask again.
                 self._reconcile_scheduled = False
+        except Exception:
+            # Fail-stop. The transaction has rolled back, but memory has not: the ended pods
+            # taken from _ended, the job states (take, requeue), _pods, the jobs' copies.
+            # Scheduling on from there would act on a state the store does not hold. The
+            # pods run on in their own sessions; the next `podsweep up` recovers everything
+            # from the store (recover()).
+            log.critical("a reconcile failed; the control plane stops here (the next "
+                         "podsweep up recovers from the store)", exc_info=True)
+            logging.shutdown()
+            os._exit(RECONCILE_FAILED)
         except BaseException:
             self._reconcile_scheduled = False
             raise

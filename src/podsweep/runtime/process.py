@@ -28,6 +28,7 @@ import fcntl
 import functools
 import gc
 import json
+import logging
 import os
 import select
 import signal
@@ -43,6 +44,8 @@ from . import supervisor as _sv
 from .native import native_supervisor
 from .sandbox import RuntimeSetupError
 
+log = logging.getLogger("podsweep.runtime")
+
 SupervisorKind = Literal["native", "fork", "exec"]
 SUPERVISORS: tuple[SupervisorKind, ...] = get_args(SupervisorKind)
 
@@ -53,6 +56,19 @@ _START_TIMEOUT = 30.0
 _ADOPT_WAIT = 2.0
 # How long kill() lets the supervisor record the end before killing it too.
 _KILL_WAIT = 2.0
+
+
+# Set once the native supervisor's binary has vanished from under a running process: every
+# later launch asking for it gets the forked Python supervisor instead.
+_native_gone = False
+
+
+def _native_is_gone(binary: Path) -> None:
+    global _native_gone
+    if not _native_gone:
+        _native_gone = True
+        log.warning("the native pod supervisor %s is gone; pods start under the Python "
+                    "one from now on", binary)
 
 
 @dataclass
@@ -318,6 +334,8 @@ class PodProcess:
         """
         if supervisor is None:
             supervisor = "native" if native_supervisor() is not None else "exec"
+        if supervisor == "native" and _native_gone:
+            supervisor = "fork"
         binary = native_supervisor() if supervisor == "native" else None
         if supervisor == "native" and binary is None:
             raise RuntimeSetupError("the native pod supervisor cannot be built here (see "
@@ -336,15 +354,14 @@ class PodProcess:
         try:
             if binary is not None:
                 try:
-                    pid = _spawn_native(binary, spec, pod_dir, log, ready_w)
+                    popen = _Child(_spawn_native(binary, spec, pod_dir, log, ready_w))
                 except FileNotFoundError:
-                    # the cache was cleaned under us: build it again, once
-                    native_supervisor.cache_clear()
-                    binary = native_supervisor()
-                    if binary is None:
-                        raise
-                    pid = _spawn_native(binary, spec, pod_dir, log, ready_w)
-                popen = _Child(pid)
+                    # The cache was cleaned under us. Building it again could block the
+                    # caller (the control plane's event loop) for minutes, and may fail:
+                    # the Python supervisor keeps the same contract, from now on.
+                    _native_is_gone(binary)
+                    _write_spec(pod_dir, spec, log)
+                    popen = _Child(_fork_supervisor(pod_dir, ready_r, ready_w))
             elif supervisor == "fork":
                 popen = _Child(_fork_supervisor(pod_dir, ready_r, ready_w))
             else:
@@ -402,14 +419,38 @@ class PodProcess:
         pod_dir = pod_dir.absolute()
         state = _sv.read_json(pod_dir / _sv.STATE)
         if state is None and pod_dir.is_dir():
-            # launched, perhaps without waiting, by a control plane that then died: a live
-            # supervisor reports within milliseconds; declaring the pod lost now could run
-            # its index twice
+            # Launched, perhaps without waiting, by a control plane that then died. A
+            # supervisor holds the pod directory's lock from its first step: while it does,
+            # it is still starting the pod, however long that takes (a stalled mount), and
+            # declaring the pod lost would run its index twice. The wait covers only the
+            # moment between the directory's making and the supervisor's first step.
             deadline = time.monotonic() + _ADOPT_WAIT
-            while state is None and time.monotonic() < deadline:
+            while state is None:
+                holder = _sv.lock_holder(pod_dir)
+                if holder:
+                    starting = cls._starting(pod_dir, holder)
+                    if starting is not None:
+                        return starting
+                elif time.monotonic() >= deadline:    # free, or held by one we cannot see
+                    break
                 time.sleep(0.02)
                 state = _sv.read_json(pod_dir / _sv.STATE)
         return None if state is None else cls(pod_dir, state)
+
+    @classmethod
+    def _starting(cls, pod_dir: Path, holder: int) -> PodProcess | None:
+        """The pod whose supervisor ``holder`` holds its lock but has not reported yet.
+
+        Watched like any other through the supervisor; the pod's pid is learnt from
+        state.json when needed (:meth:`_kill_pod_group`). None if that changed meanwhile.
+        """
+        started = _sv.start_time(holder)
+        # the pid still holds the lock after its start time was read: that time is its own
+        if started is None or _sv.lock_holder(pod_dir) != holder or \
+                _sv.read_json(pod_dir / _sv.STATE) is not None:
+            return None
+        return cls(pod_dir, {"supervisor_pid": holder, "supervisor_start": started,
+                             "boot_id": _sv.boot_id(), "pid": None, "started": time.time()})
 
     @staticmethod
     def _log_tail(pod_dir: Path) -> str:
@@ -465,6 +506,12 @@ class PodProcess:
 
     def _kill_pod_group(self) -> None:
         self.settle()
+        if self.pid is None and self._pod_start is None:
+            # adopted while its supervisor was starting it: the pod's pid is in state.json
+            # if it got that far
+            state = _sv.read_json(self.pod_dir / _sv.STATE)
+            if state is not None and state.get("pid") is not None:
+                self.pid, self._pod_start = int(state["pid"]), state.get("pod_start")
         if self.pid is None or not self._this_boot:
             return
         leader = _sv.start_time(self.pid)

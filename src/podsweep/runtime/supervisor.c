@@ -9,7 +9,8 @@
  * and stdout and stderr appended to LOG, writes POD_DIR/state.json, closes FD, watches the
  * pod until every process of it is gone and writes POD_DIR/exit.json. SIGTERM or SIGINT:
  * SIGTERM to the pod's group, SIGKILL once GRACE seconds have passed; SIGUSR1: SIGKILL at
- * once. What it has to say goes to POD_DIR/supervisor.log, made only then.
+ * once. What it has to say goes to POD_DIR/supervisor.log, made only then. It holds an
+ * exclusive flock on POD_DIR from its first step to its exit (see supervisor.py).
  *
  * What differs is only how it is told what to run: the command on its command line, and
  * the pod's environment as its own (the command is looked up in the pod's PATH, and the
@@ -42,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -212,18 +214,26 @@ static void say(const char *fmt, ...)
     }
 }
 
-/* SIGKILL the pod's group and every child of ours, orphans that left the group included. */
-static void kill_everything(pid_t pgid)
+/* SIGKILL the pod's group and every child of ours, orphans that left the group included.
+ *
+ * Once the main process is reaped (main_reaped), the group's id may be free, and then
+ * another session's (another pod's) to take, with members of its own: the group is
+ * signalled only while /proc shows a child of ours in it (live or not yet reaped, which
+ * only we do), which keeps the id from being reused; else only our children are. */
+static void kill_everything(pid_t pgid, int main_reaped)
 {
     siginfo_t info;
     DIR *proc;
     struct dirent *entry;
     struct proc_stat st;
     pid_t me = getpid(), pid;
+    int in_group = 0;
     char *end;
 
-    killpg(pgid, SIGKILL);
-    /* a peek that reaps nothing: with no child at all the scan of /proc is skipped */
+    if (!main_reaped)
+        killpg(pgid, SIGKILL);
+    /* a peek that reaps nothing: with no child at all nothing of the pod is left (we are
+     * its subreaper) and the scan of /proc is skipped */
     memset(&info, 0, sizeof info);
     if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD)
         return;
@@ -232,10 +242,41 @@ static void kill_everything(pid_t pgid)
         return;
     while ((entry = readdir(proc)) != NULL) {
         pid = (pid_t)strtol(entry->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0)
+        if (*end != '\0' || pid <= 0 || proc_stat(pid, &st) < 0)
             continue;
-        if (proc_stat(pid, &st) == 0 && st.ppid == me && st.state != 'Z' && st.state != 'X')
+        if (st.pgrp == pgid && st.ppid == me)
+            in_group = 1;
+        if (st.ppid == me && st.state != 'Z' && st.state != 'X')
             kill(pid, SIGKILL);
+    }
+    closedir(proc);
+    if (main_reaped && in_group)
+        killpg(pgid, SIGKILL);
+}
+
+/* SIGTERM to the pod's group, on the same terms as kill_everything's SIGKILL. */
+static void terminate_group(pid_t pgid, int main_reaped)
+{
+    DIR *proc;
+    struct dirent *entry;
+    struct proc_stat st;
+    pid_t me = getpid(), pid;
+    char *end;
+
+    if (!main_reaped) {
+        killpg(pgid, SIGTERM);
+        return;
+    }
+    proc = opendir("/proc");
+    if (proc == NULL)
+        return;
+    while ((entry = readdir(proc)) != NULL) {
+        pid = (pid_t)strtol(entry->d_name, &end, 10);
+        if (*end == '\0' && pid > 0 && proc_stat(pid, &st) == 0 && st.pgrp == pgid &&
+            st.ppid == me) {
+            killpg(pgid, SIGTERM);
+            break;
+        }
     }
     closedir(proc);
 }
@@ -289,21 +330,21 @@ static int supervise(pid_t main_pid, double grace, int *signalled)
             /* After a SIGTERM the rest of the group keeps its grace period: the main
              * process may be a wrapper (bubblewrap) that dies of the SIGTERM at once. */
             if (!*signalled) {
-                kill_everything(main_pid);
+                kill_everything(main_pid, reaped);
                 give_up_at = now + REAP_TIMEOUT;
             }
         }
         if (!left)
             break;
         if (kill_at >= 0 && now >= kill_at) {
-            kill_everything(main_pid);
+            kill_everything(main_pid, reaped);
             kill_at = -1.0;
             give_up_at = now + REAP_TIMEOUT;
         } else if (give_up_at >= 0) {
             if (now >= give_up_at)
                 break;
             /* a process forked while the group was being killed would otherwise linger */
-            kill_everything(main_pid);
+            kill_everything(main_pid, reaped);
         }
         deadline = now + 1.0;
         if (kill_at >= 0 && kill_at < deadline)
@@ -318,13 +359,13 @@ static int supervise(pid_t main_pid, double grace, int *signalled)
             continue;                       /* EAGAIN (timed out) or EINTR */
         if (sig == SIGUSR1) {
             *signalled = 1;
-            kill_everything(main_pid);
+            kill_everything(main_pid, reaped);
             kill_at = -1.0;
             if (give_up_at < 0)
                 give_up_at = monotonic() + REAP_TIMEOUT;
         } else if ((sig == SIGTERM || sig == SIGINT) && !*signalled) {
             *signalled = 1;
-            killpg(main_pid, SIGTERM);
+            terminate_group(main_pid, reaped);
             if (!known)
                 kill_at = monotonic() + grace;
         }
@@ -534,7 +575,7 @@ int main(int argc, char **argv)
 {
     const char *log_path, *cwd = NULL;
     char boot[64], *end;
-    int i = 1, ready_fd = -1, log_fd, err, code, signalled = 0, have_cpus = 0;
+    int i = 1, ready_fd = -1, lock_fd, log_fd, err, code, signalled = 0, have_cpus = 0;
     long long start = -1, pod_start = -1;
     double grace, started;
     struct proc_stat st;
@@ -572,6 +613,14 @@ int main(int argc, char **argv)
         return usage();
     if (strlen(pod_dir) > 3000)
         return usage();
+    /* First thing, and for our whole life: an exclusive flock on POD_DIR tells a restarted
+     * control plane that finds no state.json yet that we are alive and starting the pod
+     * (which may take long: a stalled mount), not lost. Close-on-exec: the pod holds none. */
+    lock_fd = open(pod_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX) < 0) {
+        say("cannot lock %s: %s", pod_dir, strerror(errno));
+        return 1;
+    }
 
     /* Blocked by the launcher already (a SIGTERM sent at once stays pending); dispositions
      * inherited as ignored would make SIGCHLD reap our children behind our back. */
@@ -631,7 +680,7 @@ int main(int argc, char **argv)
         pod_start = st.start;
     if (write_state(start, boot, started, child, pod_start) < 0) {
         /* a pod nobody can find would hold its GPUs for good */
-        kill_everything(child);
+        kill_everything(child, 0);
         return 1;
     }
     if (ready_fd >= 0)

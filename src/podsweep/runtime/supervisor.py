@@ -10,6 +10,11 @@ that rather than polling. The files it shares with the control plane, all in ``P
                                            "pid", "pgid", "pod_start", "started"}
     exit.json   written once it is over   {"code", "finished", "signalled"}
 
+From its first step to its exit the supervisor holds an exclusive ``flock`` on ``POD_DIR``
+itself (close-on-exec: the pod never holds it). A pod directory with no state.json whose
+lock is held is a pod still being started, however long that takes (a stalled mount), not
+a lost one; :func:`lock_holder` names the supervisor.
+
 A reader takes a file that does not parse for one not written yet: this supervisor writes
 state.json and exit.json by rename, the native one (``supervisor.c``, which takes its
 command on its command line, not from spec.json) in one write to a new file.
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import functools
 import json
 import os
@@ -93,6 +99,46 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def lock_pod_dir(pod_dir: Path) -> int:
+    """Take the supervisor's lock on ``pod_dir`` (waiting for it); the descriptor holding it."""
+    fd = os.open(pod_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def lock_holder(pod_dir: Path) -> int | None:
+    """The pid of the supervisor holding ``pod_dir``'s lock; None if nobody holds it.
+
+    0 if it is held by a process this one cannot see (another pid namespace).
+    """
+    try:
+        fd = os.open(pod_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            st = os.fstat(fd)
+        else:
+            return None          # free (and freed again as fd closes)
+    finally:
+        os.close(fd)
+    # /proc/locks: "1: FLOCK  ADVISORY  WRITE 1234 00:2e:5678 0 EOF"; "->" marks waiters
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", "rb") as f:
+            lines = f.read().decode("ascii", "replace").splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and \
+                fields[3] == "WRITE":
+            return max(0, int(fields[4]))
+    return 0
+
+
 def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
     """(state, ppid, pgrp, start time) of a live or zombie process, None if there is none."""
     try:
@@ -119,28 +165,51 @@ def boot_id() -> str:
         return f.read().decode().strip()
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def _signal_group(pgid: int, sig: int, main_reaped: bool = False) -> None:
+    """Signal the pod's group; once its main process is reaped, only while it has a member.
+
+    Then the group's id may be free, and another session's (another pod's) to take, with
+    members of its own: while /proc shows a child of ours in the group (live, or not yet
+    reaped, which only we do), the id cannot be reused.
+    """
+    me = os.getpid()
+    if main_reaped and not any(pgrp == pgid and ppid == me for _, ppid, pgrp, _ in _scan()):
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
 
-def _kill_everything(pgid: int) -> None:
+def _scan() -> list[tuple[str, int, int, int]]:
+    """(state, ppid, pgrp, start time) of every process in /proc (their pid as the last)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = proc_stat(int(entry))
+            if stat is not None:
+                found.append((stat[0], stat[1], stat[2], int(entry)))
+    return found
+
+
+def _kill_everything(pgid: int, main_reaped: bool = False) -> None:
     """SIGKILL the pod's group and every child of ours, including orphans that left it."""
-    _signal_group(pgid, signal.SIGKILL)
+    if not main_reaped:
+        _signal_group(pgid, signal.SIGKILL)
     try:
-        # a peek (WNOWAIT) that reaps nothing: with no child at all there is nothing else
-        # to find, and the scan of /proc below, milliseconds on a busy machine, is skipped
+        # a peek (WNOWAIT) that reaps nothing: with no child at all nothing of the pod is
+        # left (we are its subreaper), and the scan of /proc below, milliseconds on a busy
+        # machine, is skipped
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
         return
     me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = proc_stat(int(entry))
-        if stat is not None and stat[1] == me and stat[0] not in ("Z", "X"):
+    procs = _scan()
+    for state, ppid, _, pid in procs:
+        if ppid == me and state not in ("Z", "X"):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+    if main_reaped and any(pgrp == pgid and ppid == me for _, ppid, pgrp, _ in procs):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def _reap(main: int) -> tuple[bool, int | None]:
@@ -176,32 +245,32 @@ def _supervise(main: int, grace_period: float) -> tuple[int, bool]:
             # may be a wrapper (bubblewrap) that dies of the SIGTERM at once, while the
             # command it runs is still shutting down cleanly.
             if not signalled:
-                _kill_everything(main)
+                _kill_everything(main, main_reaped=True)
                 give_up_at = now + _REAP_TIMEOUT
         if not children_left:
             break
         if kill_at is not None and now >= kill_at:
-            _kill_everything(main)
+            _kill_everything(main, main_reaped=code is not None)
             kill_at = None
             give_up_at = now + _REAP_TIMEOUT
         elif give_up_at is not None:
             if now >= give_up_at:
                 break
             # A process forked while the group was being killed would otherwise linger.
-            _kill_everything(main)
+            _kill_everything(main, main_reaped=code is not None)
         deadline = min((t for t in (kill_at, give_up_at) if t is not None), default=now + 1.0)
         info = signal.sigtimedwait(_WATCHED, max(0.0, min(deadline - now, 1.0)))
         if info is None:
             continue
         if info.si_signo == KILL_NOW:
             signalled = True
-            _kill_everything(main)
+            _kill_everything(main, main_reaped=code is not None)
             kill_at = None
             if give_up_at is None:
                 give_up_at = time.monotonic() + _REAP_TIMEOUT
         elif info.si_signo in _TERMINATE and not signalled:
             signalled = True
-            _signal_group(main, signal.SIGTERM)
+            _signal_group(main, signal.SIGTERM, main_reaped=code is not None)
             if code is None:
                 kill_at = time.monotonic() + grace_period
     # A request that came as everything was ending still counts: the caller asked for it.
@@ -245,6 +314,7 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -
 
 
 def run(pod_dir: Path, ready_fd: int | None = None) -> int:
+    lock_pod_dir(pod_dir)     # held until we exit (see the module's docstring)
     if ready_fd is not None:
         # posix_spawn closes nothing: a pod holding this pipe would hide our readiness
         os.set_inheritable(ready_fd, False)
@@ -286,8 +356,10 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
         _close(ready_fd)
         code, signalled = _supervise(child, float(spec["grace_period"]))
     except BaseException:
-        # A pod nobody watches would hold its GPUs for good.
-        _kill_everything(child)
+        # A pod nobody watches would hold its GPUs for good. (Reaped already, its pid no
+        # longer names it.)
+        stat = proc_stat(child)
+        _kill_everything(child, main_reaped=stat is None or stat[1] != os.getpid())
         raise
     write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
                                        "signalled": signalled})
