@@ -517,7 +517,8 @@ class SlurmCluster:
         lines = ["#!/bin/bash",
                  f"# podsweep job {spec.name} ({uid}) of project {spec.project}: one array "
                  f"task per pod"]
-        lines += [f"export {k}={q(v)}" for k, v in spec.env.items()]
+        # JobSpec allows plain names only; quoted all the same, as a second line of defence
+        lines += [f"export {q(k)}={q(v)}" for k, v in spec.env.items()]
         lines += [f"export PODSWEEP_JOB_NAME={q(spec.name)} PODSWEEP_JOB_UID={uid} "
                   f"PODSWEEP_PROJECT={q(spec.project)}",
                   'export PODSWEEP_POD_INDEX="$SLURM_ARRAY_TASK_ID" '
