@@ -685,18 +685,19 @@ class SlurmCluster:
                     continue
                 name = pod_name(spec.name, index, task.restarts)
                 gpus = task.gpus or self._recorded_gpus(job_dir / f"{name}.gpus")
-                pod = self.store.insert_pod(job.uid, index, task.restarts, name, gpus,
-                                            str(job_dir))
-                if 0 < task.start <= pod.created:      # Slurm's start, whole seconds
-                    self.store.update_pod(pod, created=task.start)
-                    pod = replace(pod, created=task.start)
-                pods[key] = pod
                 where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
                 borrowed = " (borrowed beyond the quota)" if task.qos == self.borrow_qos \
                     else ""
-                self.store.event(job.uid, "Started", f"pod {name}{where}{borrowed}")
-                if job.status is JobStatus.PENDING:
-                    self.store.update_job(job.uid, status=JobStatus.RUNNING)
+                with self.store.transaction():      # the pod and its event, or neither
+                    pod = self.store.insert_pod(job.uid, index, task.restarts, name, gpus,
+                                                str(job_dir))
+                    if 0 < task.start <= pod.created:      # Slurm's start, whole seconds
+                        self.store.update_pod(pod, created=task.start)
+                        pod = replace(pod, created=task.start)
+                    self.store.event(job.uid, "Started", f"pod {name}{where}{borrowed}")
+                    if job.status is JobStatus.PENDING:
+                        self.store.update_job(job.uid, status=JobStatus.RUNNING)
+                pods[key] = pod
             if not pod.status.active:
                 continue
             if task.state in REQUEUED_STATES:
@@ -722,37 +723,49 @@ class SlurmCluster:
         return tuple(int(g) for g in text.split(",") if g.strip().isdigit())
 
     def _end_pod(self, job: Job, pod: Pod, status: PodStatus, code: int | None,
-                 reason: str | None, when: float = 0.0) -> Pod:
+                 reason: str | None, when: float = 0.0, failed: int | None = None) -> Pod:
+        """Record a pod's end, the job's counter it moves (``failed``: the new count of
+        failed pods) and its event in one commit: a crash leaves all or none of them."""
         now = when if 0 < when <= time.time() else time.time()   # Slurm's end, if known
-        self.store.update_pod(pod, status=status, exit_code=code, reason=reason, finished=now)
-        if status is PodStatus.SUCCEEDED:
-            fresh = self.store.job(job.uid) or job
-            self.store.update_job(job.uid, succeeded=fresh.succeeded + 1)
-            self.store.event(job.uid, "Succeeded", f"pod {pod.name}")
-        elif status is PodStatus.PREEMPTED:
-            self.store.event(job.uid, "Preempted",
-                             f"pod {pod.name}: it borrowed a GPU beyond its project's quota "
-                             f"and Slurm requeued it for a project within its quota; index "
-                             f"{pod.index} will run again")
-        elif reason is not None:
-            self.store.event(job.uid, "Failed", f"pod {pod.name}: {reason}")
+        with self.store.transaction():
+            self.store.update_pod(pod, status=status, exit_code=code, reason=reason,
+                                  finished=now)
+            if failed is not None:
+                self.store.update_job(job.uid, failed=failed)
+            if status is PodStatus.SUCCEEDED:
+                # counted from the pods themselves: an index that succeeded counts once
+                succeeded = len({p.index for p in self.store.pods(job.uid)
+                                 if p.status is PodStatus.SUCCEEDED})
+                self.store.update_job(job.uid, succeeded=succeeded)
+                self.store.event(job.uid, "Succeeded", f"pod {pod.name}")
+            elif status is PodStatus.PREEMPTED:
+                self.store.event(job.uid, "Preempted",
+                                 f"pod {pod.name}: it borrowed a GPU beyond its project's "
+                                 f"quota and Slurm requeued it for a project within its "
+                                 f"quota; index {pod.index} will run again")
+            elif reason is not None:
+                self.store.event(job.uid, "Failed", f"pod {pod.name}: {reason}")
         return replace(pod, status=status, exit_code=code, reason=reason, finished=now)
 
     async def _failed(self, job: Job, pod: Pod, task: Task) -> bool:
         """Count a failed task; run its index again unless the backoff limit is spent
-        (then cancel the rest). True if it runs again."""
+        (then cancel the rest). True if it runs again.
+
+        Slurm is told first, then the store in one commit: a crash in between leaves the
+        pod active, and the next poll sees either the same failed task (and does it all
+        again) or, after a requeue, its next attempt (and records this one as preempted)."""
         fresh = self.store.job(job.uid) or job
         failed = fresh.failed + 1
-        self.store.update_job(job.uid, failed=failed)
-        reason = f"exit code {task.exit_code}" if task.exit_code is not None else task.state
-        self._end_pod(job, pod, PodStatus.FAILED, task.exit_code, f"{reason} ({task.state})",
-                      task.end)
-        if failed <= job.spec.backoff_limit:
+        again = failed <= job.spec.backoff_limit
+        if again:
             # the index runs again, as the next attempt (Slurm counts it as a restart)
             await self._arun("scontrol", "requeue", str(task.job_id), check=False)
-            return True
-        await self._arun("scancel", str(job.engine_ref), check=False)
-        return False
+        else:
+            await self._arun("scancel", str(job.engine_ref), check=False)
+        reason = f"exit code {task.exit_code}" if task.exit_code is not None else task.state
+        self._end_pod(job, pod, PodStatus.FAILED, task.exit_code, f"{reason} ({task.state})",
+                      task.end, failed=failed)
+        return again
 
     def _settle(self, job: Job, tasks: list[Task]) -> None:
         """End the job once it has succeeded, or once nothing of it is left in Slurm."""

@@ -1,0 +1,128 @@
+"""The Slurm engine in-process on the real Slurm, with a crash forced between two of its
+steps (an exception there leaves the store as a SIGKILL would: what was committed stays,
+nothing else): after it, the next poll must still reach the right end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podsweep.cluster.slurm import SlurmCluster
+from podsweep.model import JobSpec, JobStatus
+from podsweep.store import Store
+
+from .conftest import clean_slurm
+
+
+class Crash(Exception):
+    """Stands for the control plane dying at this point."""
+
+
+class Engine:
+    def __init__(self, home: Path, prefix: str) -> None:
+        self.home = home
+        self.prefix = prefix
+        self.loop = asyncio.new_event_loop()
+        self.store = Store(home / "state.db")
+        self.cluster = self.open()
+
+    def open(self) -> SlurmCluster:
+        """A control plane (again) on the same home and store."""
+        return SlurmCluster(self.home, self.store, self.loop, self.prefix)
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def project(self, name: str, gpus: int) -> None:
+        self.run(self.cluster._ensure_borrow_qos())     # recover() does it in the server
+        self.cluster.create_project(name, gpus)
+        self.run(self.cluster._ready[name])
+
+    def submit(self, spec: JobSpec) -> str:
+        uid = self.cluster.submit(spec, "admin").uid
+        self.run(self.cluster._launches[uid])
+        return uid
+
+    def poll_until(self, what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+        """Poll until probe() is true; a Crash inside the poll ends the wait too."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.run(self.cluster.poll())
+            except Crash:
+                return "crash"
+            found = probe()
+            if found:
+                return found
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def done(self, uid: str) -> bool:
+        job = self.store.job(uid)
+        return job is not None and job.status.done
+
+
+@pytest.fixture
+def engine(slurm: None, tmp_path: Path) -> Iterator[Engine]:
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    home = tmp_path / "home"
+    home.mkdir()
+    eng = Engine(home, prefix)
+    try:
+        yield eng
+    finally:
+        eng.cluster.shutdown()
+        eng.loop.close()
+        clean_slurm(prefix)
+
+
+def test_a_crash_inside_a_pods_end_loses_neither_a_success_nor_a_retry(engine: Engine):
+    engine.project("team-a", 2)
+    ok = engine.submit(JobSpec("ok", "team-a", ["true"]))
+    # fails on its first attempt, succeeds on the retry
+    retry = engine.submit(JobSpec("retry", "team-a", ["sh", "-c",
+                                                      'test "$PODSWEEP_POD_ATTEMPT" = 1'],
+                                  backoff_limit=2))
+    store, cluster = engine.store, engine.cluster
+
+    # the control plane dies as the success is counted
+    real_update = store.update_job
+
+    def crash_on_count(uid: str, **fields: Any) -> None:
+        if "succeeded" in fields:
+            raise Crash()
+        real_update(uid, **fields)
+    store.update_job = crash_on_count          # type: ignore[method-assign]
+    assert engine.poll_until("ok's end", lambda: engine.done(ok)) == "crash"
+    del store.update_job
+    assert [p.status.value for p in store.pods(ok)] == ["Running"]   # nothing half-stored
+
+    # the control plane dies as it retries the failed task
+    real_arun = cluster._arun
+
+    async def crash_on_requeue(*argv: str, **kw: Any) -> str:
+        if argv[:2] == ("scontrol", "requeue"):
+            raise Crash()
+        return await real_arun(*argv, **kw)
+    cluster._arun = crash_on_requeue           # type: ignore[method-assign]
+    assert engine.poll_until("retry's failure", lambda: False) == "crash"
+    job = store.job(retry)
+    assert job is not None and job.failed == 0
+    assert [p.status.value for p in store.pods(retry)] == ["Running"]
+
+    # a new control plane on the same store catches up
+    engine.cluster = engine.open()
+    engine.poll_until("both jobs' ends", lambda: engine.done(ok) and engine.done(retry))
+    ok_job, retry_job = store.job(ok), store.job(retry)
+    assert ok_job is not None and retry_job is not None
+    assert (ok_job.status, ok_job.succeeded) == (JobStatus.SUCCEEDED, 1), ok_job
+    assert (retry_job.status, retry_job.succeeded, retry_job.failed) == \
+        (JobStatus.SUCCEEDED, 1, 1), retry_job
+    assert [(p.name, p.status.value) for p in store.pods(retry)] == \
+        [("retry-0-0", "Failed"), ("retry-0-1", "Succeeded")]
