@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from podsweep.cluster.slurm import SlurmCluster
+from podsweep.cluster.slurm import SlurmCluster, SlurmError
 from podsweep.model import JobSpec, JobStatus
 from podsweep.store import Store
 
-from .conftest import clean_slurm
+from .conftest import clean_slurm, run
 
 
 class Crash(Exception):
@@ -78,6 +78,14 @@ def engine(slurm: None, tmp_path: Path) -> Iterator[Engine]:
         yield eng
     finally:
         eng.cluster.shutdown()
+        pending = asyncio.all_tasks(eng.loop)
+        for task in pending:
+            task.cancel()
+
+        async def drain() -> None:
+            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.sleep(0.2)     # subprocess transports finish closing
+        eng.loop.run_until_complete(drain())
         eng.loop.close()
         clean_slurm(prefix)
 
@@ -126,3 +134,43 @@ def test_a_crash_inside_a_pods_end_loses_neither_a_success_nor_a_retry(engine: E
         (JobStatus.SUCCEEDED, 1, 1), retry_job
     assert [(p.name, p.status.value) for p in store.pods(retry)] == \
         [("retry-0-0", "Failed"), ("retry-0-1", "Succeeded")]
+
+
+def test_an_array_sbatch_made_before_a_crash_or_a_timeout_is_adopted(engine: Engine):
+    engine.project("team-a", 2)
+    cluster = engine.cluster
+    real_arun = cluster._arun
+    how: dict[str, Exception] = {}
+
+    async def sbatch_then(*argv: str, **kw: Any) -> str:
+        out = await real_arun(*argv, **kw)
+        if argv[0] == "sbatch" and how:
+            raise how.pop("next")     # Slurm took it; its answer is lost
+        return out
+    cluster._arun = sbatch_then                # type: ignore[method-assign]
+
+    # sbatch's answer never comes (it timed out after slurmctld took the job)
+    how["next"] = SlurmError("sbatch: no answer in 30 s")
+    timed_out = engine.submit(JobSpec("slow", "team-a", ["true"]))
+    # the control plane dies right after sbatch, before it stored the array's id
+    how["next"] = Crash()
+    with pytest.raises(Crash):
+        engine.submit(JobSpec("crashed", "team-a", ["true"]))
+    crashed = next(j.uid for j in engine.store.jobs() if j.name == "crashed")
+    assert engine.store.job(crashed).engine_ref is None       # type: ignore[union-attr]
+
+    engine.cluster = cluster = engine.open()
+    cluster.recover()
+    cluster.shutdown()      # this test polls by itself
+    for launch in list(cluster._launches.values()):     # the look-ups recover() began
+        engine.run(launch)
+    engine.poll_until("both jobs' ends", lambda: engine.done(timed_out) and
+                      engine.done(crashed))
+    for uid in (timed_out, crashed):
+        job = engine.store.job(uid)
+        assert job is not None and job.engine_ref is not None
+        assert (job.status, job.succeeded) == (JobStatus.SUCCEEDED, 1), job
+    # one array each in Slurm, found by the name that carries the job's uid
+    names = set(run("squeue", "-h", "-t", "all", "-A", f"{engine.prefix}team-a",
+                    "-o", "%j").split())
+    assert names == {f"slow.{timed_out}", f"crashed.{crashed}"}

@@ -341,12 +341,58 @@ class SlurmCluster:
             self._set_up(project.name, self._ensure_project(project.name, project.gpus))
         for job in self.store.jobs(include_done=False):
             if job.engine_ref is None:
-                # the control plane stopped between storing the job and Slurm taking it
-                message = "the control plane stopped before Slurm took the job; submit it again"
+                # the control plane stopped before it stored what sbatch answered, if sbatch
+                # ran at all: Slurm is asked for the array by its name (delete waits for it)
+                self._launches[job.uid] = self.loop.create_task(self._adopt(job))
+        self._poller = self.loop.create_task(self._poll_forever())
+
+    def _array_name(self, job: Job) -> str:
+        """The array's name in Slurm: the job's name and uid, to find it by (squeue, sacct)."""
+        return f"{job.name}.{job.uid}"
+
+    async def _find_array(self, job: Job) -> str | None:
+        """The id of the array sbatch made for the job, if it made one."""
+        name = self._array_name(job)
+        data = json.loads(await self._arun("squeue", "--json"))
+        for record in data.get("jobs", []):
+            if record.get("name") == name:
+                return str(record.get("array_job_id") or record["job_id"])
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(job.created - 3600))
+        out = await self._arun("sacct", "-X", "-n", "-P", f"--name={name}", "-S", since,
+                               f"--account={self.account(job.project)}",
+                               "--format=JobID,JobName", check=False)
+        for line in out.splitlines():
+            job_id, _, found = line.partition("|")
+            if found == name and job_id:
+                return job_id.split("_")[0]
+        return None
+
+    async def _adopt(self, job: Job) -> None:
+        """A job stored before a crash with no array: take the array if Slurm has one."""
+        try:
+            try:
+                array_id = await self._find_array(job)
+            except SlurmError as exc:
+                array_id = None
+                log.warning("looking for the array of job %s in Slurm failed: %s", job.uid, exc)
+            if array_id is not None:
+                self._took(job, array_id)
+                return
+            message = "the control plane stopped before Slurm took the job; submit it again"
+            with self.store.transaction():
                 self.store.update_job(job.uid, status=JobStatus.FAILED, finished=time.time(),
                                       message=message)
                 self.store.event(job.uid, JobStatus.FAILED.value, message)
-        self._poller = self.loop.create_task(self._poll_forever())
+        finally:
+            self._launches.pop(job.uid, None)
+
+    def _took(self, job: Job, array_id: str) -> None:
+        """Slurm has the job as array ``array_id``."""
+        with self.store.transaction():
+            self.store.update_job(job.uid, engine_ref=array_id)
+            self.store.event(job.uid, "Slurm", f"array job {array_id} in account "
+                             f"{self.account(job.project)}, QOS {self.qos(job.project)}")
+        self._wake.set()
 
     def shutdown(self) -> None:
         """Stop polling; the tasks go on in Slurm (the next control plane catches up)."""
@@ -473,7 +519,7 @@ class SlurmCluster:
                       f"--array=0-{spec.completions - 1}%{spec.parallelism}",
                       f"--account={self.account(spec.project)}",
                       f"--qos={self.qos(spec.project)}", f"--partition={self.partition}",
-                      f"--job-name={spec.name}", f"--cpus-per-task={spec.cpu}",
+                      f"--job-name={self._array_name(job)}", f"--cpus-per-task={spec.cpu}",
                       f"--output={script.parent}/%A_%a.out", "--open-mode=append", "--requeue",
                       f"--chdir={script.parent}"]
             if spec.gpus:
@@ -481,16 +527,20 @@ class SlurmCluster:
             try:
                 out = await self._arun(*sbatch, str(script))
             except SlurmError as exc:
+                # sbatch may have timed out after slurmctld took the job: look for it
+                found = None
+                with contextlib.suppress(SlurmError):
+                    found = await self._find_array(job)
+                if found is not None:
+                    self._took(job, found)
+                    return
                 message = f"Slurm refused the job: {exc}"
-                self.store.update_job(job.uid, status=JobStatus.FAILED, finished=time.time(),
-                                      message=message)
-                self.store.event(job.uid, JobStatus.FAILED.value, message)
+                with self.store.transaction():
+                    self.store.update_job(job.uid, status=JobStatus.FAILED,
+                                          finished=time.time(), message=message)
+                    self.store.event(job.uid, JobStatus.FAILED.value, message)
                 return
-            array_id = out.strip().split(";")[0]
-            self.store.update_job(job.uid, engine_ref=array_id)
-            self.store.event(job.uid, "Slurm", f"array job {array_id} in account "
-                             f"{self.account(spec.project)}, QOS {self.qos(spec.project)}")
-            self._wake.set()
+            self._took(job, out.strip().split(";")[0])
         finally:
             self._launches.pop(job.uid, None)
 
