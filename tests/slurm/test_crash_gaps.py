@@ -5,6 +5,7 @@ nothing else): after it, the next poll must still reach the right end."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from podsweep.cluster import slurm as slurm_engine
 from podsweep.cluster.slurm import SlurmCluster, SlurmError
 from podsweep.model import JobSpec, JobStatus
 from podsweep.store import Store
@@ -174,3 +176,32 @@ def test_an_array_sbatch_made_before_a_crash_or_a_timeout_is_adopted(engine: Eng
     names = set(run("squeue", "-h", "-t", "all", "-A", f"{engine.prefix}team-a",
                     "-o", "%j").split())
     assert names == {f"slow.{timed_out}", f"crashed.{crashed}"}
+
+
+def test_a_delete_while_the_poller_retries_leaves_nothing_running(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(slurm_engine, "DELETE_TIMEOUT", 20.0)   # Slurm's KillWait is 2 s here
+    engine.project("team-a", 2)
+    # fails at first; a retry would sleep on and on
+    uid = engine.submit(JobSpec("flaky", "team-a", ["sh", "-c", 'test "$PODSWEEP_POD_ATTEMPT"'
+                                                    ' = 0 && exit 3; exec sleep 300'],
+                                backoff_limit=3))
+    cluster = engine.cluster
+    real_arun = cluster._arun
+    deletes: list[asyncio.Task[None]] = []
+
+    async def delete_during_requeue(*argv: str, **kw: Any) -> str:
+        if argv[:2] == ("scontrol", "requeue") and not deletes:
+            # the user deletes the job just as the poller retries its failed task
+            deletes.append(asyncio.ensure_future(cluster.delete("team-a", "flaky")))
+            await asyncio.sleep(1.0)
+        return await real_arun(*argv, **kw)
+    cluster._arun = delete_during_requeue      # type: ignore[method-assign]
+    engine.poll_until("the retry", lambda: deletes)
+    engine.run(deletes[0])          # without the fix: Slurm still runs the retried task
+    job = engine.store.job(uid)
+    assert job is not None and job.status is JobStatus.DELETED
+    array = str(job.engine_ref)
+    live = [r for r in json.loads(run("squeue", "--json"))["jobs"]
+            if str(r["array_job_id"]) == array and r["job_state"] in ("PENDING", "RUNNING")]
+    assert live == []

@@ -205,6 +205,9 @@ class SlurmCluster:
         self._all: list[Task] = []                  # every record of the last poll
         self._nodes: list[Node] = []
         self._deleting: set[str] = set()            # job uids
+        # held around a requeue or a move and around delete's scancel: a change the poller
+        # decided on lands before the scancel, or sees the delete and is not made
+        self._changing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._ready: dict[str, asyncio.Task[None]] = {}     # project -> its Slurm set-up
         self._accounting = asyncio.Semaphore(4)     # sacctmgr at once: slurmdbd is one
@@ -625,7 +628,8 @@ class SlurmCluster:
                 await asyncio.shield(launch)
                 job = self.store.job(job.uid) or job
             if job.engine_ref is not None:
-                await self._arun("scancel", job.engine_ref, check=False)
+                async with self._changing:
+                    await self._arun("scancel", job.engine_ref, check=False)
                 deadline = time.monotonic() + DELETE_TIMEOUT
                 while any(t.state in LIVE_STATES for t in await self._array(job.engine_ref)):
                     if time.monotonic() > deadline:
@@ -714,6 +718,8 @@ class SlurmCluster:
         job_dir = self.jobs_dir / job.uid
         retried = False
         for task in sorted((t for t in tasks if t.index is not None), key=lambda t: t.start):
+            if job.uid in self._deleting:
+                return      # delete() ends what is left (this loop awaits Slurm commands)
             index = task.index
             assert index is not None
             # an earlier attempt still marked active ended by a requeue: a preemption,
@@ -807,11 +813,14 @@ class SlurmCluster:
         fresh = self.store.job(job.uid) or job
         failed = fresh.failed + 1
         again = failed <= job.spec.backoff_limit
-        if again:
-            # the index runs again, as the next attempt (Slurm counts it as a restart)
-            await self._arun("scontrol", "requeue", str(task.job_id), check=False)
-        else:
-            await self._arun("scancel", str(job.engine_ref), check=False)
+        async with self._changing:
+            if job.uid in self._deleting:
+                return True     # delete() cancelled the array: no retry, it ends the pods
+            if again:
+                # the index runs again, as the next attempt (Slurm counts it as a restart)
+                await self._arun("scontrol", "requeue", str(task.job_id), check=False)
+            else:
+                await self._arun("scancel", str(job.engine_ref), check=False)
         reason = f"exit code {task.exit_code}" if task.exit_code is not None else task.state
         self._end_pod(job, pod, PodStatus.FAILED, task.exit_code, f"{reason} ({task.state})",
                       task.end, failed=failed)
@@ -906,7 +915,7 @@ class SlurmCluster:
             if project is not None and \
                     in_quota.get(qos, 0) + job.spec.gpus <= project.gpus:
                 in_quota[qos] = in_quota.get(qos, 0) + job.spec.gpus
-                await self._move(task.job_id, qos, self.partition)
+                await self._move(job, task.job_id, qos, self.partition)
         running: dict[int, int] = {}     # array -> tasks running or lent
         for task in self._all:
             if task.state in RUNNING_STATES or \
@@ -934,12 +943,15 @@ class SlurmCluster:
             for index in indexes:
                 if free < gpus or running.get(array_id, 0) >= job.spec.parallelism:
                     break
-                await self._move(f"{array_id}_{index}", self.borrow_qos,
+                await self._move(job, f"{array_id}_{index}", self.borrow_qos,
                                  self.borrow_partition)
                 free -= gpus
                 running[array_id] = running.get(array_id, 0) + 1
 
-    async def _move(self, task: int | str, qos: str, partition: str | None) -> None:
-        log.info("task %s to QOS %s", task, qos)
-        await self._arun("scontrol", "update", f"JobId={task}", f"QOS={qos}",
-                         f"Partition={partition}", check=False)
+    async def _move(self, job: Job, task: int | str, qos: str, partition: str | None) -> None:
+        async with self._changing:
+            if job.uid in self._deleting:
+                return      # a task moved after delete's scancel could start again
+            log.info("task %s to QOS %s", task, qos)
+            await self._arun("scontrol", "update", f"JobId={task}", f"QOS={qos}",
+                             f"Partition={partition}", check=False)
