@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import pytest
 
 from podsweep.cluster import slurm as slurm_engine
 from podsweep.cluster.slurm import SlurmCluster, SlurmError
+from podsweep.errors import Conflict
 from podsweep.model import JobSpec, JobStatus
 from podsweep.store import Store
 
@@ -205,3 +207,34 @@ def test_a_delete_while_the_poller_retries_leaves_nothing_running(
     live = [r for r in json.loads(run("squeue", "--json"))["jobs"]
             if str(r["array_job_id"]) == array and r["job_state"] in ("PENDING", "RUNNING")]
     assert live == []
+
+
+def test_projects_jobs_and_info_run_no_slurm_command_on_the_event_loop(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch):
+    p = engine.prefix
+    run("sacctmgr", "-i", "add", "account", f"{p}taken", "Description=someone else's")
+    engine.cluster = engine.open()
+    engine.run(engine.cluster._ensure_borrow_qos())
+    run("sacctmgr", "-i", "add", "account", f"{p}late", "Description=someone else's")
+
+    def blocking(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"a blocking Slurm command on the event loop: {args[0]}")
+    monkeypatch.setattr(subprocess, "run", blocking)
+    cluster = engine.cluster
+    with pytest.raises(Conflict, match="not a podsweep project"):
+        cluster.create_project("taken", 1)
+    cluster.create_project("team-a", 2)
+    cluster.create_project("late", 1)       # made after podsweep last read the accounts
+    assert [g["name"] for g in cluster.info().gpus][:1] == [f"{cluster._nodes[0].name} gpu0"]
+    ok = cluster.submit(JobSpec("ok", "team-a", ["true"], gpus=1), "admin").uid
+    late = cluster.submit(JobSpec("late", "late", ["true"]), "admin").uid
+    for launch in [cluster._launches[ok], cluster._launches[late]]:
+        engine.run(launch)
+    monkeypatch.undo()
+    engine.poll_until("ok's end", lambda: engine.done(ok))
+    late_job = engine.store.job(late)
+    assert late_job is not None and late_job.status is JobStatus.FAILED
+    assert "not a podsweep project" in late_job.message, late_job
+    # the other account was left as it was: no association of podsweep's user
+    assert run("sacctmgr", "-n", "-P", "show", "assoc", "where", f"account={p}late",
+               "format=user").split() == []

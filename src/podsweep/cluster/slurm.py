@@ -215,6 +215,12 @@ class SlurmCluster:
         self._borrow_ready: asyncio.Future[None] = loop.create_future()
         self._borrow_ready.set_result(None)
         self.max_array = self._max_array_size()
+        # read here, before serving, then kept fresh by the poller and by each project's
+        # set-up: submit, info and create_project run no Slurm command on the event loop
+        self._nodes = self._read_nodes()
+        self._accounts = self._read_accounts(self._sacctmgr(
+            "show", "account", "format=account,description"))
+        self._foreign: dict[str, str] = {}          # project -> why Slurm's account is not ours
         self._poller: asyncio.Task[None] | None = None
         self.polls = 0
 
@@ -297,10 +303,32 @@ class SlurmCluster:
         await self._asacctmgr("modify", "qos", "where", f"name={self.borrow_qos}", "set",
                               "Priority=0", "PreemptMode=requeue")
 
+    @staticmethod
+    def _read_accounts(text: str) -> dict[str, str]:
+        """``sacctmgr show account format=account,description`` as account -> description."""
+        rows = (line.partition("|") for line in text.splitlines())
+        return {account: description for account, bar, description in rows if bar}
+
+    def _foreign_account(self, name: str) -> str | None:
+        """Why the project's Slurm account is not podsweep's to use, or None."""
+        account = self.account(name)
+        found = self._accounts.get(account)
+        if found is not None and not found.startswith("podsweep project"):
+            return (f"Slurm already has an account {account!r} that is not a podsweep "
+                    f"project; choose another name")
+        return None
+
     async def _ensure_project(self, name: str, gpus: int) -> None:
         """The project's QOS, account and this user's association, as they should be."""
         await self._borrow_ready
         qos, account = self.qos(name), self.account(name)
+        self._accounts.update(self._read_accounts(await self._asacctmgr(
+            "show", "account", "format=account,description")))
+        foreign = self._foreign_account(name)
+        if foreign is not None:     # made by someone else since: never taken over
+            self._foreign[name] = foreign
+            raise SlurmError(foreign)
+        self._foreign.pop(name, None)
         if qos not in (await self._asacctmgr("show", "qos", "format=name")).split():
             await self._asacctmgr("add", "qos", qos)
         await self._asacctmgr("modify", "qos", "where", f"name={qos}", "set",
@@ -412,7 +440,7 @@ class SlurmCluster:
                 for g in task.gpus:
                     holders[(task.node, g)] = names[task.job_id]
         gpus: list[dict[str, Any]] = []
-        for node in self._nodes or self._read_nodes():
+        for node in self._nodes:
             for g in range(node.gpus):
                 gpus.append({"index": len(gpus), "name": f"{node.name} gpu{g}",
                              "pod": holders.get((node.name, g))})
@@ -434,11 +462,9 @@ class SlurmCluster:
         check_count("--gpus", gpus, 0)
         if self.store.project(name) is not None:
             raise Conflict(f"project {name!r} already exists")
-        account = self.account(name)
-        found = self._sacctmgr("show", "account", account, "format=description").strip()
-        if found and not found.startswith("podsweep project"):
-            raise Conflict(f"Slurm already has an account {account!r} that is not a podsweep "
-                           f"project; choose another name")
+        foreign = self._foreign_account(name)      # as last read; set-up reads it again
+        if foreign is not None:
+            raise Conflict(foreign)
         self.store.create_project(name, gpus)
         self._set_up(name, self._ensure_project(name, gpus))
         return self._project_infos([name])[0]
@@ -481,7 +507,7 @@ class SlurmCluster:
         if spec.image:
             raise UsageError(f"-i {spec.image}: this Slurm cluster runs pods as plain "
                              f"processes on its nodes; drop -i")
-        nodes = self._nodes or self._read_nodes()
+        nodes = self._nodes
         most = max((n.gpus for n in nodes), default=0)
         if spec.gpus > most:
             raise UsageError(f"-g {spec.gpus}: no Slurm node has more than {most} GPU(s)")
@@ -518,6 +544,14 @@ class SlurmCluster:
             if ready is not None:
                 with contextlib.suppress(Exception):
                     await ready
+            foreign = self._foreign.get(spec.project)
+            if foreign is not None:
+                message = f"Slurm refused the job: {foreign}"
+                with self.store.transaction():
+                    self.store.update_job(job.uid, status=JobStatus.FAILED,
+                                          finished=time.time(), message=message)
+                    self.store.event(job.uid, JobStatus.FAILED.value, message)
+                return
             sbatch = ["sbatch", "--parsable",
                       f"--array=0-{spec.completions - 1}%{spec.parallelism}",
                       f"--account={self.account(spec.project)}",
