@@ -18,6 +18,7 @@ from .errors import UsageError
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 63
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_GRACE_PERIOD = 3600.0
 
 
@@ -127,7 +128,7 @@ def parse_env(items: list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        if not sep or not ENV_KEY_RE.match(key):
             raise UsageError(f"invalid environment variable {item!r}: expected KEY=VALUE")
         env[key] = value
     return env
@@ -157,6 +158,17 @@ class JobSpec:
         if not self.command or not all(isinstance(a, str) for a in self.command):
             raise UsageError("missing command: put it after --, e.g. "
                              "podsweep submit hpo1 -- python train.py")
+        if any("\0" in a for a in self.command):
+            raise UsageError("the command has a NUL character in an argument")
+        # the env reaches a shell script (Slurm) and execve (local): a key is a plain name,
+        # never a place for shell syntax, and no key or value holds NUL
+        for key, value in self.env.items():
+            if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+                raise UsageError(f"invalid environment variable name {key!r}: use letters, "
+                                 f"digits and '_', not starting with a digit")
+            if not isinstance(value, str) or "\0" in value:
+                raise UsageError(f"environment variable {key}: the value must be text "
+                                 f"without NUL characters")
         check_count("--gpu", self.gpus, 0)
         check_count("--parallelism", self.parallelism, 1)
         check_count("--completions", self.completions, 1)

@@ -205,6 +205,9 @@ class SlurmCluster:
         self._all: list[Task] = []                  # every record of the last poll
         self._nodes: list[Node] = []
         self._deleting: set[str] = set()            # job uids
+        # held around a requeue or a move and around delete's scancel: a change the poller
+        # decided on lands before the scancel, or sees the delete and is not made
+        self._changing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._ready: dict[str, asyncio.Task[None]] = {}     # project -> its Slurm set-up
         self._accounting = asyncio.Semaphore(4)     # sacctmgr at once: slurmdbd is one
@@ -212,6 +215,12 @@ class SlurmCluster:
         self._borrow_ready: asyncio.Future[None] = loop.create_future()
         self._borrow_ready.set_result(None)
         self.max_array = self._max_array_size()
+        # read here, before serving, then kept fresh by the poller and by each project's
+        # set-up: submit, info and create_project run no Slurm command on the event loop
+        self._nodes = self._read_nodes()
+        self._accounts = self._read_accounts(self._sacctmgr(
+            "show", "account", "format=account,description"))
+        self._foreign: dict[str, str] = {}          # project -> why Slurm's account is not ours
         self._poller: asyncio.Task[None] | None = None
         self.polls = 0
 
@@ -294,10 +303,32 @@ class SlurmCluster:
         await self._asacctmgr("modify", "qos", "where", f"name={self.borrow_qos}", "set",
                               "Priority=0", "PreemptMode=requeue")
 
+    @staticmethod
+    def _read_accounts(text: str) -> dict[str, str]:
+        """``sacctmgr show account format=account,description`` as account -> description."""
+        rows = (line.partition("|") for line in text.splitlines())
+        return {account: description for account, bar, description in rows if bar}
+
+    def _foreign_account(self, name: str) -> str | None:
+        """Why the project's Slurm account is not podsweep's to use, or None."""
+        account = self.account(name)
+        found = self._accounts.get(account)
+        if found is not None and not found.startswith("podsweep project"):
+            return (f"Slurm already has an account {account!r} that is not a podsweep "
+                    f"project; choose another name")
+        return None
+
     async def _ensure_project(self, name: str, gpus: int) -> None:
         """The project's QOS, account and this user's association, as they should be."""
         await self._borrow_ready
         qos, account = self.qos(name), self.account(name)
+        self._accounts.update(self._read_accounts(await self._asacctmgr(
+            "show", "account", "format=account,description")))
+        foreign = self._foreign_account(name)
+        if foreign is not None:     # made by someone else since: never taken over
+            self._foreign[name] = foreign
+            raise SlurmError(foreign)
+        self._foreign.pop(name, None)
         if qos not in (await self._asacctmgr("show", "qos", "format=name")).split():
             await self._asacctmgr("add", "qos", qos)
         await self._asacctmgr("modify", "qos", "where", f"name={qos}", "set",
@@ -341,12 +372,58 @@ class SlurmCluster:
             self._set_up(project.name, self._ensure_project(project.name, project.gpus))
         for job in self.store.jobs(include_done=False):
             if job.engine_ref is None:
-                # the control plane stopped between storing the job and Slurm taking it
-                message = "the control plane stopped before Slurm took the job; submit it again"
+                # the control plane stopped before it stored what sbatch answered, if sbatch
+                # ran at all: Slurm is asked for the array by its name (delete waits for it)
+                self._launches[job.uid] = self.loop.create_task(self._adopt(job))
+        self._poller = self.loop.create_task(self._poll_forever())
+
+    def _array_name(self, job: Job) -> str:
+        """The array's name in Slurm: the job's name and uid, to find it by (squeue, sacct)."""
+        return f"{job.name}.{job.uid}"
+
+    async def _find_array(self, job: Job) -> str | None:
+        """The id of the array sbatch made for the job, if it made one."""
+        name = self._array_name(job)
+        data = json.loads(await self._arun("squeue", "--json"))
+        for record in data.get("jobs", []):
+            if record.get("name") == name:
+                return str(record.get("array_job_id") or record["job_id"])
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(job.created - 3600))
+        out = await self._arun("sacct", "-X", "-n", "-P", f"--name={name}", "-S", since,
+                               f"--account={self.account(job.project)}",
+                               "--format=JobID,JobName", check=False)
+        for line in out.splitlines():
+            job_id, _, found = line.partition("|")
+            if found == name and job_id:
+                return job_id.split("_")[0]
+        return None
+
+    async def _adopt(self, job: Job) -> None:
+        """A job stored before a crash with no array: take the array if Slurm has one."""
+        try:
+            try:
+                array_id = await self._find_array(job)
+            except SlurmError as exc:
+                array_id = None
+                log.warning("looking for the array of job %s in Slurm failed: %s", job.uid, exc)
+            if array_id is not None:
+                self._took(job, array_id)
+                return
+            message = "the control plane stopped before Slurm took the job; submit it again"
+            with self.store.transaction():
                 self.store.update_job(job.uid, status=JobStatus.FAILED, finished=time.time(),
                                       message=message)
                 self.store.event(job.uid, JobStatus.FAILED.value, message)
-        self._poller = self.loop.create_task(self._poll_forever())
+        finally:
+            self._launches.pop(job.uid, None)
+
+    def _took(self, job: Job, array_id: str) -> None:
+        """Slurm has the job as array ``array_id``."""
+        with self.store.transaction():
+            self.store.update_job(job.uid, engine_ref=array_id)
+            self.store.event(job.uid, "Slurm", f"array job {array_id} in account "
+                             f"{self.account(job.project)}, QOS {self.qos(job.project)}")
+        self._wake.set()
 
     def shutdown(self) -> None:
         """Stop polling; the tasks go on in Slurm (the next control plane catches up)."""
@@ -363,7 +440,7 @@ class SlurmCluster:
                 for g in task.gpus:
                     holders[(task.node, g)] = names[task.job_id]
         gpus: list[dict[str, Any]] = []
-        for node in self._nodes or self._read_nodes():
+        for node in self._nodes:
             for g in range(node.gpus):
                 gpus.append({"index": len(gpus), "name": f"{node.name} gpu{g}",
                              "pod": holders.get((node.name, g))})
@@ -385,11 +462,9 @@ class SlurmCluster:
         check_count("--gpus", gpus, 0)
         if self.store.project(name) is not None:
             raise Conflict(f"project {name!r} already exists")
-        account = self.account(name)
-        found = self._sacctmgr("show", "account", account, "format=description").strip()
-        if found and not found.startswith("podsweep project"):
-            raise Conflict(f"Slurm already has an account {account!r} that is not a podsweep "
-                           f"project; choose another name")
+        foreign = self._foreign_account(name)      # as last read; set-up reads it again
+        if foreign is not None:
+            raise Conflict(foreign)
         self.store.create_project(name, gpus)
         self._set_up(name, self._ensure_project(name, gpus))
         return self._project_infos([name])[0]
@@ -432,7 +507,7 @@ class SlurmCluster:
         if spec.image:
             raise UsageError(f"-i {spec.image}: this Slurm cluster runs pods as plain "
                              f"processes on its nodes; drop -i")
-        nodes = self._nodes or self._read_nodes()
+        nodes = self._nodes
         most = max((n.gpus for n in nodes), default=0)
         if spec.gpus > most:
             raise UsageError(f"-g {spec.gpus}: no Slurm node has more than {most} GPU(s)")
@@ -469,11 +544,19 @@ class SlurmCluster:
             if ready is not None:
                 with contextlib.suppress(Exception):
                     await ready
+            foreign = self._foreign.get(spec.project)
+            if foreign is not None:
+                message = f"Slurm refused the job: {foreign}"
+                with self.store.transaction():
+                    self.store.update_job(job.uid, status=JobStatus.FAILED,
+                                          finished=time.time(), message=message)
+                    self.store.event(job.uid, JobStatus.FAILED.value, message)
+                return
             sbatch = ["sbatch", "--parsable",
                       f"--array=0-{spec.completions - 1}%{spec.parallelism}",
                       f"--account={self.account(spec.project)}",
                       f"--qos={self.qos(spec.project)}", f"--partition={self.partition}",
-                      f"--job-name={spec.name}", f"--cpus-per-task={spec.cpu}",
+                      f"--job-name={self._array_name(job)}", f"--cpus-per-task={spec.cpu}",
                       f"--output={script.parent}/%A_%a.out", "--open-mode=append", "--requeue",
                       f"--chdir={script.parent}"]
             if spec.gpus:
@@ -481,16 +564,20 @@ class SlurmCluster:
             try:
                 out = await self._arun(*sbatch, str(script))
             except SlurmError as exc:
+                # sbatch may have timed out after slurmctld took the job: look for it
+                found = None
+                with contextlib.suppress(SlurmError):
+                    found = await self._find_array(job)
+                if found is not None:
+                    self._took(job, found)
+                    return
                 message = f"Slurm refused the job: {exc}"
-                self.store.update_job(job.uid, status=JobStatus.FAILED, finished=time.time(),
-                                      message=message)
-                self.store.event(job.uid, JobStatus.FAILED.value, message)
+                with self.store.transaction():
+                    self.store.update_job(job.uid, status=JobStatus.FAILED,
+                                          finished=time.time(), message=message)
+                    self.store.event(job.uid, JobStatus.FAILED.value, message)
                 return
-            array_id = out.strip().split(";")[0]
-            self.store.update_job(job.uid, engine_ref=array_id)
-            self.store.event(job.uid, "Slurm", f"array job {array_id} in account "
-                             f"{self.account(spec.project)}, QOS {self.qos(spec.project)}")
-            self._wake.set()
+            self._took(job, out.strip().split(";")[0])
         finally:
             self._launches.pop(job.uid, None)
 
@@ -517,7 +604,8 @@ class SlurmCluster:
         lines = ["#!/bin/bash",
                  f"# podsweep job {spec.name} ({uid}) of project {spec.project}: one array "
                  f"task per pod"]
-        lines += [f"export {k}={q(v)}" for k, v in spec.env.items()]
+        # JobSpec allows plain names only; quoted all the same, as a second line of defence
+        lines += [f"export {q(k)}={q(v)}" for k, v in spec.env.items()]
         lines += [f"export PODSWEEP_JOB_NAME={q(spec.name)} PODSWEEP_JOB_UID={uid} "
                   f"PODSWEEP_PROJECT={q(spec.project)}",
                   'export PODSWEEP_POD_INDEX="$SLURM_ARRAY_TASK_ID" '
@@ -574,7 +662,8 @@ class SlurmCluster:
                 await asyncio.shield(launch)
                 job = self.store.job(job.uid) or job
             if job.engine_ref is not None:
-                await self._arun("scancel", job.engine_ref, check=False)
+                async with self._changing:
+                    await self._arun("scancel", job.engine_ref, check=False)
                 deadline = time.monotonic() + DELETE_TIMEOUT
                 while any(t.state in LIVE_STATES for t in await self._array(job.engine_ref)):
                     if time.monotonic() > deadline:
@@ -663,6 +752,8 @@ class SlurmCluster:
         job_dir = self.jobs_dir / job.uid
         retried = False
         for task in sorted((t for t in tasks if t.index is not None), key=lambda t: t.start):
+            if job.uid in self._deleting:
+                return      # delete() ends what is left (this loop awaits Slurm commands)
             index = task.index
             assert index is not None
             # an earlier attempt still marked active ended by a requeue: a preemption,
@@ -684,18 +775,19 @@ class SlurmCluster:
                     continue
                 name = pod_name(spec.name, index, task.restarts)
                 gpus = task.gpus or self._recorded_gpus(job_dir / f"{name}.gpus")
-                pod = self.store.insert_pod(job.uid, index, task.restarts, name, gpus,
-                                            str(job_dir))
-                if 0 < task.start <= pod.created:      # Slurm's start, whole seconds
-                    self.store.update_pod(pod, created=task.start)
-                    pod = replace(pod, created=task.start)
-                pods[key] = pod
                 where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
                 borrowed = " (borrowed beyond the quota)" if task.qos == self.borrow_qos \
                     else ""
-                self.store.event(job.uid, "Started", f"pod {name}{where}{borrowed}")
-                if job.status is JobStatus.PENDING:
-                    self.store.update_job(job.uid, status=JobStatus.RUNNING)
+                with self.store.transaction():      # the pod and its event, or neither
+                    pod = self.store.insert_pod(job.uid, index, task.restarts, name, gpus,
+                                                str(job_dir))
+                    if 0 < task.start <= pod.created:      # Slurm's start, whole seconds
+                        self.store.update_pod(pod, created=task.start)
+                        pod = replace(pod, created=task.start)
+                    self.store.event(job.uid, "Started", f"pod {name}{where}{borrowed}")
+                    if job.status is JobStatus.PENDING:
+                        self.store.update_job(job.uid, status=JobStatus.RUNNING)
+                pods[key] = pod
             if not pod.status.active:
                 continue
             if task.state in REQUEUED_STATES:
@@ -721,37 +813,52 @@ class SlurmCluster:
         return tuple(int(g) for g in text.split(",") if g.strip().isdigit())
 
     def _end_pod(self, job: Job, pod: Pod, status: PodStatus, code: int | None,
-                 reason: str | None, when: float = 0.0) -> Pod:
+                 reason: str | None, when: float = 0.0, failed: int | None = None) -> Pod:
+        """Record a pod's end, the job's counter it moves (``failed``: the new count of
+        failed pods) and its event in one commit: a crash leaves all or none of them."""
         now = when if 0 < when <= time.time() else time.time()   # Slurm's end, if known
-        self.store.update_pod(pod, status=status, exit_code=code, reason=reason, finished=now)
-        if status is PodStatus.SUCCEEDED:
-            fresh = self.store.job(job.uid) or job
-            self.store.update_job(job.uid, succeeded=fresh.succeeded + 1)
-            self.store.event(job.uid, "Succeeded", f"pod {pod.name}")
-        elif status is PodStatus.PREEMPTED:
-            self.store.event(job.uid, "Preempted",
-                             f"pod {pod.name}: it borrowed a GPU beyond its project's quota "
-                             f"and Slurm requeued it for a project within its quota; index "
-                             f"{pod.index} will run again")
-        elif reason is not None:
-            self.store.event(job.uid, "Failed", f"pod {pod.name}: {reason}")
+        with self.store.transaction():
+            self.store.update_pod(pod, status=status, exit_code=code, reason=reason,
+                                  finished=now)
+            if failed is not None:
+                self.store.update_job(job.uid, failed=failed)
+            if status is PodStatus.SUCCEEDED:
+                # counted from the pods themselves: an index that succeeded counts once
+                succeeded = len({p.index for p in self.store.pods(job.uid)
+                                 if p.status is PodStatus.SUCCEEDED})
+                self.store.update_job(job.uid, succeeded=succeeded)
+                self.store.event(job.uid, "Succeeded", f"pod {pod.name}")
+            elif status is PodStatus.PREEMPTED:
+                self.store.event(job.uid, "Preempted",
+                                 f"pod {pod.name}: it borrowed a GPU beyond its project's "
+                                 f"quota and Slurm requeued it for a project within its "
+                                 f"quota; index {pod.index} will run again")
+            elif reason is not None:
+                self.store.event(job.uid, "Failed", f"pod {pod.name}: {reason}")
         return replace(pod, status=status, exit_code=code, reason=reason, finished=now)
 
     async def _failed(self, job: Job, pod: Pod, task: Task) -> bool:
         """Count a failed task; run its index again unless the backoff limit is spent
-        (then cancel the rest). True if it runs again."""
+        (then cancel the rest). True if it runs again.
+
+        Slurm is told first, then the store in one commit: a crash in between leaves the
+        pod active, and the next poll sees either the same failed task (and does it all
+        again) or, after a requeue, its next attempt (and records this one as preempted)."""
         fresh = self.store.job(job.uid) or job
         failed = fresh.failed + 1
-        self.store.update_job(job.uid, failed=failed)
+        again = failed <= job.spec.backoff_limit
+        async with self._changing:
+            if job.uid in self._deleting:
+                return True     # delete() cancelled the array: no retry, it ends the pods
+            if again:
+                # the index runs again, as the next attempt (Slurm counts it as a restart)
+                await self._arun("scontrol", "requeue", str(task.job_id), check=False)
+            else:
+                await self._arun("scancel", str(job.engine_ref), check=False)
         reason = f"exit code {task.exit_code}" if task.exit_code is not None else task.state
         self._end_pod(job, pod, PodStatus.FAILED, task.exit_code, f"{reason} ({task.state})",
-                      task.end)
-        if failed <= job.spec.backoff_limit:
-            # the index runs again, as the next attempt (Slurm counts it as a restart)
-            await self._arun("scontrol", "requeue", str(task.job_id), check=False)
-            return True
-        await self._arun("scancel", str(job.engine_ref), check=False)
-        return False
+                      task.end, failed=failed)
+        return again
 
     def _settle(self, job: Job, tasks: list[Task]) -> None:
         """End the job once it has succeeded, or once nothing of it is left in Slurm."""
@@ -842,7 +949,7 @@ class SlurmCluster:
             if project is not None and \
                     in_quota.get(qos, 0) + job.spec.gpus <= project.gpus:
                 in_quota[qos] = in_quota.get(qos, 0) + job.spec.gpus
-                await self._move(task.job_id, qos, self.partition)
+                await self._move(job, task.job_id, qos, self.partition)
         running: dict[int, int] = {}     # array -> tasks running or lent
         for task in self._all:
             if task.state in RUNNING_STATES or \
@@ -870,12 +977,15 @@ class SlurmCluster:
             for index in indexes:
                 if free < gpus or running.get(array_id, 0) >= job.spec.parallelism:
                     break
-                await self._move(f"{array_id}_{index}", self.borrow_qos,
+                await self._move(job, f"{array_id}_{index}", self.borrow_qos,
                                  self.borrow_partition)
                 free -= gpus
                 running[array_id] = running.get(array_id, 0) + 1
 
-    async def _move(self, task: int | str, qos: str, partition: str | None) -> None:
-        log.info("task %s to QOS %s", task, qos)
-        await self._arun("scontrol", "update", f"JobId={task}", f"QOS={qos}",
-                         f"Partition={partition}", check=False)
+    async def _move(self, job: Job, task: int | str, qos: str, partition: str | None) -> None:
+        async with self._changing:
+            if job.uid in self._deleting:
+                return      # a task moved after delete's scancel could start again
+            log.info("task %s to QOS %s", task, qos)
+            await self._arun("scontrol", "update", f"JobId={task}", f"QOS={qos}",
+                             f"Partition={partition}", check=False)
