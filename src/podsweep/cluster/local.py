@@ -25,7 +25,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +45,8 @@ from ..runtime import (
 from ..runtime.process import SupervisorKind
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
 from ..store import Job, Pod, Project, Store
-from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
-from .logfile import follow_file
+from .base import ClusterInfo, JobInfo, ProjectInfo
+from .stored import StoredJobs
 
 log = logging.getLogger("podsweep.cluster")
 
@@ -112,7 +112,7 @@ class JobState:
             heapq.heappush(self.requeued, index)
 
 
-class LocalCluster:
+class LocalCluster(StoredJobs):
     """Pods as local processes; see the module docstring."""
 
     kind = "local"
@@ -285,35 +285,6 @@ class LocalCluster:
         self.schedule_reconcile()
         return self._job_info(job)
 
-    def jobs(self, projects: list[str] | None) -> list[JobInfo]:
-        return [self._job_info(j) for j in self.store.jobs(projects)]
-
-    def _find(self, project: str, name: str) -> Job:
-        job = self.store.job_by_name(project, name)
-        if job is None:
-            raise NotFound(f"job {name!r} not found in project {project!r}")
-        return job
-
-    def job(self, project: str, name: str) -> JobDetail:
-        job = self._find(project, name)
-        pods = [PodInfo(p.name, p.index, p.attempt, p.status.value, list(p.gpus), p.created,
-                        p.finished, p.exit_code, p.reason) for p in self.store.pods(job.uid)]
-        events = [EventInfo(e.time, e.kind, e.message) for e in self.store.events(job.uid)]
-        return JobDetail(self._job_info(job), pods, events, job.spec.to_dict())
-
-    def pod_log(self, project: str, name: str, pod: str, tail: int | None = None,
-                follow: bool = False) -> AsyncIterator[bytes]:
-        job = self._find(project, name)
-        found = self.store.pod(job.uid, pod)      # an exact name: no path ever built from it
-        if found is None:
-            names = ", ".join(p.name for p in self.store.pods(job.uid)[-5:]) or "none yet"
-            raise NotFound(f"pod {pod!r} is not a pod of job {name!r} (its pods: {names})")
-
-        def running() -> bool:
-            now = self.store.pod(job.uid, pod)
-            return now is not None and now.status.active
-        return follow_file(Path(found.dir) / "pod.log", tail, follow, running)
-
     async def delete(self, project: str, name: str) -> None:
         await self._delete(self._find(project, name))
 
@@ -346,18 +317,14 @@ class LocalCluster:
 
     # ------------------------------------------------------------ views
 
-    def _job_info(self, job: Job) -> JobInfo:
+    def _pod_counts(self, job: Job) -> tuple[int, int]:
         state = self._states.get(job.uid)    # callers pass the job as the store has it
         running = len(state.active) if state else 0
         pending = state.pending_count() if state and not job.status.done else 0
-        spec = job.spec
-        allocated = running * spec.gpus
-        hpo_dirs = [v.src for v in spec.volumes]
-        return JobInfo(job.uid, job.name, job.project, job.user, job.status.value, job.created,
-                       job.finished, spec.gpus, spec.parallelism, spec.completions,
-                       job.succeeded, job.failed, running, pending, allocated,
-                       spec.gpus * (running + pending), list(spec.command), job.message,
-                       hpo_dirs)
+        return running, pending
+
+    def _log_path(self, pod: Pod) -> Path:
+        return Path(pod.dir) / "pod.log"
 
     # ------------------------------------------------------------ reconcile
 
