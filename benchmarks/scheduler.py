@@ -33,49 +33,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from plane import Plane
 
 from podsweep.runtime.process import SupervisorKind
 
-PODSWEEP = str(Path(sys.executable).with_name("podsweep"))
 
-
-class Plane:
-    def __init__(self, home: Path, gpus: int) -> None:
-        self.env = {**os.environ, "PODSWEEP_HOME": str(home)}
-        for key in ("PODSWEEP_PROJECT", "PODSWEEP_TOKEN", "PODSWEEP_URL"):
-            self.env.pop(key, None)
-        self.home = home
-        self.cli("up", "--gpus", str(gpus))
-        from podsweep.client import Client
-
-        creds = json.loads((home / "credentials.json").read_text())
-        server = json.loads((home / "server.json").read_text())
-        self.api = Client(server["url"], creds["token"])
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([PODSWEEP, *args], env=self.env, check=True,
-                              capture_output=True, text=True).stdout
-
-    def wait(self, project: str, name: str) -> dict[str, Any]:
-        # the job list is O(jobs); the job's own page lists every pod, too heavy to poll
-        while True:
-            jobs = self.api.get("/jobs", project=project)
-            job = next(j for j in jobs if j["name"] == name)
-            if job["status"] in ("Succeeded", "Failed"):
-                return {"job": job}
-            time.sleep(0.05)
-
-    def pod_times(self, uid: str) -> list[tuple[float, float]]:
-        spans = []
-        for pod_dir in (self.home / "pods" / uid).iterdir():
-            state = json.loads((pod_dir / "state.json").read_text())
-            ended = json.loads((pod_dir / "exit.json").read_text())
-            spans.append((float(state["started"]), float(ended["finished"])))
-        return sorted(spans)
-
-    def close(self) -> None:
-        subprocess.run([PODSWEEP, "down"], env=self.env, capture_output=True)
+def pod_times(home: Path, uid: str) -> list[tuple[float, float]]:
+    """(start, end) of each pod of a job, as its supervisor recorded them."""
+    spans = []
+    for pod_dir in (home / "pods" / uid).iterdir():
+        state = json.loads((pod_dir / "state.json").read_text())
+        ended = json.loads((pod_dir / "exit.json").read_text())
+        spans.append((float(state["started"]), float(ended["finished"])))
+    return sorted(spans)
 
 
 def xargs_floor(pods: int, parallelism: int) -> float:
@@ -140,7 +111,7 @@ def main() -> int:
                              "run just before it; the median round is reported")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="podsweep-bench-"))
-    plane = Plane(root / "home", gpus=4)
+    plane = Plane(root / "home", "--gpus", "4")
     # (podsweep, xargs just before) per round, per measurement: the machine is shared and
     # its load moves both in step, so a round's ratio is steadier than either time
     rounds: dict[str, list[tuple[float, float]]] = {"plane": [], "native": [], "fork": []}
@@ -158,11 +129,11 @@ def main() -> int:
             plane.api.post("/jobs", {"name": f"many-{r}", "project": "bench",
                                      "command": ["true"], "parallelism": 2,
                                      "completions": args.pods})
-            detail = plane.wait("bench", f"many-{r}")
-            rounds["plane"].append((float(detail["job"]["finished"]) - t0, floor))
-            assert detail["job"]["succeeded"] == args.pods, detail["job"]
+            job = plane.wait("bench", f"many-{r}")
+            rounds["plane"].append((float(job["finished"]) - t0, floor))
+            assert job["succeeded"] == args.pods, job
             lat_ms += (x * 1000 for x in
-                       handoff_latencies(plane.pod_times(detail["job"]["uid"]), 2))
+                       handoff_latencies(pod_times(plane.home, job["uid"]), 2))
         lat_ms.sort()
         p50 = statistics.median(lat_ms)
         p99 = lat_ms[min(len(lat_ms) - 1, int(0.99 * len(lat_ms)))]
@@ -174,7 +145,7 @@ def main() -> int:
                                  "gpus": 1, "parallelism": 3, "completions": 12})
         sweep = plane.wait("bench", "sweep")
         makespan_wall = time.perf_counter() - t0
-        spans = plane.pod_times(sweep["job"]["uid"])
+        spans = pod_times(plane.home, sweep["uid"])
         makespan = max(e for _, e in spans) - min(s for s, _ in spans)
         ideal = math.ceil(12 / 3) * 2.0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -32,47 +31,24 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-PODSWEEP = str(Path(sys.executable).with_name("podsweep"))
+from plane import Plane
 
 
 def sh(*argv: str, check: bool = True) -> str:
     return subprocess.run(argv, check=check, capture_output=True, text=True).stdout
 
 
-class Plane:
-    def __init__(self, home: Path, *up: str) -> None:
-        self.home = home
-        self.env = {**os.environ, "PODSWEEP_HOME": str(home)}
-        for key in ("PODSWEEP_PROJECT", "PODSWEEP_TOKEN", "PODSWEEP_URL"):
-            self.env.pop(key, None)
-        self.cli("up", *up)
-        from podsweep.client import Client
-
-        creds = json.loads((home / "credentials.json").read_text())
-        server = json.loads((home / "server.json").read_text())
-        self.api = Client(server["url"], creds["token"])
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([PODSWEEP, *args], env=self.env, check=True,
-                              capture_output=True, text=True).stdout
-
+class BenchPlane(Plane):
     def run_job(self, name: str, tasks: int, parallelism: int) -> tuple[float, float, float]:
         """(seconds to submit, seconds from submit to Succeeded seen, wall time seen)."""
         t0 = time.perf_counter()
         self.cli("submit", name, "-p", "bench", "--parallelism", str(parallelism),
                  "--completions", str(tasks), "--", "true")
         submitted = time.perf_counter()
-        while True:
-            job = next(j for j in self.api.get("/jobs", project="bench") if j["name"] == name)
-            if job["status"] in ("Succeeded", "Failed"):
-                break
-            time.sleep(0.05)
+        job = self.wait("bench", name)
         done = time.perf_counter()
         assert job["status"] == "Succeeded" and job["succeeded"] == tasks, job
         return submitted - t0, done - t0, time.time()
-
-    def close(self) -> None:
-        subprocess.run([PODSWEEP, "down"], env=self.env, capture_output=True)
 
 
 def clean_slurm(prefix: str) -> None:
@@ -126,7 +102,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     try:
         print(f"{n} tasks of `true`, {p} at a time: podsweep on Slurm", flush=True)
-        plane = Plane(home, "--cluster", "slurm")
+        plane = BenchPlane(home, "--cluster", "slurm")
         try:
             plane.cli("project", "create", "bench", "--gpus", "4")
             # the project's account is made in the background: time the job, not that
@@ -154,7 +130,7 @@ def main() -> int:
 
         print(f"{n} tasks of `true`, {p} at a time: podsweep on the local cluster",
               flush=True)
-        local = Plane(root / "local-home", "--gpus", "4")
+        local = BenchPlane(root / "local-home", "--gpus", "4")
         try:
             local.cli("project", "create", "bench", "--gpus", "4")
             submit_l, total_l, _ = local.run_job("many", n, p)
