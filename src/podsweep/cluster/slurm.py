@@ -54,7 +54,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -63,14 +63,15 @@ from ..errors import Conflict, NotFound, PodsweepError, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
 from ..runtime import wrap_command
 from ..store import Job, Pod, Store
-from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
-from .logfile import follow_file
+from .base import ClusterInfo, JobInfo, ProjectInfo
+from .stored import StoredJobs
 
 log = logging.getLogger("podsweep.cluster.slurm")
 
 POLL_INTERVAL = 1.0          # seconds between two looks at squeue when nothing wakes the poller
 COMMAND_TIMEOUT = 30.0       # a Slurm command that takes longer has failed
 DELETE_TIMEOUT = 120.0       # scancel to no task running: Slurm's KillWait and then some
+ASSOCIATION_TIMEOUT = 30.0   # sacctmgr's change to slurmctld knowing it (about a second)
 PRIVATE_ENV = {"PODSWEEP_TOKEN", "PODSWEEP_URL"}
 QUOTA_REASONS = {"QOSGrpGRES", "AssocGrpGRES"}
 STARTING_REASONS = {"None", "Priority", "Resources"}    # will run as soon as GPUs are free
@@ -172,7 +173,7 @@ def _task_from_json(job: dict[str, Any]) -> Task:
                 float(job.get("end_time") or 0))
 
 
-class SlurmCluster:
+class SlurmCluster(StoredJobs):
     """Pods as Slurm array tasks; see the module docstring."""
 
     kind = "slurm"
@@ -347,6 +348,22 @@ class SlurmCluster:
             await self._asacctmgr("modify", "user", "where", f"name={self.user}",
                                   f"account={account}", "set",
                                   f"QOS={qos},{self.borrow_qos}", f"DefaultQOS={qos}")
+        await self._association_known(account)
+
+    async def _association_known(self, account: str) -> None:
+        """Wait until slurmctld has the user's association with the account: slurmdbd
+        passes sacctmgr's changes on asynchronously, and an sbatch before that is refused
+        ("Invalid account or account/partition combination specified")."""
+        deadline = time.monotonic() + ASSOCIATION_TIMEOUT
+        wanted = f"Account={account} UserName={self.user}("
+        while wanted not in await self._arun("scontrol", "show", "assoc_mgr",
+                                             f"users={self.user}", f"accounts={account}",
+                                             "flags=assoc"):
+            if time.monotonic() > deadline:
+                raise SlurmError(f"slurmctld does not know account {account} for user "
+                                 f"{self.user} {ASSOCIATION_TIMEOUT:.0f} s after sacctmgr "
+                                 f"added it")
+            await asyncio.sleep(0.1)
 
     def _set_up(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         """Change a project in Slurm in the background; its jobs' sbatch waits for it."""
@@ -546,11 +563,7 @@ class SlurmCluster:
                     await ready
             foreign = self._foreign.get(spec.project)
             if foreign is not None:
-                message = f"Slurm refused the job: {foreign}"
-                with self.store.transaction():
-                    self.store.update_job(job.uid, status=JobStatus.FAILED,
-                                          finished=time.time(), message=message)
-                    self.store.event(job.uid, JobStatus.FAILED.value, message)
+                self._refused(job, foreign)
                 return
             sbatch = ["sbatch", "--parsable",
                       f"--array=0-{spec.completions - 1}%{spec.parallelism}",
@@ -571,15 +584,19 @@ class SlurmCluster:
                 if found is not None:
                     self._took(job, found)
                     return
-                message = f"Slurm refused the job: {exc}"
-                with self.store.transaction():
-                    self.store.update_job(job.uid, status=JobStatus.FAILED,
-                                          finished=time.time(), message=message)
-                    self.store.event(job.uid, JobStatus.FAILED.value, message)
+                self._refused(job, str(exc))
                 return
             self._took(job, out.strip().split(";")[0])
         finally:
             self._launches.pop(job.uid, None)
+
+    def _refused(self, job: Job, why: str) -> None:
+        """End a job that Slurm would not take (or that podsweep may not give it)."""
+        message = f"Slurm refused the job: {why}"
+        with self.store.transaction():
+            self.store.update_job(job.uid, status=JobStatus.FAILED, finished=time.time(),
+                                  message=message)
+            self.store.event(job.uid, JobStatus.FAILED.value, message)
 
     def _max_array_size(self) -> int:
         """The most tasks an array may have: indexes go up to MaxArraySize less one."""
@@ -624,35 +641,6 @@ class SlurmCluster:
         lines.append("exec " + " ".join(q(a) for a in argv))
         return "\n".join(lines) + "\n"
 
-    def jobs(self, projects: list[str] | None) -> list[JobInfo]:
-        return [self._job_info(j) for j in self.store.jobs(projects)]
-
-    def _find(self, project: str, name: str) -> Job:
-        job = self.store.job_by_name(project, name)
-        if job is None:
-            raise NotFound(f"job {name!r} not found in project {project!r}")
-        return job
-
-    def job(self, project: str, name: str) -> JobDetail:
-        job = self._find(project, name)
-        pods = [PodInfo(p.name, p.index, p.attempt, p.status.value, list(p.gpus), p.created,
-                        p.finished, p.exit_code, p.reason) for p in self.store.pods(job.uid)]
-        events = [EventInfo(e.time, e.kind, e.message) for e in self.store.events(job.uid)]
-        return JobDetail(self._job_info(job), pods, events, job.spec.to_dict())
-
-    def pod_log(self, project: str, name: str, pod: str, tail: int | None = None,
-                follow: bool = False) -> AsyncIterator[bytes]:
-        job = self._find(project, name)
-        found = self.store.pod(job.uid, pod)      # an exact name: no path built from input
-        if found is None:
-            names = ", ".join(p.name for p in self.store.pods(job.uid)[-5:]) or "none yet"
-            raise NotFound(f"pod {pod!r} is not a pod of job {name!r} (its pods: {names})")
-
-        def running() -> bool:
-            now = self.store.pod(job.uid, pod)
-            return now is not None and now.status.active
-        return follow_file(Path(found.dir) / f"{found.name}.log", tail, follow, running)
-
     async def delete(self, project: str, name: str) -> None:
         job = self._find(project, name)
         self._deleting.add(job.uid)
@@ -688,19 +676,17 @@ class SlurmCluster:
 
     # ------------------------------------------------------------ views
 
-    def _job_info(self, job: Job) -> JobInfo:
+    def _pod_counts(self, job: Job) -> tuple[int, int]:
+        if job.status.done:
+            return 0, 0
         spec = job.spec
-        pods = self.store.pods(job.uid) if not job.status.done else []
-        running = sum(1 for p in pods if p.status.active)
-        pending = 0
-        if not job.status.done:
-            pending = max(0, min(spec.parallelism - running,
-                                 spec.completions - job.succeeded - running))
-        return JobInfo(job.uid, job.name, job.project, job.user, job.status.value, job.created,
-                       job.finished, spec.gpus, spec.parallelism, spec.completions,
-                       job.succeeded, job.failed, running, pending, running * spec.gpus,
-                       spec.gpus * (running + pending), list(spec.command), job.message,
-                       [v.src for v in spec.volumes])
+        running = sum(1 for p in self.store.pods(job.uid) if p.status.active)
+        pending = max(0, min(spec.parallelism - running,
+                             spec.completions - job.succeeded - running))
+        return running, pending
+
+    def _log_path(self, pod: Pod) -> Path:
+        return Path(pod.dir) / f"{pod.name}.log"
 
     # ------------------------------------------------------------ the poller
 
