@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 from ..control.conftest import ControlPlane
 
 ENGINES = ["local", "slurm", "kubernetes"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def slurm_ready() -> bool:
@@ -178,3 +180,48 @@ def test_delete_stops_the_pods(engine: Engine) -> None:
     # the name is free again
     engine.submit("long", project, script="true")
     assert engine.finished("long", project)["job"]["status"] == "Succeeded"
+
+
+def test_a_job_runs_where_it_was_submitted_from(engine: Engine, tmp_path: Path) -> None:
+    """No --working-dir and a relative path, as a user types it: on an engine whose pods
+    share this filesystem the pod runs in the directory of the submit; elsewhere the CLI
+    says once that it does not."""
+    plane = engine.plane
+    project = engine.project(1)
+    here = tmp_path / "submitted from here"
+    here.mkdir()
+    (here / "job.sh").write_text('pwd\necho "ran job.sh"\n')
+    submitted = plane.run("submit", "wd", "-p", project, *engine.image, "--", "sh", "job.sh",
+                          cwd=here, check=False)
+    if engine.name == "kubernetes":
+        assert submitted.stderr.count("working directory") == 1, submitted.stderr
+        return
+    assert submitted.returncode == 0, submitted.stderr
+    assert "working directory" not in submitted.stderr
+    job = engine.finished("wd", project)
+    assert job["job"]["status"] == "Succeeded", job
+    log = plane.run("logs", "wd", "-p", project, "--pod", job["pods"][-1]["name"]).stdout
+    assert log == f"{here}\nran job.sh\n"
+
+
+def test_the_readme_sweep_as_written(engine: Engine, tmp_path: Path) -> None:
+    """The README's submit, word for word but for its paths: run from the repository's
+    root with the example's relative path and no --working-dir, 12 pods, 3 at a time, the
+    shared directory mounted at /nfs/hpo. Every configuration of the grid finishes once."""
+    if engine.name == "kubernetes":
+        pytest.skip("on Kubernetes the training script comes in an image (docs/kubernetes)")
+    plane = engine.plane
+    project = engine.project(2)
+    nfs = tmp_path / "nfs"
+    nfs.mkdir()
+    plane.run("submit", "hpo1", "-p", project, "-g", "1", "--parallelism", "3",
+              "--completions", "12", "-v", f"{nfs}:/nfs/hpo", "--",
+              sys.executable, "examples/hpo_digits.py", cwd=REPO)
+    job = engine.finished("hpo1", project, timeout=300)
+    assert job["job"]["status"] == "Succeeded", job
+    assert job["job"]["succeeded"] == 12
+    experiment = nfs / f"hpo1-{job['job']['uid']}"
+    trials = json.loads(plane.run("hpo", "show", str(experiment), "-o", "json").stdout)["trials"]
+    assert len(trials) == 12 and all(t["status"] == "finished" for t in trials), trials
+    configs = {(t["config"]["batch_size"], t["config"]["lr"]) for t in trials}
+    assert len(configs) == 12

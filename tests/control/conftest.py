@@ -28,13 +28,13 @@ class ControlPlane:
         for key in ("PODSWEEP_PROJECT", "PODSWEEP_TOKEN", "PODSWEEP_URL"):
             self.env.pop(key, None)
 
-    def run(self, *args: str, token: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, token: str | None = None, check: bool = True,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         env = dict(self.env)
         if token is not None:
             env["PODSWEEP_TOKEN"] = token
         proc = subprocess.run([PODSWEEP, *args], capture_output=True, text=True, env=env,
-                              timeout=120)
+                              timeout=120, cwd=cwd)
         if check and proc.returncode != 0:
             raise AssertionError(f"podsweep {' '.join(args)} -> {proc.returncode}\n"
                                  f"{proc.stdout}\n{proc.stderr}")

@@ -37,9 +37,12 @@ def test_submit_list_get_logs_delete_and_quota_through_the_cli(tmp_path: Path):
 
             refused = plane.run("submit", "hpo1", "-p", "team-a", "--", "true", check=False)
             assert refused.returncode == 2 and "pass -i IMAGE" in refused.stderr
-            plane.run("submit", "hpo1", "-p", "team-a", "-i", "example/train:1", "-g", "1",
-                      "--parallelism", "2", "--completions", "2",
-                      "-v", "nfs://nfs-1/export:/nfs/hpo", "--", "python", "train.py")
+            submitted = plane.run("submit", "hpo1", "-p", "team-a", "-i", "example/train:1",
+                                  "-g", "1", "--parallelism", "2", "--completions", "2",
+                                  "-v", "nfs://nfs-1/export:/nfs/hpo", "--", "python",
+                                  "train.py")
+            # the one line that says the pod will not run where this was typed
+            assert submitted.stderr.count("image's working directory") == 1
             detail = plane.job("hpo1", "team-a")
             assert detail["job"]["status"] == "Pending" and detail["job"]["user"] == "admin"
             assert detail["spec"]["volumes"] == ["nfs://nfs-1/export:/nfs/hpo"]

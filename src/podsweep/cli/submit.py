@@ -30,7 +30,8 @@ def job_options(
     environment: Annotated[list[str], typer.Option(
         "--environment", "-e", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
     working_dir: Annotated[Optional[str], typer.Option(
-        help="where the command runs (default: here)")] = None,
+        help="where the command runs (default: the directory you submit from, where pods "
+             "share this filesystem: local, Slurm; on Kubernetes the image's own)")] = None,
     image: Annotated[Optional[str], typer.Option("--image", "-i", help="container image")] = None,
     cpu: Annotated[int, typer.Option(help="CPUs per pod (sets OMP_NUM_THREADS)")] = 1,
     backoff_limit: Annotated[int, typer.Option(help="failed pods tolerated")] = 6,
@@ -52,8 +53,12 @@ def job_options(
 def submit(*args: Any, **kwargs: Any) -> None:
     body, output = job_options(*args, **kwargs)
     api = client()
-    if body["working_dir"] is None and api.get("/status")["cluster"] == "local":
-        body["working_dir"] = os.getcwd()     # local pods run here; an image has its own
+    if body["working_dir"] is None:
+        if api.get("/status")["shared_filesystem"]:
+            body["working_dir"] = os.getcwd()   # a relative script path works as typed
+        else:
+            typer.echo("note: pods start in their image's working directory on this "
+                       "cluster, not here (--working-dir sets another)", err=True)
     job = api.post("/jobs", body)
     emit(output, job, f"The job '{job['name']}' has been submitted successfully to project "
                       f"{job['project']}: {job['completions']} pods, at most "

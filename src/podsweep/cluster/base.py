@@ -103,6 +103,10 @@ class JobDetail:
 class ClusterInfo:
     kind: str
     gpus: list[dict[str, Any]]       # each: index, name, and the pod holding it (or None)
+    # Pods see the submitter's filesystem (this machine, or Slurm nodes sharing it), so a job
+    # runs where it was submitted from unless --working-dir says otherwise. False where a pod
+    # starts in its image's working directory (Kubernetes).
+    shared_filesystem: bool = True
 
 
 class Cluster(Protocol):
