@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HPO_PYTHONS := 3.9 3.13
 
-.PHONY: install lint test test-py test-hpo-versions demo bench clean
+.PHONY: install preflight lint test test-py test-hpo-versions demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ test-hpo-versions: $(foreach v,$(HPO_PYTHONS),.venv-py$(v)/.installed)
 	  PYTHONPATH=src .venv-py$$v/bin/python -m pytest -q -p no:cacheprovider tests/hpo || exit 1; \
 	done
 
-test: lint test-py test-hpo-versions
+# what this machine lacks for the tests, one line each, before anything runs
+preflight:
+	@scripts/test-preflight
+
+test: preflight lint test-py test-hpo-versions
 
 demo: install
 	$(BIN)/python scripts/demo.py
