@@ -59,6 +59,21 @@ def test_a_compiler_that_fails_is_a_clear_error(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_cc
+def test_a_compiler_without_the_c_librarys_headers_says_so_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a machine with gcc but not libc6-dev
+    cc = tmp_path / "cc"
+    cc.write_text(f'#!/bin/sh\nexec {compiler()} -nostdinc "$@"\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    with pytest.raises(RuntimeSetupError) as info:
+        build(tmp_path / "cache", SANDBOX)
+    assert str(info.value).startswith(f"cannot build podsweep's sandbox with {cc}: ")
+    assert "error: " in str(info.value) and "dirent.h" in str(info.value)   # the first
+    assert "\n" not in str(info.value)
+
+
 def test_without_a_compiler_the_python_supervisor_is_used(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:

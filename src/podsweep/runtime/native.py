@@ -105,13 +105,20 @@ def build(directory: Path, program: Program = SUPERVISOR) -> Path:
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, target)
                 return target
-            errors.append(result.stderr.strip() or f"{cc} exited with {result.returncode}")
+            errors.append(_first_error(result.stderr)
+                          or f"{cc} exited with {result.returncode}")
         except (OSError, subprocess.TimeoutExpired) as exc:
             errors.append(str(exc))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise RuntimeSetupError(f"cannot build {program.title} with {cc}: {errors[-1][-2000:]}")
+    raise RuntimeSetupError(f"cannot build {program.title} with {cc}: {errors[-1]}")
+
+
+def _first_error(output: str) -> str:
+    """The compiler's first error line (a missing header, say): one line to show a user."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return next((line for line in lines if "error" in line), lines[-1] if lines else "")
 
 
 @functools.cache

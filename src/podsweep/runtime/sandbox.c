@@ -214,7 +214,7 @@ static const char *namespace_hint(int err, int user)
     if (user && err == ENOSPC)
         return " (user namespaces disabled: user.max_user_namespaces is 0, or all used)";
     if (user && (err == EPERM || err == EACCES))
-        return " (user namespaces disabled?)";
+        return " (user namespaces disabled or restricted here?)";
     if (err == EPERM)
         return " (no CAP_SYS_ADMIN: a container without the privilege?)";
     if (err == EINVAL || err == ENOSYS)
@@ -222,6 +222,7 @@ static const char *namespace_hint(int err, int user)
     return "";
 }
 
+/* One of the user namespace's own files (uid_map, ...). */
 static void write_proc_file(const char *path, const char *text)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC), failed;
@@ -232,8 +233,8 @@ static void write_proc_file(const char *path, const char *text)
         close(fd);
     }
     if (failed)
-        die(CODE_SANDBOX, "volumes (-v) need a mount namespace: cannot write %s: %s", path,
-            strerror(errno));
+        die(CODE_SANDBOX, "volumes (-v) need a mount namespace: cannot write %s: %s%s", path,
+            strerror(errno), namespace_hint(errno, 1));
 }
 
 static void enter_namespaces(void)
@@ -257,7 +258,7 @@ static void enter_namespaces(void)
     }
     if (unshare(CLONE_NEWNS) < 0)
         die(CODE_SANDBOX, "volumes (-v) need a mount namespace: unshare(CLONE_NEWNS) failed: "
-            "%s%s", strerror(errno), namespace_hint(errno, 0));
+            "%s%s", strerror(errno), namespace_hint(errno, uid != 0));
 }
 
 static void follow_host_mounts(void)
