@@ -15,8 +15,8 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]'
-	# the native pod supervisor, built now rather than at the first pod (the Python one
-	# stands in where this fails)
+	# the native pod supervisor and the sandbox for -v volumes, built now rather than at the
+	# first pod (the Python supervisor stands in where this fails; volumes then say why)
 	-$(BIN)/python -c 'import podsweep.runtime.native as n; raise SystemExit(n.main())'
 	touch $@
 

@@ -11,7 +11,6 @@ def test_public_names() -> None:
         "PodLaunch",
         "PodProcess",
         "RuntimeSetupError",
-        "bwrap_available",
         "discover_gpus",
         "native_supervisor",
         "virtual_gpus",

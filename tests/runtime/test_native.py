@@ -1,7 +1,9 @@
-"""Building the native supervisor: cached by its source, a clear error, the Python fallback.
+"""Building the native supervisor (and the sandbox, by the same code): cached by its
+source, a clear error, the Python fallback.
 
-The native supervisor's behaviour is tested with the others' in test_process.py; here, how
-it comes to be. Real compiler runs into temporary caches.
+The native supervisor's behaviour is tested with the others' in test_process.py, the
+sandbox's in test_sandbox.py; here, how they come to be. Real compiler runs into temporary
+caches.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,7 @@ from podsweep.runtime import (
     native_supervisor,
     process,
 )
-from podsweep.runtime.native import SOURCE, build, compiler
+from podsweep.runtime.native import SANDBOX, SUPERVISOR, build, compiler
 
 # CI sets PODSWEEP_REQUIRE_NATIVE=1 (and installs a compiler): there these tests never skip.
 needs_cc = pytest.mark.skipif(
@@ -39,16 +42,13 @@ def test_the_build_is_cached_by_its_source(tmp_path: Path) -> None:
     # another source (another version of podsweep) gets a binary of its own
     other = tmp_path / "other"
     other.mkdir()
-    (other / "supervisor.c").write_bytes(SOURCE.read_bytes() + b"\n/* v2 */\n")
-    import podsweep.runtime.native as native
-
-    original = native.SOURCE
-    native.SOURCE = other / "supervisor.c"
-    try:
-        second = build(tmp_path)
-    finally:
-        native.SOURCE = original
+    (other / "supervisor.c").write_bytes(SUPERVISOR.source.read_bytes() + b"\n/* v2 */\n")
+    second = build(tmp_path, replace(SUPERVISOR, source=other / "supervisor.c"))
     assert second != first and second.name.startswith("podsweep-supervisor-")
+    # and another program, by the same machinery, beside them
+    sandbox = build(tmp_path, SANDBOX)
+    assert sandbox.name.startswith("podsweep-sandbox-") and os.access(sandbox, os.X_OK)
+    assert len({first, second, sandbox}) == 3
 
 
 def test_a_compiler_that_fails_is_a_clear_error(tmp_path: Path,
@@ -57,6 +57,21 @@ def test_a_compiler_that_fails_is_a_clear_error(tmp_path: Path,
     with pytest.raises(RuntimeSetupError, match="cannot build the native pod supervisor"):
         build(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_cc
+def test_a_compiler_without_the_c_librarys_headers_says_so_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a machine with gcc but not libc6-dev
+    cc = tmp_path / "cc"
+    cc.write_text(f'#!/bin/sh\nexec {compiler()} -nostdinc "$@"\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    with pytest.raises(RuntimeSetupError) as info:
+        build(tmp_path / "cache", SANDBOX)
+    assert str(info.value).startswith(f"cannot build podsweep's sandbox with {cc}: ")
+    assert "error: " in str(info.value) and "dirent.h" in str(info.value)   # the first
+    assert "\n" not in str(info.value)
 
 
 def test_without_a_compiler_the_python_supervisor_is_used(

@@ -122,8 +122,8 @@ def test_a_job_runs_as_an_array_with_distinct_gpus_logs_and_delete(plane: SlurmP
     assert plane.json("list", "-A") == []
 
 
-def test_volumes_through_bubblewrap_and_a_failed_task_runs_again(plane: SlurmPlane,
-                                                                  tmp_path: Path):
+def test_volumes_through_the_sandbox_and_a_failed_task_runs_again(plane: SlurmPlane,
+                                                                   tmp_path: Path):
     plane.run("project", "create", "team-a", "--gpus", "1")
     data = tmp_path / "data"
     data.mkdir()

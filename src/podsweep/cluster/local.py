@@ -274,7 +274,7 @@ class LocalCluster(StoredJobs):
             if not os.path.exists(volume.src):
                 raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
         if spec.volumes:
-            wrap_command(spec.command, spec.volumes, spec.working_dir)   # bwrap there?
+            wrap_command(spec.command, spec.volumes, spec.working_dir)   # a sandbox here?
         if spec.working_dir and not os.path.isdir(spec.working_dir):
             raise UsageError(f"--working-dir {spec.working_dir} does not exist")
         if self.store.job_by_name(spec.project, spec.name) is not None:
@@ -456,8 +456,8 @@ class LocalCluster(StoredJobs):
                "OMP_NUM_THREADS": str(spec.cpu)}
         try:
             argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
-            # with volumes, bwrap changes into the working dir itself: it may lie inside a
-            # volume that exists only in the pod's view
+            # with volumes, the sandbox changes into the working dir itself: it may lie
+            # inside a volume that exists only in the pod's view
             cwd = None if spec.volumes else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
                                                pod_dir / "pod.log", spec.grace_period),

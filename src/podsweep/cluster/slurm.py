@@ -9,7 +9,7 @@ Mapping (``podsweep up --cluster slurm``):
 - A **job** is ``sbatch --array=0-(C-1)%P --gres=gpu:G --account=... --qos=ps-...`` of a
   small batch script that sets the ``PODSWEEP_*`` variables from ``SLURM_ARRAY_TASK_ID`` and
   ``SLURM_RESTART_COUNT``, sends the task's output to ``<home>/slurm/<uid>/<pod>.log`` and
-  execs the command (under bubblewrap when it has volumes, as on the local cluster).
+  execs the command (under podsweep's sandbox when it has volumes, as on the local cluster).
 - A **pod** is an array task's attempt: ``<job>-<index>-<attempt>``, the attempt being
   Slurm's restart count.
 - **Borrowing**: a task that waits on its project's quota (reason ``QOSGrpGRES``) while GPUs
@@ -36,8 +36,8 @@ refuses ends Failed with Slurm's message.
 
 Limits: the grace period of a preempted or deleted pod is Slurm's ``KillWait`` (one setting
 for the cluster), not ``--grace-period``; volumes are set up on the node that runs the task
-with the same bubblewrap command line as here, so a multi-node cluster needs the same paths
-everywhere.
+with the same sandbox command line as here, so a multi-node cluster needs the same paths
+everywhere, the sandbox's binary (in the submitting user's cache) included.
 """
 
 from __future__ import annotations
@@ -535,6 +535,9 @@ class SlurmCluster(StoredJobs):
             volume.require_host("slurm")
             if not os.path.exists(volume.src):
                 raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
+        # The sandbox's binary is in this user's cache (~/.cache/podsweep): the task runs as
+        # the same user and sees the same file systems on a single node; a multi-node
+        # cluster would need it where every node finds it (see the module's docstring).
         argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
         if spec.working_dir and not os.path.isdir(self._host_path(spec)):
             raise UsageError(f"--working-dir {spec.working_dir} does not exist")

@@ -1,14 +1,21 @@
-"""The native supervisor (``supervisor.c``): compiled on first use, into a cache, by ``cc``.
+"""podsweep's C programs, compiled on first use, into a cache, by ``cc``.
 
-Starting a pod under the C supervisor costs the control plane one posix_spawn of a small
-static binary, where the Python supervisor costs a fork of the control plane (its page
-tables) and an interpreter's worth of work per pod. The binary is built once per version
-of its source: its name carries a hash of the source and the flags, so versions side by
-side never mix, and a build lands by rename, so concurrent first uses never see half a
-file. Where no compiler works, :func:`native_supervisor` says why and the caller falls back
-to the Python supervisor, which keeps the same contract.
+- ``supervisor.c``, the native pod supervisor (:func:`native_supervisor`). Starting a pod
+  under it costs the control plane one posix_spawn of a small static binary, where the
+  Python supervisor costs a fork of the control plane (its page tables) and an
+  interpreter's worth of work per pod. Where no compiler works, :func:`native_supervisor`
+  says why and the caller falls back to the Python supervisor, which keeps the same
+  contract.
+- ``sandbox.c``, the sandbox that gives a pod its volumes (:func:`native_sandbox`, used by
+  :mod:`podsweep.runtime.sandbox`). It has no Python stand-in: it must exec the command in
+  place, after steps that Python's standard library cannot take in one process.
 
-Built ahead of time by ``make install``, which runs :func:`main` (prints the binary's path).
+A binary is built once per version of its source: its name carries a hash of the source and
+the flags, so versions side by side never mix, and a build lands by rename, so concurrent
+first uses never see half a file.
+
+Built ahead of time by ``make install``, which runs :func:`main` (prints the binaries'
+paths).
 """
 
 from __future__ import annotations
@@ -21,13 +28,31 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from .sandbox import RuntimeSetupError
+from .errors import RuntimeSetupError
 
 log = logging.getLogger("podsweep.runtime")
 
-SOURCE = Path(__file__).with_name("supervisor.c")
+
+@dataclass(frozen=True)
+class Program:
+    """One of podsweep's C programs: a single source file, built by :func:`build`."""
+
+    name: str           # the binary's name, before the key of its source
+    source: Path
+    title: str          # how an error names it
+    no_compiler: str    # the error where there is no compiler at all
+
+
+SUPERVISOR = Program("podsweep-supervisor", Path(__file__).with_name("supervisor.c"),
+                     "the native pod supervisor",
+                     "no C compiler (cc) to build the native pod supervisor")
+SANDBOX = Program("podsweep-sandbox", Path(__file__).with_name("sandbox.c"),
+                  "podsweep's sandbox",
+                  "volumes (-v) need a C compiler to build podsweep's sandbox: "
+                  "apt-get install gcc")
 CFLAGS = ("-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror")
 # Static where the C library has an archive (no loader to run at each start, and nothing
 # in the pod's LD_* variables reaches the supervisor); dynamic otherwise.
@@ -50,40 +75,50 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
-def build(directory: Path) -> Path:
-    """The supervisor binary in ``directory``, compiled unless already there.
+@functools.cache
+def _key(source: Path) -> str:
+    """The hash that names a build of ``source``: read once per process, not per pod."""
+    return hashlib.sha256(source.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
+
+
+def build(directory: Path, program: Program = SUPERVISOR) -> Path:
+    """``program``'s binary in ``directory``, compiled unless already there.
 
     Raises :class:`RuntimeSetupError` (with the compiler's own words) if it cannot be built.
     """
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(CFLAGS).encode()).hexdigest()[:16]
-    target = directory / f"podsweep-supervisor-{key}"
+    target = directory / f"{program.name}-{_key(program.source)}"
     if os.access(target, os.X_OK):
         return target
     cc = compiler()
     if cc is None:
-        raise RuntimeSetupError("no C compiler (cc) to build the native pod supervisor")
+        raise RuntimeSetupError(program.no_compiler)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     errors = []
     for link in LINKS:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
         os.close(fd)
         try:
-            result = subprocess.run([cc, *CFLAGS, *link, "-o", tmp, str(SOURCE)],
+            result = subprocess.run([cc, *CFLAGS, *link, "-o", tmp, str(program.source)],
                                     capture_output=True, text=True, timeout=_BUILD_TIMEOUT,
                                     stdin=subprocess.DEVNULL)
             if result.returncode == 0:
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, target)
                 return target
-            errors.append(result.stderr.strip() or f"{cc} exited with {result.returncode}")
+            errors.append(_first_error(result.stderr)
+                          or f"{cc} exited with {result.returncode}")
         except (OSError, subprocess.TimeoutExpired) as exc:
             errors.append(str(exc))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise RuntimeSetupError(f"cannot build the native pod supervisor with {cc}: "
-                            f"{errors[-1][-2000:]}")
+    raise RuntimeSetupError(f"cannot build {program.title} with {cc}: {errors[-1]}")
+
+
+def _first_error(output: str) -> str:
+    """The compiler's first error line (a missing header, say): one line to show a user."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return next((line for line in lines if "error" in line), lines[-1] if lines else "")
 
 
 @functools.cache
@@ -102,13 +137,30 @@ def native_supervisor() -> Path | None:
         return None
 
 
-def main() -> int:
+def native_sandbox() -> Path:
+    """The sandbox, built into :func:`cache_dir` if need be (a stat once it is there).
+
+    Not remembered across calls, unlike the supervisor: a binary cleaned out of the cache
+    is built again rather than failing every later pod with volumes.
+
+    Raises :class:`RuntimeSetupError` if it cannot be built (no compiler: one line that
+    says what to install).
+    """
     try:
-        print(build(cache_dir()))
-    except (RuntimeSetupError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return build(cache_dir(), SANDBOX)
+    except OSError as exc:
+        raise RuntimeSetupError(f"cannot build {SANDBOX.title}: {exc}") from exc
+
+
+def main() -> int:
+    failed = 0
+    for program in (SUPERVISOR, SANDBOX):
+        try:
+            print(build(cache_dir(), program))
+        except (RuntimeSetupError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = 1
+    return failed
 
 
 if __name__ == "__main__":

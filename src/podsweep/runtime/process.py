@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from . import supervisor as _sv
+from .errors import RuntimeSetupError
 from .native import native_supervisor
-from .sandbox import RuntimeSetupError
 
 log = logging.getLogger("podsweep.runtime")
 

@@ -328,7 +328,7 @@ static int supervise(pid_t main_pid, double grace, int *signalled)
             code = exit_code(status);
             known = 1;
             /* After a SIGTERM the rest of the group keeps its grace period: the main
-             * process may be a wrapper (bubblewrap) that dies of the SIGTERM at once. */
+             * process may be a wrapper (a shell script) that dies of the SIGTERM at once. */
             if (!*signalled) {
                 kill_everything(main_pid, reaped);
                 give_up_at = now + REAP_TIMEOUT;

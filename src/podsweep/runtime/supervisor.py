@@ -242,8 +242,8 @@ def _supervise(main: int, grace_period: float) -> tuple[int, bool]:
         if status is not None:
             code = os.waitstatus_to_exitcode(status)
             # After a SIGTERM the rest of the group keeps its grace period: the main process
-            # may be a wrapper (bubblewrap) that dies of the SIGTERM at once, while the
-            # command it runs is still shutting down cleanly.
+            # may be a wrapper (a shell script that runs the training) that dies of the
+            # SIGTERM at once, while the command it runs is still shutting down cleanly.
             if not signalled:
                 _kill_everything(main, main_reaped=True)
                 give_up_at = now + _REAP_TIMEOUT
@@ -282,7 +282,7 @@ def _supervise(main: int, grace_period: float) -> tuple[int, bool]:
 def _become_subreaper() -> None:
     # Descendants orphaned inside the pod are re-parented to us rather than to init, so we
     # can kill them even if they left the pod's process group, and reap them; and "no child
-    # left" then means "nothing of the pod left", even once a wrapper such as bubblewrap has
+    # left" then means "nothing of the pod left", even once a wrapper (a shell script) has
     # died and left the command it ran behind.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
