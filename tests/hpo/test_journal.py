@@ -14,10 +14,14 @@ import pytest
 import podsweep.hpo as hpo
 from podsweep.hpo import Session
 from podsweep.hpo._journal import Reader
+from podsweep.hpo._ledger import Holder, Ledger
 
 from .conftest import events
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "hpo-format1.jsonl"
+# format 1 as written since trials record their holder (a pod) and are taken over by the
+# rerun of a dead holder's index; its last assign has a holder that does not parse
+GOLDEN_HOLDERS = GOLDEN.with_name("hpo-format1-holders.jsonl")
 
 
 def test_a_torn_last_line_is_cut_before_the_next_append(tmp_path):
@@ -115,7 +119,33 @@ def test_golden_format_1_journal_still_reads(tmp_path):
     assert res.best("accuracy").id == 2
 
 
-def test_writers_emit_exactly_the_golden_shapes(tmp_path):
+def test_format_1_with_holders_reads_and_folds(tmp_path):
+    """Holders and a takeover ("holder-gone") in format 1: results and the picking fold."""
+    res = hpo.results(GOLDEN_HOLDERS)
+    assert res.experiment == "oom-7c1d2e" and res.size == 6
+    table = [(t.id, t.status, t.attempts, t.epoch, t.worker) for t in res]
+    assert table == [
+        (1, "finished", 1, 1, "node-a:201"),
+        (2, "finished", 2, 2, "node-a:203"),      # taken over by oom-1-1, resumed, done
+        (3, "lost", 1, 0, "node-a:204"),
+        (4, "lost", 1, None, "laptop:301"),        # a plain process: no holder
+        (5, "lost", 1, None, "node-b:401"),        # a holder that does not parse
+    ]
+    assert [(r.attempt, r.epoch) for r in res[1].reports] == [(0, 0), (0, 1), (1, 2)]
+
+    ledger = Ledger()
+    for event in Reader(GOLDEN_HOLDERS).read_new():
+        ledger.apply(event)
+    now = 1795000003.0                             # every lease still runs
+    assert ledger.held == {("7c1d2e", 2): {3: None}}
+    # the rerun of index 2 takes trial 3 over; anyone else gets a fresh one
+    assert ledger.next_trial(now, Holder("7c1d2e", "oom-2-1", 2)) == (3, "holder-gone")
+    for other in (Holder("7c1d2e", "oom-2-0", 2), Holder("7c1d2e", "oom-3-1", 3),
+                  Holder("other", "oom-2-1", 2), None):
+        assert ledger.next_trial(now, other) == (6, None)
+
+
+def test_writers_emit_exactly_the_golden_shapes(tmp_path, monkeypatch):
     """Every event kind the library writes has the keys format 1 documents."""
     def shapes(path):
         out = {}
@@ -124,6 +154,8 @@ def test_writers_emit_exactly_the_golden_shapes(tmp_path):
         return out
 
     golden = shapes(GOLDEN)
+    for kind, keys in shapes(GOLDEN_HOLDERS).items():
+        golden.setdefault(kind, set()).update(keys)
     s = Session(tmp_path, "e", lease_seconds=0.06)
     s.pick(dict(batch_size=[32], lr=[1, 0.1]))
     s.report(0, {"accuracy": 0.5})
@@ -135,10 +167,34 @@ def test_writers_emit_exactly_the_golden_shapes(tmp_path):
     s2 = Session(tmp_path, "e")
     s2.pick(dict(batch_size=[32], lr=[1, 0.1]))   # takes over the preempted trial
     s2.end("finished")
+    # in pods: a holder with every assign, and a takeover by the rerun of an index
+    monkeypatch.setenv("PODSWEEP_JOB_UID", "7c1d2e")
+    monkeypatch.setenv("PODSWEEP_POD_INDEX", "1")
+    monkeypatch.setenv("PODSWEEP_POD_NAME", "oom-1-0")
+    Session(tmp_path, "p").pick(dict(batch_size=[32], lr=[1, 0.1]))
+    monkeypatch.setenv("PODSWEEP_POD_NAME", "oom-1-1")
+    s3 = Session(tmp_path, "p")
+    s3.pick(dict(batch_size=[32], lr=[1, 0.1]))
+    assert s3.current is not None and s3.current.attempt == 1
+    s3.end("finished")
     written = shapes(tmp_path / "e" / "hpo.jsonl")
+    for kind, keys in shapes(tmp_path / "p" / "hpo.jsonl").items():
+        written.setdefault(kind, set()).update(keys)
     assert set(written) == set(golden)
     for kind, keys in written.items():
         assert keys <= golden[kind], (kind, keys, golden[kind])
+    assert [e.get("reclaimed") for e in events(tmp_path / "p" / "hpo.jsonl")
+            if e["event"] == "assign"] == [None, "holder-gone"]
+
+
+def test_holders_come_from_the_pods_environment():
+    """On every engine: the job's uid, the pod's name, and its index by either name."""
+    pod = {"PODSWEEP_JOB_UID": "u1", "PODSWEEP_POD_NAME": "j-3-0"}
+    assert Holder.from_env({**pod, "PODSWEEP_POD_INDEX": "3"}) == Holder("u1", "j-3-0", 3)
+    assert Holder.from_env({**pod, "JOB_COMPLETION_INDEX": "3"}) == Holder("u1", "j-3-0", 3)
+    for partial in ({"PODSWEEP_POD_INDEX": "3"}, {**pod}, {**pod, "PODSWEEP_POD_INDEX": "x"},
+                    {"PODSWEEP_JOB_UID": "u1", "PODSWEEP_POD_INDEX": "3"}, {}):
+        assert Holder.from_env(partial) is None, partial
 
 
 def test_a_newer_format_is_refused(tmp_path):

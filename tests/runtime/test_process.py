@@ -265,11 +265,40 @@ def test_a_sigkilled_supervisor_is_reported_lost_and_its_pod_killed(
     assert group_members(proc.pid) != []    # the pod outlived its supervisor...
     assert proc.exit_code() == -signal.SIGKILL
     assert proc.lost
-    assert eventually(lambda: group_members(proc.pid or 0) == [])   # ...until now
+    assert group_members(proc.pid) == []    # ...until now: dead once the verdict is in
     # The verdict is recorded: a restarted control plane sees the same.
     adopted = PodProcess.adopt(proc.pod_dir)
     assert adopted is not None
     assert adopted.exit_code() == -signal.SIGKILL and adopted.lost
+
+
+def test_a_sigkilled_supervisors_pod_is_dead_to_its_last_process_before_the_verdict(
+        pods: Callable[..., PodProcess], tmp_path: Path) -> None:
+    """Even a process that left the pod's group: the index may run again at once after
+    exit_code(), and two live pods of one index would share one HPO trial."""
+    proc = pods(argv=[sys.executable, "-c", textwrap.dedent("""
+        import os, time
+        child = os.fork()
+        if child == 0:
+            os.setpgid(0, 0)          # its own group, as shell job control makes
+            os.execvp("sleep", ["sleep", "1000"])
+        print("ready", child, flush=True)
+        time.sleep(1000)
+    """)])
+    assert proc.pid is not None
+    wait_log(tmp_path / "pod.log", "ready")
+    child = int((tmp_path / "pod.log").read_text().split()[1])
+    assert eventually(lambda: (proc_stat(child) or ("", 0, proc.pid))[2] == child)
+    fd = proc.pidfd()
+    assert fd is not None
+    signal.pidfd_send_signal(fd, signal.SIGKILL)
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        assert sel.select(5.0)
+    os.close(fd)
+    assert alive(proc.pid) and alive(child)     # the supervisor is gone, the pod is not
+    assert proc.exit_code() == -signal.SIGKILL and proc.lost
+    assert not alive(proc.pid) and not alive(child)
 
 
 def test_a_supervisor_that_cannot_start_the_pod_is_an_error_at_launch(

@@ -131,11 +131,18 @@ def _current() -> Session:
 
 def pick(grid: Mapping[str, Any], strategy: Strategy = Strategy.GridSearch,
          seed: int = 0) -> Dict[str, Any]:
-    """This process's configuration: a preempted trial's first, else a fresh one.
+    """This process's configuration: an interrupted trial's first, else a fresh one.
+
+    Interrupted: held by the dead pod that this pod replaces (a pod of the same job and
+    index, which an engine never runs twice at once), preempted, or silent past its lease.
+    Such a trial is resumed: :func:`trial` gives its attempt and the epoch it had reached.
 
     The first pick() of an experiment declares its space; a later one with another space is
     refused (:class:`SpaceMismatch`). Raises :class:`NoTrialsLeft` when every configuration
-    has been handed out. For random search, ``seed`` fixes trial n's configuration.
+    has been handed out; in a pod (``PODSWEEP_JOB_UID``, ``PODSWEEP_POD_NAME`` and the pod's
+    index in its environment) the script need not catch it: uncaught, it ends the pod with
+    exit status 0 and one line on stderr, since nothing left to do is not a failure. For
+    random search, ``seed`` fixes trial n's configuration.
     """
     return _current().pick(grid, strategy, seed)
 

@@ -5,7 +5,9 @@ Format 1 — one JSON object per line, in the order the lock granted them::
     {"event":"experiment","format":1,"name":"hpo1-5f2c","strategy":"grid","seed":0,
      "space":{"batch_size":[32,64,128],"lr":[1,0.1,0.01,0.001]},"size":12,"time":…}
     {"event":"assign","trial":4,"attempt":0,"worker":"host:1234","lease":60,
-     "config":{"batch_size":32,"lr":0.001},"time":…}         # "reclaimed": "preempted"|"lease"
+     "config":{"batch_size":32,"lr":0.001},
+     "holder":{"job":"5f2c","pod":"hpo1-4-0","index":4},"time":…}
+                                 # "reclaimed": "preempted" | "lease" | "holder-gone"
     {"event":"heartbeat","trial":4,"attempt":0,"time":…}
     {"event":"report","trial":4,"attempt":0,"epoch":5,"metrics":{"accuracy":0.87},"time":…}
     {"event":"preempted","trial":4,"attempt":0,"time":…}
@@ -17,13 +19,22 @@ follows from the declared space (``_space.Space.config``), recorded in ``assign`
 readers. An event of an attempt that is no longer the trial's latest changes nothing but
 its own record (a report still counts). Unknown events are skipped, so a newer writer may
 add some; a newer ``format`` is refused.
+
+``holder`` names the pod that holds the trial (``PODSWEEP_JOB_UID``, ``PODSWEEP_POD_NAME``
+and ``PODSWEEP_POD_INDEX`` or ``JOB_COMPLETION_INDEX``); it is there only when the process
+runs in a pod of a job. An engine never runs two pods of one index of a job at once, so a
+pod of the same job and index with another name proves the holder dead: its pick() takes
+the trial over at once, recorded as ``"reclaimed": "holder-gone"``. Both were added to
+format 1 without changing its number: a reader that does not know them ignores the field
+and the value (it reads the assign as any reclaim, a new attempt), and so loses nothing
+but the takeover, falling back on the lease as before.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, Optional
+from typing import Any, Deque, Dict, Mapping, Optional, Tuple
 
 from ._errors import JournalError
 from ._journal import Event
@@ -34,12 +45,52 @@ FORMAT = 1
 RUNNING, PREEMPTED, FINISHED, FAILED = "running", "preempted", "finished", "failed"
 ENDINGS = {"preempted": PREEMPTED, "finished": FINISHED, "failed": FAILED}
 
+# Why a trial was handed out again (an assign's "reclaimed")
+RECLAIMED_PREEMPTED, RECLAIMED_LEASE, RECLAIMED_HOLDER_GONE = "preempted", "lease", "holder-gone"
+
 
 def check_header(event: Event) -> None:
     version = event.get("format")
     if not isinstance(version, int) or version > FORMAT:
         raise JournalError(f"journal format {version!r} is newer than this podsweep.hpo "
                            f"reads ({FORMAT}); upgrade podsweep")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The pod a process runs in: its job's uid, its own name and its index in the job."""
+
+    job: str
+    pod: str
+    index: int
+
+    @property
+    def key(self) -> Tuple[str, int]:
+        return self.job, self.index
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Optional[Holder]:
+        """The pod named by podsweep's variables (on every engine), None outside a pod."""
+        job = env.get("PODSWEEP_JOB_UID")
+        pod = env.get("PODSWEEP_POD_NAME")
+        raw = env.get("PODSWEEP_POD_INDEX") or env.get("JOB_COMPLETION_INDEX")
+        if not job or not pod or raw is None or not raw.strip().isdigit():
+            return None
+        return cls(job, pod, int(raw))
+
+    @classmethod
+    def from_event(cls, value: Any) -> Optional[Holder]:
+        """An assign's ``holder`` field; None if absent or malformed (then unused)."""
+        if not isinstance(value, dict):
+            return None
+        job, pod, index = value.get("job"), value.get("pod"), value.get("index")
+        if not isinstance(job, str) or not isinstance(pod, str) or \
+                isinstance(index, bool) or not isinstance(index, int):
+            return None
+        return cls(job, pod, index)
+
+    def to_event(self) -> Dict[str, Any]:
+        return {"job": self.job, "pod": self.pod, "index": self.index}
 
 
 @dataclass
@@ -51,6 +102,7 @@ class Slot:
     last_seen: float
     lease: float
     epoch: Optional[int] = None
+    holder: Optional[Holder] = None
 
 
 class Ledger:
@@ -58,6 +110,8 @@ class Ledger:
 
     ``live`` holds running trials in the order they were last heard from, so the one whose
     lease runs out first is at its front and finding it costs O(1) whatever the history.
+    ``held`` maps a pod's (job, index) to the running trials held by pods of that index
+    (one, but for a pod that runs several picking processes at once).
     """
 
     def __init__(self) -> None:
@@ -67,6 +121,7 @@ class Ledger:
         self.slots: Dict[int, Slot] = {}
         self.reclaimable: Deque[int] = deque()
         self.live: OrderedDict[int, None] = OrderedDict()
+        self.held: Dict[Tuple[str, int], Dict[int, None]] = {}
 
     def apply(self, event: Event) -> None:
         kind = event.get("event")
@@ -96,8 +151,14 @@ class Ledger:
         if slot is not None and attempt <= slot.attempt:
             return
         epoch = slot.epoch if slot is not None else None
-        self.slots[trial] = Slot(attempt, RUNNING, float(event["time"]),
-                                 float(event.get("lease", 60)), epoch)
+        holder = Holder.from_event(event.get("holder"))
+        new = Slot(attempt, RUNNING, float(event["time"]), float(event.get("lease", 60)),
+                   epoch, holder)
+        if slot is not None:
+            self._release(trial, slot)
+        self.slots[trial] = new
+        if holder is not None:
+            self.held.setdefault(holder.key, {})[trial] = None
         self.live[trial] = None
         self.live.move_to_end(trial)
         self.handed = max(self.handed, trial)
@@ -121,26 +182,55 @@ class Ledger:
         if slot is None or slot.attempt != attempt or slot.status != RUNNING:
             return
         slot.status = status
+        self._release(trial, slot)
         self.live.pop(trial, None)
         if status == PREEMPTED:
             self.reclaimable.append(trial)
 
-    def next_trial(self, now: float) -> tuple[Optional[int], Optional[str]]:
-        """The trial to hand out next and why: (trial, "preempted" | "lease" | None).
+    def _release(self, trial: int, slot: Slot) -> None:
+        """The trial is no longer held by its slot's holder (it ended, or was reassigned)."""
+        if slot.holder is None:
+            return
+        trials = self.held.get(slot.holder.key)
+        if trials is not None:
+            trials.pop(trial, None)
+            if not trials:
+                del self.held[slot.holder.key]
 
-        Preempted trials first, in the order they were preempted; then the running trial
+    def orphaned(self, holder: Holder) -> Optional[int]:
+        """A running trial held by another pod of ``holder``'s job and index, if any.
+
+        An engine never runs two pods of one index at once: that pod is dead.
+        """
+        for trial in self.held.get(holder.key, ()):
+            held_by = self.slots[trial].holder
+            if held_by is not None and held_by.pod != holder.pod:
+                return trial
+        return None
+
+    def next_trial(self, now: float, holder: Optional[Holder] = None
+                   ) -> Tuple[Optional[int], Optional[str]]:
+        """The trial to hand out next and why: (trial, "holder-gone" | "preempted" |
+        "lease" | None).
+
+        First the trial of the dead pod that ``holder`` replaces (the rerun of its index);
+        then preempted trials, in the order they were preempted; then the running trial
         heard from longest ago, if its lease has run out; then the next fresh one. Returns
         (None, None) when the space is exhausted.
         """
+        if holder is not None:
+            trial = self.orphaned(holder)
+            if trial is not None:
+                return trial, RECLAIMED_HOLDER_GONE
         while self.reclaimable:
             trial = self.reclaimable.popleft()
             if self.slots[trial].status == PREEMPTED:
-                return trial, "preempted"
+                return trial, RECLAIMED_PREEMPTED
         if self.live:
             trial = next(iter(self.live))
             slot = self.slots[trial]
             if now - slot.last_seen > slot.lease:
-                return trial, "lease"
+                return trial, RECLAIMED_LEASE
         assert self.space is not None
         size = self.space.size
         if size is None or self.handed < size:

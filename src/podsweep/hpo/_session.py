@@ -24,9 +24,15 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
-from ._errors import InvalidArgument, NotInitialized, NoTrialsLeft, SpaceMismatch
+from ._errors import (
+    InvalidArgument,
+    NotInitialized,
+    NoTrialsLeft,
+    NoTrialsLeftInPod,
+    SpaceMismatch,
+)
 from ._journal import Cursor, Event, Journal
-from ._ledger import FORMAT, RUNNING, Ledger
+from ._ledger import FORMAT, RUNNING, Holder, Ledger
 from ._space import Space, Strategy
 
 log = logging.getLogger("podsweep.hpo")
@@ -90,6 +96,8 @@ class Session:
         self.path = self.dir / JOURNAL_NAME
         self.lease = float(lease_seconds)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = Holder.from_env(os.environ)
+        """The pod this process runs in (None outside a job): recorded with each trial."""
         self.current: Optional[Assignment] = None
         self._journal = Journal.open(self.path)
         self._cursor = Cursor()
@@ -138,9 +146,14 @@ class Session:
 
     def pick(self, grid: Mapping[str, Any], strategy: Strategy = Strategy.GridSearch,
              seed: int = 0) -> Dict[str, Any]:
-        """Hand this process a trial: a preempted or abandoned one first, else a fresh one.
+        """Hand this process a trial: a taken-over, preempted or abandoned one first, else a
+        fresh one.
 
-        A trial still held from an earlier pick() in this process is marked finished first.
+        In a pod, a running trial held by a dead pod of the same job and index (the one this
+        pod replaces) comes first; outside a job, a trial whose holder died comes back once
+        its lease has run out. A trial still held from an earlier pick() in this process is
+        marked finished first. Nothing left raises :class:`NoTrialsLeft` (in a pod's main
+        thread, a :class:`~._errors.NoTrialsLeftInPod`: uncaught, the pod exits 0).
         """
         self._check_process()
         space = self._space(grid, strategy, seed)
@@ -167,20 +180,16 @@ class Session:
             declared = ledger.space
             assert declared is not None
             self._space_checked = space
-            trial, reason = ledger.next_trial(time.time())
+            trial, reason = ledger.next_trial(time.time(), self.holder)
             if trial is None:
-                counts = ledger.counts()
-                raise NoTrialsLeft(
-                    f"all {declared.size} configurations of experiment "
-                    f"{self.experiment!r} have been handed out "
-                    f"({counts.get(RUNNING, 0)} running, {counts.get('finished', 0)} "
-                    f"finished, {counts.get('failed', 0)} failed); a running trial whose "
-                    f"process dies is handed out again once its lease has run out")
+                raise self._nothing_left(declared.size)
             slot = ledger.slots.get(trial)
             attempt = 0 if slot is None else slot.attempt + 1
             config = declared.config(trial)
             event: Event = {"event": "assign", "trial": trial, "attempt": attempt,
                             "worker": self.worker, "lease": self.lease, "config": config}
+            if self.holder is not None:
+                event["holder"] = self.holder.to_event()
             if reason:
                 event["reclaimed"] = reason
             event["time"] = round(time.time(), 3)
@@ -204,6 +213,22 @@ class Session:
         log.info("Using configuration: %s", self.current.config)
         self._start_heartbeat()
         return dict(self.current.config)
+
+    def _nothing_left(self, size: Optional[int]) -> NoTrialsLeft:
+        """The error for a space handed out whole: in a pod's main thread, one that also
+        ends the process with exit 0 if the script does not catch it (see _errors)."""
+        counts = self._ledger.counts()
+        running = counts.get(RUNNING, 0)
+        message = (f"all {size} configurations of experiment {self.experiment!r} have been "
+                   f"handed out ({running} running, {counts.get('finished', 0)} finished, "
+                   f"{counts.get('failed', 0)} failed); a running trial whose process dies "
+                   f"is handed out again to the rerun of its pod, or once its lease has "
+                   f"run out")
+        if self.holder is None or threading.current_thread() is not threading.main_thread():
+            return NoTrialsLeft(message)
+        return NoTrialsLeftInPod(
+            message, f"No HPO experiment left to pick in {self.dir}: every configuration is "
+                     f"handed out ({running} running); exiting 0")
 
     def _space(self, grid: Mapping[str, Any], strategy: Strategy, seed: int) -> Space:
         """The Space for pick()'s arguments, built and checked once while they stay equal.

@@ -265,6 +265,66 @@ def _wait_readable(fd: int, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000))
 
 
+def _session_of(pid: int) -> int | None:
+    """The session of a live (not zombie) process; None if it has ended."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    # state, ppid, pgrp, session follow the command name, which may itself hold ")"
+    fields = raw[raw.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else int(fields[3])
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL what is left of a pod whose supervisor is gone, and wait until it is dead.
+
+    The pod leads a session of its own: a process that left the pod's group (shell job
+    control, a launcher's own groups) is still in it. The wait matters as much as the
+    kill: the index may run again as soon as this returns, and two live pods of one index
+    would break what the engine promises (podsweep.hpo hands the rerun its predecessor's
+    trial on that promise). A process SIGKILLed ends within milliseconds; one stuck in the
+    kernel (a hung NFS mount) runs no more of its own code either, and after _KILL_WAIT it
+    is left to die on its own, logged.
+    """
+    deadline = time.monotonic() + _KILL_WAIT
+    while True:
+        left = [int(e) for e in os.listdir("/proc")
+                if e.isdigit() and _session_of(int(e)) == sid]
+        if not left or time.monotonic() >= deadline:
+            if left:
+                log.warning("session %d: processes %s still alive %.0f s after SIGKILL",
+                            sid, left, _KILL_WAIT)
+            return
+        poller = select.poll()
+        fds: list[int] = []
+        waiting: set[int] = set()
+        try:
+            for pid in left:
+                try:
+                    fd = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue
+                fds.append(fd)
+                # the pidfd names one process: still the member found above, or one that
+                # took its pid since (then not ours to signal)
+                if _session_of(pid) == sid:
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    poller.register(fd, select.POLLIN)
+                    waiting.add(fd)
+            # a pidfd is readable once its process has exited; then look again: a process
+            # forked just before its parent's kill is a member too
+            while waiting and time.monotonic() < deadline:
+                for fd, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                    waiting.discard(fd)
+                    poller.unregister(fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
 class PodProcess:
     """One pod, as the control plane sees it; see the module's docstring.
 
@@ -515,12 +575,14 @@ class PodProcess:
         if self.pid is None or not self._this_boot:
             return
         leader = _sv.start_time(self.pid)
-        # While any process is in the group its id cannot be reused; a live leader with
-        # another start time means the group is gone and the pid belongs to someone else.
+        # While any process is in the group (or the session) its id cannot be reused; a
+        # live leader with another start time means the pod is gone and the pid belongs to
+        # someone else.
         if leader is not None and leader != self._pod_start:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        _kill_session(self.pid)
 
     def _supervisor_alive(self) -> bool:
         if self._popen is not None:
