@@ -109,10 +109,13 @@ def main() -> int:
         podsweep("submit", "hpo1", "-g", "1", "--parallelism", "3", "--completions", "12",
                  "-v", f"{NFS}:{MOUNT}", "--", *TRAIN)
         experiment = NFS / f"hpo1-{job()['job']['uid']}"
-        wait("3 pods training", lambda: all_training(experiment))
+        wait("3 pods running", lambda: job()["job"]["running"] == 3)
         say("team-a deserves 2 GPUs but uses 3: the third was idle, so it may borrow it.")
         podsweep("list")
         podsweep("project", "list")
+        # team-b comes once every running pod is mid-training, so the one preempted (the
+        # scheduler's choice) has a checkpoint to resume from
+        wait("3 pods training", lambda: all_training(experiment))
 
         say("team-b now needs its 2 GPUs. One GPU is free, so the newest hpo1 pod is")
         say("preempted (SIGTERM) in the middle of its training; the HPO library marks its")
