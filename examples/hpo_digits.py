@@ -52,6 +52,8 @@ def save_checkpoint(path: Path, model: MLPClassifier, epoch: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hpo-dir", default=os.environ.get("HPO_DIR", "/nfs/hpo"))
+    parser.add_argument("--experiment", default=None,
+                        help="the experiment's name (default: the job's name and uid)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--epoch-seconds", type=float, default=0.0,
                         help="extra time per epoch, to watch a sweep (and preempt it)")
@@ -60,7 +62,7 @@ def main() -> None:
 
     strategy = (hpo.Strategy.GridSearch if args.strategy == "grid"
                 else hpo.Strategy.RandomSearch)
-    hpo.init(args.hpo_dir)
+    hpo.init(args.hpo_dir, args.experiment)
     try:
         config = hpo.pick(grid=GRID, strategy=strategy)
     except hpo.NoTrialsLeft as exc:   # more pods than configurations: nothing left to do

@@ -10,6 +10,9 @@ from typing import Any
 
 from playwright.sync_api import expect
 
+from podsweep.hpo import Session
+
+from ..holder import add_holders
 from .conftest import UI, login, shot
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hpo_digits.py"
@@ -133,23 +136,106 @@ def test_the_walkthrough_sweep_from_the_form_with_results_and_plots(
     expect(page.locator("#log")).to_contain_text("Using configuration:")
     shot(page, screenshots, "pod-log")
     page.goto(ui.url + "/jobs/team-a/hpo1")
-    best = page.locator("tr.best")
+    uid = ui.plane.job("hpo1", "team-a")["job"]["uid"]
+    results = page.get_by_role("region", name=f"Results: experiment hpo1-{uid}")
+    best = results.locator("tr.best")
     expect(best).to_have_count(1)
     expect(best).to_contain_text("★ best")
-    expect(page.locator("#best")).to_contain_text("Best by accuracy (max): trial #")
-    expect(page.locator("#trials tbody tr")).to_have_count(4)
-    expect(page.locator("#curves .main-svg").first).to_be_visible()
-    expect(page.locator("#curves .scatterlayer .trace")).to_have_count(4)
-    expect(page.locator("#parcoords .main-svg").first).to_be_visible()
+    expect(results.locator(".best-trial")).to_contain_text("Best by accuracy (max): trial #")
+    expect(results.locator(".trials tbody tr")).to_have_count(4)
+    expect(results.locator(".curves-plot .main-svg").first).to_be_visible()
+    expect(results.locator(".curves-plot .scatterlayer .trace")).to_have_count(4)
+    expect(results.locator(".parcoords-plot .main-svg").first).to_be_visible()
     # one axis per hyperparameter and one for the metric, with their names (the lines
     # themselves are drawn on a WebGL canvas)
-    expect(page.locator("#parcoords")).to_contain_text("log10(lr)")
-    expect(page.locator("#parcoords")).to_contain_text("batch_size")
-    expect(page.locator("#parcoords canvas").first).to_be_attached()
+    expect(results.locator(".parcoords-plot")).to_contain_text("log10(lr)")
+    expect(results.locator(".parcoords-plot")).to_contain_text("batch_size")
+    expect(results.locator(".parcoords-plot canvas").first).to_be_attached()
     shot(page, screenshots, "job-results")
-    page.get_by_label("Best is").select_option("min")
-    page.get_by_role("button", name="Rank").click()
-    expect(page.locator("#best")).to_contain_text("Best by accuracy (min)")
+    results.get_by_label("Best is").select_option("min")
+    results.get_by_role("button", name="Rank").click()
+    expect(results.locator(".best-trial")).to_contain_text("Best by accuracy (min)")
+
+
+def test_a_script_that_names_its_experiment_has_its_results_and_plots_on_the_job_page(
+        page: Any, ui: UI, tmp_path: Path, screenshots: Path):
+    nfs = tmp_path / "nfs"
+    nfs.mkdir()
+    # another job's sweep in the same shared directory: not this job's results
+    theirs = Session(nfs, "their-sweep")
+    theirs.pick({"lr": [0.1, 0.01]})
+    theirs.report(0, {"loss": 0.3})
+    theirs.end("finished")
+    add_holders(theirs.path, "another-job", {1: ("other-0-0", 0)})
+    ui.plane.run("project", "create", "team-a", "--gpus", "2")
+    ui.plane.run("submit", "sweep", "-p", "team-a", "-g", "1", "--parallelism", "2",
+                 "--completions", "3", "-v", f"{nfs}:/nfs/hpo", "--", sys.executable,
+                 str(EXAMPLE), "--experiment", "my-sweep", "--epochs", "3",
+                 "--epoch-seconds", "0.2")
+    job = ui.plane.until("sweep done", lambda: (lambda j: j if j["job"]["status"] in (
+        "Succeeded", "Failed") else None)(ui.plane.job("sweep", "team-a")), timeout=180)
+    assert job["job"]["status"] == "Succeeded", job
+    journal = nfs / "my-sweep" / "hpo.jsonl"
+    # Until podsweep.hpo records who picked each trial, add it as the library will: the
+    # job's uid and the pod whose log says it picked the trial.
+    picked = {}
+    for pod in job["pods"]:
+        log = ui.plane.run("logs", "sweep", "-p", "team-a", "--pod", pod["name"]).stdout
+        trial = re.search(r"Picked HPO experiment #(\d+)", log)
+        assert trial, log
+        picked[int(trial.group(1))] = (pod["name"], pod["index"])
+    add_holders(journal, job["job"]["uid"], picked)
+
+    get = ui.plane.run("get", "sweep", "-p", "team-a").stdout
+    experiments = get.split("HPO EXPERIMENTS\n", 1)[1].splitlines()
+    assert experiments[0].split() == ["JOURNAL", "TRIALS", "BEST"]
+    assert experiments[1].startswith(f"{journal}   3/12 (3 finished)   #"), get
+    assert "accuracy=" in experiments[1] and len(experiments) == 2, get
+    hpo = ui.plane.json("get", "sweep", "-p", "team-a")["hpo"]
+    assert [e["name"] for e in hpo["experiments"]] == ["my-sweep"]
+
+    login(page, ui)
+    page.goto(ui.url + "/jobs/team-a/sweep")
+    results = page.get_by_role("region", name="Results: experiment my-sweep")
+    expect(results).to_contain_text(str(journal))
+    expect(results.locator(".trials tbody tr")).to_have_count(3)
+    expect(results.locator("tr.best")).to_have_count(1)
+    expect(results.locator(".curves-plot .scatterlayer .trace")).to_have_count(3)
+    expect(results.locator(".parcoords-plot")).to_contain_text("batch_size")
+    expect(page.get_by_role("region")).to_have_count(1)
+    expect(page.locator("main")).not_to_contain_text("their-sweep")
+    shot(page, screenshots, "job-named-experiment")
+
+
+def test_unreadable_results_are_one_note_each_and_the_page_still_works(
+        page: Any, ui: UI, tmp_path: Path, screenshots: Path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    ui.plane.run("project", "create", "team-a", "--gpus", "1")
+    ui.plane.run("submit", "broken", "-p", "team-a", "-v", f"{a}:/a", "-v", f"{b}:/b",
+                 "--", "true")
+    uid = ui.plane.until("broken done", lambda: (lambda j: j["job"]["uid"] if j["job"][
+        "status"] == "Succeeded" else None)(ui.plane.job("broken", "team-a")))
+    (a / f"broken-{uid}").mkdir()
+    (a / f"broken-{uid}" / "hpo.jsonl").write_text("not a journal\n")
+    b.rmdir()
+    b.symlink_to(b)                          # unreadable, even by root
+    login(page, ui)
+    page.goto(ui.url + "/jobs/team-a/broken")
+    notes = page.get_by_role("note")
+    expect(notes).to_have_count(2)
+    expect(notes.nth(0)).to_have_text(f"Cannot look for HPO results in {b}: Too many "
+                                      f"levels of symbolic links")
+    expect(notes.nth(1)).to_have_text(f"Cannot read the results in {a}/broken-{uid}/"
+                                      f"hpo.jsonl: it is not an HPO journal (no experiment "
+                                      f"declaration)")
+    expect(page.locator("#pods")).to_contain_text("broken-0-0")
+    shot(page, screenshots, "job-bad-results")
+    assert page.request.get(ui.url + "/jobs/team-a/broken/results.json").status == 404
+    get = ui.plane.run("get", "broken", "-p", "team-a").stdout
+    assert get.endswith(f"Cannot look for HPO results in {b}: Too many levels of symbolic "
+                        f"links\n"), get
 
 
 def test_a_member_of_another_project_can_neither_see_nor_delete_the_job(

@@ -11,7 +11,7 @@ import typer
 from ..errors import NotFound, UsageError
 from ..timefmt import age
 from .common import OutputOption, ProjectOption, client, configured_project, emit
-from .printers import Output, table
+from .printers import Output, cell, table
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -53,9 +53,10 @@ def get(
     project: Annotated[Optional[str], ProjectOption] = None,
     output: Annotated[Output, OutputOption] = Output.table,
 ) -> None:
-    """A job's fields, its pods, and its events (preemptions among them)."""
+    """A job's fields, its pods, its events (preemptions among them) and its HPO results."""
     api = client()
-    detail = api.get(f"/jobs/{find_project(api, name, project)}/{name}")
+    path = f"/jobs/{find_project(api, name, project)}/{name}"
+    detail = api.get(path)
     job, pods, events = detail["job"], detail["pods"], detail["events"]
     fields = [("Name", job["name"]), ("Project", job["project"]), ("User", job["user"]),
               ("Status", job["status"]), ("Age", age(job["created"])),
@@ -75,7 +76,30 @@ def get(
     event_rows = [[datetime.fromtimestamp(e["time"]).strftime("%H:%M:%S"), e["kind"],
                    e["message"]] for e in events]
     text += "\n\nEVENTS\n" + table(["time", "event", "message"], event_rows)
-    emit(output, detail, text)
+    hpo: dict[str, Any] = {"experiments": [], "problems": []}
+    if job["hpo_dirs"]:     # only a job with volumes has somewhere to keep HPO results
+        hpo = api.get(path + "/experiments")
+        text += "\n\nHPO EXPERIMENTS\n" + experiments_text(hpo)
+    emit(output, {**detail, "hpo": hpo}, text)
+
+
+def experiments_text(hpo: dict[str, Any]) -> str:
+    """The job's experiments: where each journal is, its trials, and the best so far."""
+    rows = []
+    for e in hpo["experiments"]:
+        if e["error"]:
+            rows.append([e["path"], "-", e["error"]])
+            continue
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(e["statuses"].items()))
+        trials = f"{e['trials']}" + (f"/{e['size']}" if e["size"] else "") + \
+            (f" ({statuses})" if statuses else "")
+        best = e["best"]
+        rows.append([e["path"], trials, "-" if best is None else
+                     f"#{best['trial']} {best['metric']}={cell(best['value'])} "
+                     f"({best['mode']}) {best['config']}"])
+    lines = [table(["journal", "trials", "best"], rows)] if rows else \
+        ["none found in the job's volumes"]
+    return "\n".join(lines + hpo["problems"])
 
 
 def logs(

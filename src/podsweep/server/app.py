@@ -28,6 +28,7 @@ from ..model import JobSpec, Volume, check_name
 from ..store import Store, User
 from . import web
 from .auth import hash_password, new_password
+from .experiments import ExperimentIndex
 
 
 class ProjectIn(BaseModel):
@@ -82,6 +83,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app = FastAPI(title="podsweep", version=__version__, docs_url=None, redoc_url=None)
     app.state.store = store
     app.state.cluster = cluster
+    app.state.experiments = ExperimentIndex()
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
@@ -181,6 +183,15 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     async def get_job(project: str, name: str, user: Me) -> dict[str, Any]:
         may_use(user, project)
         return cluster.job(project, name).to_dict()
+
+    @app.get("/api/v1/jobs/{project}/{name}/experiments")
+    async def experiments(project: str, name: str, user: Me) -> dict[str, Any]:
+        """The HPO experiments the job's pods wrote to, each with its trials and best."""
+        may_use(user, project)
+        job = cluster.job(project, name).job
+        found: dict[str, Any] = app.state.experiments.find(job.name, job.uid,
+                                                           job.hpo_dirs).to_dict()
+        return found
 
     @app.delete("/api/v1/jobs/{project}/{name}")
     async def delete_job(project: str, name: str, user: Me) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from .. import __version__
 from ..cluster.base import Cluster, JobDetail
 from ..errors import Forbidden, NotFound, PodsweepError
-from ..hpo import HPOError, Results, results
+from ..hpo import HPOError
 from ..model import JobSpec, Volume, parse_env
 from ..store import Store, User
 from ..timefmt import age
@@ -33,6 +33,7 @@ from .auth import (
     check_password,
     hash_password,
 )
+from .experiments import Experiment, ExperimentIndex, Found
 
 HERE = Path(__file__).parent
 LOG_LINES = 2000                 # the log page shows the tail; podsweep logs has the rest
@@ -274,18 +275,18 @@ def find_job(request: Request, user: User, project: str, name: str) -> JobDetail
 
 @router.get("/jobs/{project}/{name}", response_class=HTMLResponse)
 async def job_page(request: Request, project: str, name: str, message: str = "",
-                   metric: str | None = None, mode: str | None = None) -> HTMLResponse:
+                   experiment: str | None = None, metric: str | None = None,
+                   mode: str | None = None) -> HTMLResponse:
     user, csrf = session(request)
     detail = find_job(request, user, project, name)
-    res = job_results(detail)
-    table = None
-    if res is not None and len(res):
-        try:
-            table = results_table(res, metric, mode)
-        except HPOError:
-            table = None
+    found = job_experiments(request, detail)
+    # the ranking asked for applies to the experiment whose form was sent (or the only one)
+    only = len(found.experiments) == 1
+    shown = [experiment_view(e, *((metric, mode) if only or str(e.path) == experiment
+                                  else (None, None)))
+             for e in found.experiments]
     return page(request, "job.html", user, csrf, detail=detail, job=detail.job,
-                results=res, table=table, message=message)
+                experiments=shown, problems=found.problems, message=message)
 
 
 @router.get("/jobs/{project}/{name}/pods", response_class=HTMLResponse)
@@ -319,24 +320,37 @@ async def log_page(request: Request, project: str, name: str, pod: str,
 
 # ------------------------------------------------------------------ results
 
-def job_results(detail: JobDetail) -> Results | None:
-    """The HPO results of a job, if its pods used podsweep.hpo in a mounted directory."""
-    experiment = f"{detail.job.name}-{detail.job.uid}"
-    for src in detail.job.hpo_dirs:
-        journal = Path(src) / experiment / "hpo.jsonl"
-        if journal.is_file():
-            try:
-                return results(journal)
-            except HPOError:
-                return None
-    return None
+def _experiments(request: Request) -> ExperimentIndex:
+    index: ExperimentIndex = request.app.state.experiments
+    return index
 
 
-def results_table(res: Results, metric: str | None, mode: str | None) -> dict[str, Any]:
-    metric, mode = res.resolve_metric(metric, mode)
-    best = res.best(metric, mode)
-    return {"metric": metric, "mode": mode, "best": best, "rows": res.ranked(metric, mode),
-            "parameters": res.parameters, "metrics": res.metrics}
+def job_experiments(request: Request, detail: JobDetail) -> Found:
+    """The HPO experiments the job's pods wrote to in its mounted directories."""
+    job = detail.job
+    return _experiments(request).find(job.name, job.uid, job.hpo_dirs)
+
+
+def experiment_view(e: Experiment, metric: str | None, mode: str | None) -> dict[str, Any]:
+    """What the job page shows of one experiment: its ranked table, or why there is none."""
+    view: dict[str, Any] = {"name": e.name, "path": str(e.path), "results": e.results,
+                            "table": None, "note": e.error}
+    res = e.results
+    if res is None:
+        return view
+    if not len(res):
+        view["note"] = "No trial has started yet."
+        return view
+    try:
+        metric, mode = res.resolve_metric(metric, mode)
+        view["table"] = {"metric": metric, "mode": mode, "best": res.best(metric, mode),
+                         "rows": res.ranked(metric, mode), "parameters": res.parameters,
+                         "metrics": res.metrics}
+    except HPOError:
+        view["note"] = "No trial has reported a metric yet."
+    except (TypeError, ValueError) as exc:     # a journal with values that do not compare
+        view["note"] = f"Cannot rank the trials in {e.path}: {exc}"
+    return view
 
 
 def _finite(value: Any) -> Any:
@@ -344,17 +358,27 @@ def _finite(value: Any) -> Any:
 
 
 @router.get("/jobs/{project}/{name}/results.json")
-async def results_json(request: Request, project: str, name: str) -> JSONResponse:
+async def results_json(request: Request, project: str, name: str,
+                       experiment: str | None = None) -> JSONResponse:
+    """Every trial of one of the job's experiments (by its journal's path; by default the
+    only one), for the plots."""
     user, _ = session(request)
-    res = job_results(find_job(request, user, project, name))
-    if res is None:
-        raise NotFound(f"job {name!r} has no HPO results")
+    found = job_experiments(request, find_job(request, user, project, name))
+    if experiment is not None:
+        chosen = found.get(experiment)
+    else:
+        chosen = found.experiments[0] if len(found.experiments) == 1 else None
+    if chosen is None or chosen.results is None:
+        paths = ", ".join(str(e.path) for e in found.experiments) or "none"
+        raise NotFound(f"job {name!r} has no such HPO experiment (its experiments: {paths})")
+    res = chosen.results
     trials = [{"id": t.id, "status": t.status, "attempts": t.attempts, "config": t.config,
                "reports": [{"epoch": r.epoch, "attempt": r.attempt,
                             "metrics": {k: _finite(v) for k, v in r.metrics.items()}}
                            for r in t.reports]} for t in res]
-    return JSONResponse({"experiment": res.experiment, "parameters": res.parameters,
-                         "metrics": res.metrics, "trials": trials})
+    return JSONResponse({"experiment": res.experiment, "path": str(chosen.path),
+                         "parameters": res.parameters, "metrics": res.metrics,
+                         "trials": trials})
 
 
 # ------------------------------------------------------------------ cluster
