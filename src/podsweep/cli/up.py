@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,8 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..cluster import ENGINES
-from ..errors import PodsweepError, UsageError
-from ..homedir import REFUSAL, process_start_time, read_server
+from ..errors import DiskFull, PodsweepError, UsageError, disk_full
+from ..homedir import REFUSAL, process_start_time, read_server, write_private
 from .common import OutputOption, client, emit, home, read_json
 from .printers import Output, table
 
@@ -66,8 +65,9 @@ def up(gpus: Annotated[Optional[int], typer.Option(
             if settings.get("cluster") != "kubernetes":
                 raise UsageError(f"--{key} is for the kubernetes cluster")
             settings[key] = os.path.abspath(value) if key == "kubeconfig" else value
-    before = config.read_text() if config.exists() else None
-    config.write_text(json.dumps(settings))
+    before = read_json(config) if config.exists() else None
+    # whole or not at all: a full disk must not leave an empty config behind
+    write_private(config, settings)
     log_path = where / "server.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "podsweep.server", "--home", str(where)],
@@ -78,7 +78,9 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = log_path.read_text(errors="replace").splitlines()[-10:]
             if before is not None:        # the next up runs as the last one that worked
-                config.write_text(before)
+                write_private(config, before)
+            if proc.returncode == DiskFull.exit_code:   # its log may not have room to say so
+                raise disk_full(where)
             refusal = tail[-1].partition(REFUSAL)[2] if tail else ""
             if proc.returncode == UsageError.exit_code and refusal:
                 raise UsageError(refusal)
