@@ -592,3 +592,65 @@ def test_once_the_pods_group_is_gone_its_reused_id_is_never_signalled(
         if innocent is not None:
             innocent.kill()
             innocent.wait()
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs for the pods' files (needs root, as in CI; else the test skips)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Take every free byte of ``disk``."""
+    with open(disk / "filler", "wb") as f:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(f.fileno(), b"\0" * size)
+            except OSError:
+                pass
+
+
+def test_a_pod_that_ends_on_a_full_disk_is_recorded_as_it_ended(
+        tmp_path: Path, small_disk: Path, supervisor: SupervisorKind) -> None:
+    proc = PodProcess.launch(PodLaunch(
+        small_disk / "pod", ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; "
+                             "echo done; exit 0"], dict(os.environ), str(tmp_path),
+        small_disk / "pod.log", GRACE), supervisor=supervisor)
+    fill(small_disk)
+    (tmp_path / "go").touch()
+    assert wait_exit(proc) == 0
+    assert not proc.lost
+    assert json.loads((proc.pod_dir / "exit.json").read_text())["code"] == 0
+    adopted = PodProcess.adopt(proc.pod_dir)     # and so it reads after a restart
+    assert adopted is not None and adopted.exit_code() == 0 and not adopted.lost
+
+
+def test_a_supervisor_that_cannot_reserve_its_records_starts_no_pod(
+        tmp_path: Path, small_disk: Path, supervisor: SupervisorKind) -> None:
+    if supervisor != "native":
+        # the Python supervisors need spec.json written first: on a full disk that fails
+        # in the launcher, before any supervisor starts
+        (small_disk / "pod").mkdir()
+    fill(small_disk)
+    if supervisor != "native":
+        (small_disk / "pod").rmdir()
+    marker = tmp_path / "ran"
+    with pytest.raises((RuntimeSetupError, OSError)):
+        PodProcess.launch(PodLaunch(small_disk / "pod", ["touch", str(marker)],
+                                    dict(os.environ), None, tmp_path / "pod.log", GRACE),
+                          supervisor=supervisor)
+    time.sleep(0.2)
+    assert not marker.exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,11 +58,12 @@ def fill(where: Path) -> Path:
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     assert proc.returncode == 6, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "no space left" in lines[0], lines[0]
+    # (delete says first what it is about to do)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr
+    assert "no space left" in errors[0], errors[0]
     assert "Traceback" not in proc.stderr + proc.stdout
-    return lines[0]
+    return errors[0]
 
 
 def test_up_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(
@@ -83,3 +85,59 @@ def test_up_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(
         assert cp.json("project", "list") == []
     finally:
         cp.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_fraction(pid: int, seconds: float = 3.0) -> float:
+    """The share of one CPU the process used over ``seconds`` of wall time."""
+    before, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - t0)
+
+
+@pytest.fixture
+def full_plane(small_home: Path) -> Iterator[ControlPlane]:
+    cp = ControlPlane(small_home)
+    cp.run("up", "--gpus", "2")
+    cp.run("project", "create", "team", "--gpus", "2")
+    cp.run("project", "set", "team")
+    yield cp
+    (small_home / "filler").unlink(missing_ok=True)
+    cp.stop()
+
+
+def test_a_full_disk_loses_nothing_and_everything_resumes(
+        full_plane: ControlPlane, tmp_path: Path) -> None:
+    cp = full_plane
+    runs, go = tmp_path / "runs", tmp_path / "go"
+    # each run of an index leaves a line outside the full disk
+    cp.run("submit", "waiter", "--", "sh", "-c",
+           f"echo $PODSWEEP_POD_INDEX >> {runs}; while [ ! -e {go} ]; do sleep 0.05; done")
+    cp.run("submit", "victim", "--", "sleep", "1000")
+    cp.until("both running", lambda: all(cp.job(n, "team")["job"]["running"] == 1
+                                         for n in ("waiter", "victim")))
+    fill(cp.home)
+    # bad news for everyone, in one line each, and nothing changed
+    one_line_error(cp.run("submit", "late", "--", "true", check=False))
+    one_line_error(cp.run("delete", "victim", check=False))
+    victim = cp.job("victim", "team")
+    assert victim["job"]["status"] == "Running" and victim["job"]["running"] == 1
+    # the waiter's pod ends well while nothing can be written
+    go.touch()
+    time.sleep(1.5)
+    assert busy_fraction(cp.server_pid()) < 0.5      # paused, not spinning
+    assert cp.job("waiter", "team")["job"]["status"] == "Running"   # not recorded yet
+    # space returns: everything goes on, once
+    (cp.home / "filler").unlink()
+    cp.until("waiter succeeded",
+             lambda: cp.job("waiter", "team")["job"]["status"] == "Succeeded")
+    assert runs.read_text().split() == ["0"], "the index ran again"
+    pods = cp.job("waiter", "team")["pods"]
+    assert [(p["status"], p["exit_code"]) for p in pods] == [("Succeeded", 0)]
+    cp.run("delete", "victim")
+    cp.run("submit", "late", "--", "true")
+    cp.until("late succeeded", lambda: cp.job("late", "team")["job"]["status"] == "Succeeded")

@@ -608,7 +608,7 @@ class PodProcess:
             self._kill_pod_group()
             ended = {"code": -signal.SIGKILL.value, "finished": time.time(),
                      "signalled": False, "lost": True}
-            _sv.write_json_atomic(self.pod_dir / _sv.EXIT, ended)
+            self._record_end(ended)
         else:
             # The supervisor exits right after writing the file: reap it now rather than
             # leave a zombie behind.
@@ -621,6 +621,18 @@ class PodProcess:
         self.lost = bool(ended.get("lost", False))
         self._code = int(ended["code"])
         return self._code
+
+    def _record_end(self, ended: dict[str, Any]) -> None:
+        """Write the end we decided for a pod whose supervisor could not, where it can be.
+
+        Into the space the supervisor reserved. If even that fails (no reserved file and a
+        full disk), the answer holds in memory; a restarted control plane decides again
+        the same way (the supervisor is still gone).
+        """
+        try:
+            _sv.write_json_in_place(self.pod_dir / _sv.EXIT, ended)
+        except OSError as e:
+            log.warning("cannot record the end of the pod in %s: %s", self.pod_dir, e)
 
     def running(self) -> bool:
         return self.exit_code() is None
@@ -652,9 +664,8 @@ class PodProcess:
                     signal.pidfd_send_signal(fd, signal.SIGKILL)
                 _wait_readable(fd, _KILL_WAIT)
                 if _sv.read_json(self.pod_dir / _sv.EXIT) is None:
-                    _sv.write_json_atomic(self.pod_dir / _sv.EXIT, {
-                        "code": -signal.SIGKILL.value, "finished": time.time(),
-                        "signalled": True})
+                    self._record_end({"code": -signal.SIGKILL.value,
+                                      "finished": time.time(), "signalled": True})
         finally:
             if fd is not None:
                 os.close(fd)

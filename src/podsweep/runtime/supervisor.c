@@ -18,10 +18,11 @@
  * read). There is no spec.json: the pod's directory, made by the launcher just before it
  * starts the supervisor, is what tells a restarted control plane that a pod may be there.
  *
- * It also writes state.json and exit.json in place, not by rename: each is one write() of
- * a few hundred bytes to a new file, and a reader takes a file that does not parse (empty,
- * or cut short by a crash) for one not written yet. On a busy machine every file created
- * costs, and there is one pod per file here.
+ * It writes state.json and exit.json in place, not by rename, as supervisor.py does: each is
+ * reserved first thing (RESERVED spaces), then overwritten in one write padded with spaces,
+ * so the record of a pod's end needs no new block on a full disk; a reader takes a file
+ * that does not parse (spaces, or cut short) for one not written yet. No file is created
+ * per write, which also counts on a busy machine.
  *
  * It is started with posix_spawn, so it costs its parent no copy of its page tables, with
  * the signals it waits for already blocked: none sent before it is ready is lost. The
@@ -116,24 +117,50 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
     return (ssize_t)got;
 }
 
-/* POD_DIR/name, in one write (see the top of this file). No fsync: see write_json_atomic
- * in supervisor.py. */
-static int write_file(const char *name, const char *text)
+#define RESERVED 512       /* bytes reserved for state.json and exit.json, as in supervisor.py */
+
+/* POD_DIR/name, written over the space reserved in it, padded with spaces to its size, in
+ * one write (see the top of this file); with reserve, the file made of RESERVED spaces.
+ * No fsync: see write_json_atomic in supervisor.py. */
+static int write_file(const char *name, const char *text, int reserve)
 {
-    char path[4096];
-    int fd, failed;
+    char path[4096], buf[RESERVED];
+    size_t len = strlen(text), size;
+    struct stat st;
+    ssize_t n;
+    int fd, failed = 0;
 
     if (snprintf(path, sizeof path, "%s/%s", pod_dir, name) >= (int)sizeof path) {
         errno = ENAMETOOLONG;
         return -1;
     }
     do
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (reserve ? O_TRUNC : 0), 0644);
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return -1;
-    failed = write_all(fd, text, strlen(text));
-    failed |= close(fd);
+    if (reserve)
+        size = sizeof buf;
+    else
+        size = fstat(fd, &st) == 0 ? (size_t)st.st_size : 0;
+    if (len <= sizeof buf && size <= sizeof buf) {
+        if (size < len)
+            size = len;
+        memset(buf, ' ', sizeof buf);
+        memcpy(buf, text, len);
+        do
+            n = pwrite(fd, buf, size, 0);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)size) {
+            if (n >= 0)
+                errno = ENOSPC;
+            failed = 1;
+        }
+    } else {
+        failed = write_all(fd, text, len);
+    }
+    if (close(fd) < 0)
+        failed = 1;
     return failed ? -1 : 0;
 }
 
@@ -384,7 +411,7 @@ static int write_exit(int code, int signalled)
 
     snprintf(text, sizeof text, "{\"code\": %d, \"finished\": %.6f, \"signalled\": %s}",
              code, wall_clock(), signalled ? "true" : "false");
-    if (write_file("exit.json", text) < 0) {
+    if (write_file("exit.json", text, 0) < 0) {
         say("cannot write %s/exit.json: %s", pod_dir, strerror(errno));
         return -1;
     }
@@ -407,7 +434,7 @@ static int write_state(long long start, const char *boot, double started, pid_t 
     snprintf(text, sizeof text, "{\"supervisor_pid\": %d, \"supervisor_start\": %s, "
              "\"boot_id\": \"%s\", %s, \"started\": %.6f}",
              (int)getpid(), starts[0], boot, pids, started);
-    if (write_file("state.json", text) < 0) {
+    if (write_file("state.json", text, 0) < 0) {
         say("cannot write %s/state.json: %s", pod_dir, strerror(errno));
         return -1;
     }
@@ -619,6 +646,13 @@ int main(int argc, char **argv)
     lock_fd = open(pod_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (lock_fd < 0 || flock(lock_fd, LOCK_EX) < 0) {
         say("cannot lock %s: %s", pod_dir, strerror(errno));
+        return 1;
+    }
+
+    /* The records of the pod's start and end, reserved before anything else: on a full disk
+     * the pod does not start rather than end unrecorded (and run twice). */
+    if (write_file("state.json", "", 1) < 0 || write_file("exit.json", "", 1) < 0) {
+        say("cannot reserve the pod's records in %s: %s", pod_dir, strerror(errno));
         return 1;
     }
 

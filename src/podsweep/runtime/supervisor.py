@@ -15,9 +15,13 @@ itself (close-on-exec: the pod never holds it). A pod directory with no state.js
 lock is held is a pod still being started, however long that takes (a stalled mount), not
 a lost one; :func:`lock_holder` names the supervisor.
 
-A reader takes a file that does not parse for one not written yet: this supervisor writes
-state.json and exit.json by rename, the native one (``supervisor.c``, which takes its
-command on its command line, not from spec.json) in one write to a new file.
+A reader takes a file that does not parse for one not written yet. Both supervisors (this
+one and the native ``supervisor.c``, which takes its command on its command line, not from
+spec.json) reserve state.json and exit.json first thing, as :data:`RESERVED` bytes of
+spaces, and later write each in place, in one write padded with spaces
+(:func:`write_json_in_place`): on a full disk the record of a pod's end still fits, so a pod
+that exited 0 is never taken for a lost one (and run again). A supervisor that cannot
+reserve them exits before it starts the pod.
 
 ``pid``/``pgid`` are null and ``code`` is 127 (126 for a permission error) when the command
 could not be started at all. ``code`` follows :attr:`subprocess.Popen.returncode`: the exit
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import functools
 import json
@@ -66,6 +71,49 @@ _WATCHED = {signal.SIGCHLD, KILL_NOW, *_TERMINATE}
 WATCHED = frozenset(_WATCHED)   # blocked by a parent across the fork of a supervisor
 
 
+RESERVED = 512
+"""The bytes reserved for state.json and exit.json: each holds well under 300."""
+
+
+def reserve(path: Path) -> None:
+    """``path`` as RESERVED spaces (JSON that does not parse: a file not written yet)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        if os.write(fd, b" " * RESERVED) != RESERVED:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    finally:
+        os.close(fd)
+
+
+def write_json_in_place(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` over the space reserved in ``path``: one write, no new block needed.
+
+    Padded with spaces to the file's size, so nothing of an earlier content is left. A
+    reader may catch it half-written: then it does not parse (it starts with "{" and the
+    rest of the file is spaces), which readers take for a file not written yet. Without a
+    reserved file (one from an older supervisor) it is written by rename.
+    """
+    text = json.dumps(data).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        write_json_atomic(path, data)
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size < len(text):
+            os.close(fd)
+            fd = -1
+            write_json_atomic(path, data)
+            return
+        padded = text + b" " * (size - len(text))
+        if os.pwrite(fd, padded, 0) != len(padded):
+            raise OSError(errno.EIO, f"short write to {path}")
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` in one step: a reader sees the old file or the whole new one.
 
@@ -75,9 +123,14 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     supervisor forked from the control plane, a first text codec lookup is an import.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(data).encode())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(data).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -332,6 +385,13 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
     # Blocked before the child exists, so that a SIGTERM sent as soon as state.json is
     # readable is forwarded, not fatal to the supervisor.
     signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+    try:
+        for name in (STATE, EXIT):
+            reserve(pod_dir / name)
+    except OSError as e:
+        # nothing started: the pod is not lost, it never ran (and runs again)
+        print(f"cannot reserve the pod's records in {pod_dir}: {e}", file=sys.stderr)
+        return 1
     state: dict[str, Any] = {"supervisor_pid": os.getpid(),
                              "supervisor_start": start_time(os.getpid()),
                              "boot_id": boot_id(), "pid": None, "pgid": None,
@@ -342,17 +402,17 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
     except OSError as e:
         os.write(log_fd, f"podsweep: cannot start the pod's command: {e}\n".encode())
         os.close(log_fd)
-        write_json_atomic(pod_dir / STATE, state)
+        write_json_in_place(pod_dir / STATE, state)
         _close(ready_fd)
         code = CODE_NOT_EXECUTABLE if isinstance(e, PermissionError) else CODE_NOT_FOUND
-        write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
+        write_json_in_place(pod_dir / EXIT, {"code": code, "finished": time.time(),
                                            "signalled": False})
         return 0
     os.close(log_fd)
     stat = proc_stat(child)   # unreaped, so there even if the command ended already
     state.update(pid=child, pgid=child, pod_start=None if stat is None else stat[3])
     try:
-        write_json_atomic(pod_dir / STATE, state)
+        write_json_in_place(pod_dir / STATE, state)
         _close(ready_fd)
         code, signalled = _supervise(child, float(spec["grace_period"]))
     except BaseException:
@@ -361,7 +421,7 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
         stat = proc_stat(child)
         _kill_everything(child, main_reaped=stat is None or stat[1] != os.getpid())
         raise
-    write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
+    write_json_in_place(pod_dir / EXIT, {"code": code, "finished": time.time(),
                                        "signalled": signalled})
     return 0
 
