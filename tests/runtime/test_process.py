@@ -286,7 +286,8 @@ def test_a_sigkilled_supervisors_pod_is_dead_to_its_last_process_before_the_verd
         time.sleep(1000)
     """)])
     assert proc.pid is not None
-    wait_log(tmp_path / "pod.log", "ready")
+    # the whole line: unbuffered (PYTHONUNBUFFERED), print writes its words one by one
+    wait_log(tmp_path / "pod.log", "\n")
     child = int((tmp_path / "pod.log").read_text().split()[1])
     assert eventually(lambda: (proc_stat(child) or ("", 0, proc.pid))[2] == child)
     fd = proc.pidfd()
@@ -654,3 +655,30 @@ def test_a_supervisor_that_cannot_reserve_its_records_starts_no_pod(
                           supervisor=supervisor)
     time.sleep(0.2)
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ the log's cap
+
+
+def test_the_log_is_capped_and_keeps_the_newest_output(
+        tmp_path: Path, supervisor: SupervisorKind) -> None:
+    limit = 256 << 10
+    log = tmp_path / "pod.log"
+    proc = PodProcess.launch(PodLaunch(
+        tmp_path / "pod", ["sh", "-c", "seq 1 300000; echo the end >&2"], dict(os.environ),
+        None, log, GRACE, log_limit=limit), supervisor=supervisor)
+    assert wait_exit(proc) == 0
+    everything = "".join(f"{i}\n" for i in range(1, 300001)) + "the end\n"
+    kept = (tmp_path / "pod.log.1").read_text() + log.read_text()
+    # one chunk of the pipe (64 KiB) may go past the half before the log is moved
+    assert limit // 4 <= len(kept) <= limit + (64 << 10)
+    assert everything.endswith(kept) and kept.endswith("299999\n300000\nthe end\n")
+
+
+def test_output_that_finds_the_disk_full_is_dropped_and_the_pod_goes_on(
+        tmp_path: Path, small_disk: Path, supervisor: SupervisorKind) -> None:
+    proc = PodProcess.launch(PodLaunch(
+        small_disk / "pod", ["sh", "-c", "seq 1 100000; exit 5"], dict(os.environ), None,
+        small_disk / "pod.log", GRACE, log_limit=64 << 20), supervisor=supervisor)
+    fill(small_disk)
+    assert wait_exit(proc) == 5 and not proc.lost

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.control.conftest import ControlPlane
+from tests.control.conftest import PODSWEEP, ControlPlane
 
 SIZE = "4m"
 
@@ -141,3 +141,42 @@ def test_a_full_disk_loses_nothing_and_everything_resumes(
     cp.run("delete", "victim")
     cp.run("submit", "late", "--", "true")
     cp.until("late succeeded", lambda: cp.job("late", "team")["job"]["status"] == "Succeeded")
+
+
+PRINTER = "n=0; while :; do seq $n $((n+999)); n=$((n+1000)); sleep 0.02; done"
+
+
+def test_a_pod_printing_without_end_is_capped_and_followed_and_costs_the_plane_nothing(
+        small_home: Path) -> None:
+    cp = ControlPlane(small_home)
+    cp.run("up", "--gpus", "1", "--log-limit", "1M")
+    try:
+        cp.run("project", "create", "team", "--gpus", "1")
+        cp.run("submit", "printer", "-p", "team", "--", "sh", "-c", PRINTER)
+        logs = cp.until("the log moved once", lambda: [
+            p for p in (small_home / "pods").glob("*/printer-0-0") if (p / "pod.log.1").exists()])
+        pod_dir = logs[0]
+        # logs -f follows the log across its moves: every line, in order
+        follower = subprocess.Popen([PODSWEEP, "logs", "-f", "printer", "-p", "team"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    env=cp.env)
+        time.sleep(4)
+        follower.kill()
+        out, _ = follower.communicate()
+        numbers = [int(line) for line in out.split(b"\n")[1:-1] if line.isdigit()]
+        assert len(numbers) > 3000
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), \
+            "logs -f lost or repeated lines across a move"
+        # the disk fills up under the pod's feet; the log stays capped, the plane calm
+        fill(small_home)
+        time.sleep(1.5)
+        assert busy_fraction(cp.server_pid()) < 0.5
+        sizes = [f.stat().st_size for f in (pod_dir / "pod.log", pod_dir / "pod.log.1")]
+        assert sum(sizes) <= (1 << 20) + (64 << 10), sizes
+        (small_home / "filler").unlink()
+        assert cp.job("printer", "team")["job"]["status"] == "Running"
+        cp.run("delete", "printer", "-p", "team")      # returns once its pods are gone
+        assert not (pod_dir / "pod.log.2").exists()
+    finally:
+        (small_home / "filler").unlink(missing_ok=True)
+        cp.stop()

@@ -49,6 +49,7 @@ from ..runtime import (
     wrap_command,
 )
 from ..runtime.process import SupervisorKind
+from ..runtime.supervisor import DEFAULT_LOG_LIMIT
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
 from ..store import Job, Pod, Project, Store
 from .base import ClusterInfo, JobInfo, ProjectInfo
@@ -126,8 +127,10 @@ class LocalCluster(StoredJobs):
 
     def __init__(self, home: Path, store: Store, gpus: list[GPU],
                  loop: asyncio.AbstractEventLoop,
-                 supervisor: SupervisorKind | None = None) -> None:
+                 supervisor: SupervisorKind | None = None,
+                 log_limit: int = DEFAULT_LOG_LIMIT) -> None:
         self.home = home
+        self.log_limit = log_limit    # bytes of each pod's log (podsweep up --log-limit)
         self.store = store
         self.gpus = gpus
         self.loop = loop
@@ -158,7 +161,8 @@ class LocalCluster(StoredJobs):
         """The GPUs NVML finds, or ``settings["gpus"]`` virtual ones (``podsweep up --gpus``)."""
         count = settings.get("gpus")
         gpus = virtual_gpus(int(count)) if count is not None else discover_gpus()
-        return cls(home, store, gpus, loop)
+        return cls(home, store, gpus, loop,
+                   log_limit=int(settings.get("log_limit") or DEFAULT_LOG_LIMIT))
 
     # ------------------------------------------------------------ start-up and recovery
 
@@ -535,7 +539,8 @@ class LocalCluster(StoredJobs):
             # inside a volume that exists only in the pod's view
             cwd = None if spec.volumes else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
-                                               pod_dir / "pod.log", spec.grace_period),
+                                               pod_dir / "pod.log", spec.grace_period,
+                                               self.log_limit),
                                      # the loop need not wait for the pod to start
                                      supervisor=self._supervisor, wait=False)
         except Exception as exc:   # a pod that cannot start fails like one that exits 1

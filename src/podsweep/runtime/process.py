@@ -79,8 +79,9 @@ class PodLaunch:
     argv: list[str]       # already wrapped by wrap_command if the pod has volumes
     env: dict[str, str]   # the pod's whole environment
     cwd: str | None       # None: the caller's (and always None for a wrapped argv)
-    log: Path             # stdout and stderr are appended here
+    log: Path             # stdout and stderr are appended here (then log.1: see log_limit)
     grace_period: float   # seconds between SIGTERM and SIGKILL
+    log_limit: int = _sv.DEFAULT_LOG_LIMIT   # bytes of log and log.1 together, at most
 
 
 class _Child:
@@ -133,7 +134,8 @@ def _make_pod_dir(pod_dir: Path) -> None:
 def _write_spec(pod_dir: Path, spec: PodLaunch, log: Path) -> None:
     """spec.json, the Python supervisor's input, written whole before it starts."""
     data = json.dumps({"argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
-                       "log": str(log), "grace_period": float(spec.grace_period)}).encode()
+                       "log": str(log), "grace_period": float(spec.grace_period),
+                       "log_limit": int(spec.log_limit)}).encode()
     fd = os.open(pod_dir / _sv.SPEC, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -208,6 +210,7 @@ def _spawn_native(binary: Path, spec: PodLaunch, pod_dir: Path, log: Path,
         argv += ["--cpus", _cpu_list(frozenset(allowed))]
     if spec.cwd is not None:
         argv += ["--cwd", spec.cwd]
+    argv += ["--log-limit", str(int(spec.log_limit))]
     argv += [str(log), repr(float(spec.grace_period)), str(pod_dir), "--", *spec.argv]
     # We wait until the child has exec'd. A new process goes to the idlest CPU, which on a
     # busy machine may make it wait there for milliseconds while ours idles; pinned to our

@@ -5,7 +5,8 @@ this file), in a session of its own, so that it outlives a control plane that di
 restarts. It closes ``FD``, if given, once ``state.json`` is written: the launcher waits on
 that rather than polling. The files it shares with the control plane, all in ``POD_DIR``::
 
-    spec.json   written by the launcher   {"argv", "env", "cwd", "log", "grace_period"}
+    spec.json   written by the launcher   {"argv", "env", "cwd", "log", "grace_period",
+                                           "log_limit"}
     state.json  written once started      {"supervisor_pid", "supervisor_start", "boot_id",
                                            "pid", "pgid", "pod_start", "started"}
     exit.json   written once it is over   {"code", "finished", "signalled"}
@@ -36,6 +37,13 @@ pod's main process has ended, whatever remains of its group (and any orphaned de
 since the supervisor is their subreaper) is killed, every child is reaped, ``exit.json`` is
 written and the supervisor exits 0.
 
+The pod's stdout and stderr go to a pipe that the supervisor drains into ``log`` (appended
+to). Each time the log would pass half of ``log_limit`` bytes it is moved to ``log.1`` (the
+one before is dropped) and a new one begun: the two hold at most ``log_limit`` bytes, and
+the newest output. Output that cannot be written (a full disk) is dropped; the pod goes on.
+exit.json is written once the pipe is drained (or after _REAP_TIMEOUT, if a process stuck
+in the kernel still holds it).
+
 Standard library only: it imports nothing from podsweep and must stay small.
 """
 
@@ -50,6 +58,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +67,7 @@ SPEC = "spec.json"
 STATE = "state.json"
 EXIT = "exit.json"
 
+DEFAULT_LOG_LIMIT = 100 << 20
 CODE_NOT_FOUND = 127
 CODE_NOT_EXECUTABLE = 126
 
@@ -332,6 +342,49 @@ def _supervise(main: int, grace_period: float) -> tuple[int, bool]:
     return (code if code is not None else -int(signal.SIGKILL)), signalled
 
 
+class LogSink:
+    """The pod's log, written from the pipe its output goes to; see the module's docstring."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data: bytes) -> None:
+        if self.size > 0 and self.size + len(data) > self.limit // 2:
+            try:
+                os.replace(self.path, self.path + ".1")
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                             0o644)
+            except OSError:
+                try:
+                    os.ftruncate(self.fd, 0)     # the limit rather than the output
+                except OSError:
+                    return
+            else:
+                os.close(self.fd)
+                self.fd = fd
+            self.size = 0
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError:
+                return           # a full disk: dropped
+            view = view[n:]
+            self.size += n
+
+    def drain(self, fd: int) -> None:
+        """Copy the pipe ``fd`` into the log until every writer has closed it."""
+        while chunk := os.read(fd, 65536):
+            self.write(chunk)
+        os.close(fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def _become_subreaper() -> None:
     # Descendants orphaned inside the pod are re-parented to us rather than to init, so we
     # can kill them even if they left the pod's process group, and reap them; and "no child
@@ -344,7 +397,7 @@ def _become_subreaper() -> None:
         pass
 
 
-def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -> int:
+def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, out_fd: int) -> int:
     """Start the pod's command in a session of its own; return its pid.
 
     posix_spawn (vfork and exec) rather than fork: no copy of this process's page tables,
@@ -363,7 +416,7 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -
     return os.posix_spawnp(
         argv[0], argv, env, setsid=True, setsigmask=(), setsigdef=defaults,
         file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                      (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+                      (os.POSIX_SPAWN_DUP2, out_fd, 1), (os.POSIX_SPAWN_DUP2, out_fd, 2)])
 
 
 def run(pod_dir: Path, ready_fd: int | None = None) -> int:
@@ -396,25 +449,33 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
                              "supervisor_start": start_time(os.getpid()),
                              "boot_id": boot_id(), "pid": None, "pgid": None,
                              "pod_start": None, "started": time.time()}
-    log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sink = LogSink(spec["log"], int(spec.get("log_limit", DEFAULT_LOG_LIMIT)))
+    out_r, out_w = os.pipe()       # close-on-exec, as Python's are; dup2 clears it
     try:
-        child = _spawn(spec["argv"], spec["env"], spec["cwd"], log_fd)
+        child = _spawn(spec["argv"], spec["env"], spec["cwd"], out_w)
     except OSError as e:
-        os.write(log_fd, f"podsweep: cannot start the pod's command: {e}\n".encode())
-        os.close(log_fd)
+        os.close(out_r)
+        os.close(out_w)
+        sink.write(f"podsweep: cannot start the pod's command: {e}\n".encode())
+        sink.close()
         write_json_in_place(pod_dir / STATE, state)
         _close(ready_fd)
         code = CODE_NOT_EXECUTABLE if isinstance(e, PermissionError) else CODE_NOT_FOUND
         write_json_in_place(pod_dir / EXIT, {"code": code, "finished": time.time(),
                                            "signalled": False})
         return 0
-    os.close(log_fd)
+    os.close(out_w)                # the pod's now: end of file once all of it is gone
+    # A thread of its own: the loop below waits on signals alone. It starts with them
+    # blocked, as they are here, so that only sigtimedwait takes them.
+    drainer = threading.Thread(target=sink.drain, args=(out_r,), daemon=True)
+    drainer.start()
     stat = proc_stat(child)   # unreaped, so there even if the command ended already
     state.update(pid=child, pgid=child, pod_start=None if stat is None else stat[3])
     try:
         write_json_in_place(pod_dir / STATE, state)
         _close(ready_fd)
         code, signalled = _supervise(child, float(spec["grace_period"]))
+        drainer.join(_REAP_TIMEOUT)    # the last of the output, before the end is recorded
     except BaseException:
         # A pod nobody watches would hold its GPUs for good. (Reaped already, its pid no
         # longer names it.)
