@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from ..homedir import write_private
+from ..homedir import secure_home, write_private
 from .common import home, server_url
 
 HOW = ("pipe it in (podsweep login --token - < token-file), set PODSWEEP_TOKEN, or run "
@@ -54,6 +54,7 @@ def login(token: Annotated[Optional[str], typer.Option(
     data = {"user": me["name"], "token": secret}
     if url:
         data["url"] = url
+    secure_home(home())        # a first login may be this home's first file
     write_private(home() / "credentials.json", data)
     typer.echo(f"Logged in as {me['name']}" + (f" (projects: {', '.join(me['projects'])})"
                                                  if me["projects"] else ""))
