@@ -87,9 +87,10 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app.state.experiments = ExperimentIndex()
     app.include_router(web.router)
     # access imports this module's Me: so here, once this module is loaded
-    from . import access
+    from . import access, users_page
 
     app.include_router(access.router)
+    app.include_router(users_page.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
 
