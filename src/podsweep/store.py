@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PodsweepError, disk_full, is_disk_full
+from .errors import Conflict, NotFound, PodsweepError, disk_full, is_disk_full
 from .model import JobSpec, JobStatus, PodStatus
 
 SCHEMA_VERSION = 3
@@ -308,6 +308,52 @@ class Store:
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO members(project, user) VALUES (?, ?)",
                        (project, user))
+
+    def remove_member(self, project: str, user: str) -> None:
+        """Take ``user`` out of ``project``: its jobs stay, they lose sight of them at once.
+
+        Raises NotFound when the user is not a member (or either does not exist).
+        """
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM members WHERE project = ? AND user = ?",
+                              (project, user)).rowcount
+        if not gone:
+            raise NotFound(f"user {user!r} is not a member of project {project!r}")
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user with their tokens, sessions and memberships (the schema's cascades);
+        the jobs they submitted keep their name as history.
+
+        Raises NotFound for no such user, Conflict for the last admin (no one could manage
+        the control plane any more). One transaction: two admins deleting each other cannot
+        both succeed.
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT admin FROM users WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"user {name!r} not found")
+            admins = db.execute("SELECT COUNT(*) FROM users WHERE admin = 1").fetchone()[0]
+            if row["admin"] and admins <= 1:
+                raise Conflict(f"user {name!r} is the last admin; make another admin first")
+            db.execute("DELETE FROM users WHERE name = ?", (name,))
+
+    def revoke_tokens(self, name: str) -> int:
+        """Remove every API token of a user (they stop working at once; web sessions, which
+        the password opened, stay); returns how many there were. NotFound for no user."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None:
+                raise NotFound(f"user {name!r} not found")
+            return int(db.execute("DELETE FROM tokens WHERE user = ?", (name,)).rowcount)
+
+    def rotate_token(self, name: str) -> str:
+        """Replace every API token of a user by a new one, which is returned (only its hash
+        is stored). NotFound for no user."""
+        token = secrets.token_urlsafe(32)
+        with self.transaction() as db:
+            self.revoke_tokens(name)
+            db.execute("INSERT INTO tokens(hash, user, created) VALUES (?, ?, ?)",
+                       (hash_token(token), name, time.time()))
+        return token
 
     # ------------------------------------------------------------ projects
 

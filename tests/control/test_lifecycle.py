@@ -69,7 +69,7 @@ def test_users_see_and_touch_only_their_projects(plane: ControlPlane):
     plane.run("project", "create", "team-a", "--gpus", "1")
     plane.run("project", "create", "team-b", "--gpus", "1")
     out = plane.run("user", "create", "alice", "-p", "team-a").stdout
-    token = out.split("--token ")[1].strip()
+    token = out.split("CLI token: ")[1].split()[0]
     plane.run("submit", "b1", "-p", "team-b", "--", "true")
     plane.run("submit", "a1", "-p", "team-a", "--", "true", token=token)
     assert [j["name"] for j in plane.json("list", "-A", token=token)] == ["a1"]

@@ -318,8 +318,9 @@ def test_info_lists_the_nodes_gpus_and_their_holders(fake: FakeApiServer,
     pod = fake.add_pod(NS, "hpo1", 0)
     info = cluster.info()
     assert info.kind == "kubernetes"
-    assert [(g["name"], g["pod"]) for g in info.gpus] == \
-        [("node-1/0", pod), ("node-1/1", pod), ("node-1/2", None), ("node-1/3", None)]
+    assert [(g["name"], g["pod"], g["project"]) for g in info.gpus] == \
+        [("node-1/0", pod, "team-a"), ("node-1/1", pod, "team-a"), ("node-1/2", None, None),
+         ("node-1/3", None, None)]
 
 
 def test_opening_fails_clearly_without_kueue_or_an_api_server(tmp_path: Path,

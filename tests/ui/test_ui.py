@@ -244,7 +244,7 @@ def test_a_member_of_another_project_can_neither_see_nor_delete_the_job(
     ui.plane.run("project", "create", "team-b", "--gpus", "1")
     out = ui.plane.run("user", "create", "alice", "-p", "team-a").stdout
     password = re.search(r"web UI password: (\S+)", out).group(1)
-    token = re.search(r"--token (\S+)", out).group(1)
+    token = re.search(r"CLI token: (\S+)", out).group(1)
     ui.plane.run("submit", "secret", "-p", "team-b", "--", "sleep", "30")
     login(page, ui, "alice", password)
     expect(page.locator("#jobs")).not_to_contain_text("secret")

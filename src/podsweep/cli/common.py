@@ -52,7 +52,7 @@ def client() -> Client:
 
     token = os.environ.get("PODSWEEP_TOKEN") or read_json(home() / "credentials.json").get("token")
     if not token:
-        raise Unauthorized("not logged in: run podsweep up (admin) or podsweep login --token T")
+        raise Unauthorized("not logged in: run podsweep up (admin) or podsweep login")
     return Client(server_url(), str(token))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -48,3 +49,10 @@ def quota(name: str,
     """Change a project's GPU quota (admin)."""
     client().put(f"/projects/{name}/quota", {"gpus": gpus})
     typer.echo(f"Project {name} now deserves {gpus} GPU(s)")
+
+
+@app.command("remove-member")
+def remove_member(name: str, user: str) -> None:
+    """Take USER out of project NAME: they no longer see or touch its jobs (admin)."""
+    client().delete(f"/projects/{quote(name, safe='')}/members/{quote(user, safe='')}")
+    typer.echo(f"{user} is no longer a member of project {name}")

@@ -14,7 +14,7 @@ import typer
 
 from ..cluster import ENGINES
 from ..errors import DiskFull, PodsweepError, UsageError, disk_full
-from ..homedir import REFUSAL, process_start_time, read_server, write_private
+from ..homedir import REFUSAL, process_start_time, read_server, secure_home, write_private
 from .common import OutputOption, client, emit, home, read_json
 from .printers import Output, table
 
@@ -55,8 +55,8 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     if cluster is not None and cluster not in ENGINES:
         raise UsageError(f"unknown cluster {cluster!r} (one of: {', '.join(ENGINES)})")
     where = home()
-    # private: it holds the admin's token, the database and the pods' environments
-    where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # private, on every up: it holds the admin's token, the database and the pods' environments
+    secure_home(where)
     record = read_server(where)
     if record is not None:
         if gpus is not None and gpus != record.get("gpus"):
@@ -91,7 +91,7 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     # whole or not at all: a full disk must not leave an empty config behind
     write_private(config, settings)
     log_path = where / "server.log"
-    with open(log_path, "ab") as log:
+    with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "podsweep.server", "--home", str(where)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
@@ -152,7 +152,9 @@ def status(output: Annotated[Output, OutputOption] = Output.table) -> None:
         raise typer.Exit(1)
     data = client().get("/status")
     data.update(url=record["url"], pid=record["pid"], home=str(home()))
-    rows = [[g["index"], g["name"], g["pod"] or "-"] for g in data["gpus"]]
+    # a GPU in use by another project's pod comes without the pod's name
+    rows = [[g["index"], g["name"], g["pod"] or ("in use" if g.get("in_use") else "-")]
+            for g in data["gpus"]]
     text = (f"podsweep {data['version']} ({data['cluster']}) at {data['url']}, pid "
             f"{data['pid']}\nweb UI: {data['url']}/\nhome: {data['home']}\n"
             f"logged in as {data['user']}"

@@ -102,7 +102,9 @@ class JobDetail:
 @dataclass(frozen=True)
 class ClusterInfo:
     kind: str
-    gpus: list[dict[str, Any]]       # each: index, name, and the pod holding it (or None)
+    # each: index, name, the pod holding it and the pod's project (or None); the server
+    # hides the pods of other projects from a non-admin (server/visibility.py)
+    gpus: list[dict[str, Any]]
     # Pods see the submitter's filesystem (this machine, or Slurm nodes sharing it), so a job
     # runs where it was submitted from unless --working-dir says otherwise. False where a pod
     # starts in its image's working directory (Kubernetes).

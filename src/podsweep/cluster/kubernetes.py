@@ -323,12 +323,14 @@ class KubernetesCluster:
             nodes = self._call("list nodes", self.core.list_node)["items"]
         except Forbidden:
             return ClusterInfo(self.kind, [], shared_filesystem=False)
-        holders: dict[str, list[str]] = {}
+        holders: dict[str, list[tuple[str, str | None]]] = {}    # node -> (pod, project)
         for pod in self._pods(None):
             node = (pod.get("spec") or {}).get("nodeName")
             if node and pod_status(pod)[0] in (PodStatus.RUNNING.value,
                                                PodStatus.TERMINATING.value):
-                holders.setdefault(node, []).extend([pod["metadata"]["name"]] * _pod_gpus(pod))
+                meta = pod["metadata"]
+                project = (meta.get("labels") or {}).get(PROJECT_LABEL)
+                holders.setdefault(node, []).extend([(meta["name"], project)] * _pod_gpus(pod))
         gpus: list[dict[str, Any]] = []
         for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
             name = node["metadata"]["name"]
@@ -336,8 +338,9 @@ class KubernetesCluster:
                               .get(GPU, 0))
             held = holders.get(name, [])
             for i in range(count):
-                gpus.append({"index": len(gpus), "name": f"{name}/{i}",
-                             "pod": held[i] if i < len(held) else None})
+                holder, project = held[i] if i < len(held) else (None, None)
+                gpus.append({"index": len(gpus), "name": f"{name}/{i}", "pod": holder,
+                             "project": project})
         return ClusterInfo(self.kind, gpus, shared_filesystem=False)
 
     def create_project(self, name: str, gpus: int) -> ProjectInfo:

@@ -247,12 +247,16 @@ class LocalCluster(StoredJobs):
     # ------------------------------------------------------------ the Cluster protocol
 
     def info(self) -> ClusterInfo:
-        holders: dict[int, str] = {}
+        holders: dict[int, tuple[str, str | None]] = {}    # GPU -> (pod, its project)
         for pod in self.store.active_pods():
+            state = self._states.get(pod.job_uid)
+            job = state.job if state else self.store.job(pod.job_uid)
             for g in pod.gpus:
-                holders[g] = pod.name
+                holders[g] = (pod.name, job.project if job else None)
         return ClusterInfo(self.kind, [{"index": g.index, "name": g.name,
-                                        "pod": holders.get(g.index)} for g in self.gpus])
+                                        "pod": holders.get(g.index, (None, None))[0],
+                                        "project": holders.get(g.index, (None, None))[1]}
+                                       for g in self.gpus])
 
     def create_project(self, name: str, gpus: int) -> ProjectInfo:
         check_name("project", name)

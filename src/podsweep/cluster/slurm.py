@@ -450,7 +450,7 @@ class SlurmCluster(StoredJobs):
     # ------------------------------------------------------------ the Cluster protocol
 
     def info(self) -> ClusterInfo:
-        holders: dict[tuple[str, int], str] = {}
+        holders: dict[tuple[str, int], tuple[str, str]] = {}
         names = self._pod_names()
         for task in self._all:
             if task.state in RUNNING_STATES and task.job_id in names:
@@ -459,19 +459,21 @@ class SlurmCluster(StoredJobs):
         gpus: list[dict[str, Any]] = []
         for node in self._nodes:
             for g in range(node.gpus):
+                pod, project = holders.get((node.name, g), (None, None))
                 gpus.append({"index": len(gpus), "name": f"{node.name} gpu{g}",
-                             "pod": holders.get((node.name, g))})
+                             "pod": pod, "project": project})
         return ClusterInfo(self.kind, gpus)
 
-    def _pod_names(self) -> dict[int, str]:
-        """Task job id -> the name of its running pod, for the GPU table."""
-        out: dict[int, str] = {}
+    def _pod_names(self) -> dict[int, tuple[str, str]]:
+        """Task job id -> the name of its running pod and its project, for the GPU table."""
+        out: dict[int, tuple[str, str]] = {}
         for job in self.store.jobs(include_done=False):
             if job.engine_ref is None:
                 continue
             for task in self._tasks.get(int(job.engine_ref), []):
                 if task.index is not None:
-                    out[task.job_id] = pod_name(job.name, task.index, task.restarts)
+                    out[task.job_id] = (pod_name(job.name, task.index, task.restarts),
+                                        job.project)
         return out
 
     def create_project(self, name: str, gpus: int) -> ProjectInfo:

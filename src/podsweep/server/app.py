@@ -39,6 +39,7 @@ from ..store import Store, User
 from . import web
 from .auth import hash_password, new_password
 from .experiments import ExperimentIndex
+from .visibility import visible_gpus
 
 
 class ProjectIn(BaseModel):
@@ -95,6 +96,11 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app.state.cluster = cluster
     app.state.experiments = ExperimentIndex()
     app.include_router(web.router)
+    # access imports this module's Me: so here, once this module is loaded
+    from . import access, users_page
+
+    app.include_router(access.router)
+    app.include_router(users_page.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
 
@@ -134,7 +140,8 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     @app.get("/api/v1/status")
     async def status(user: Me) -> dict[str, Any]:
         info = cluster.info()
-        return {"version": __version__, "cluster": info.kind, "gpus": info.gpus,
+        return {"version": __version__, "cluster": info.kind,
+                "gpus": visible_gpus(user, info.gpus),
                 "shared_filesystem": info.shared_filesystem,
                 "user": user.name, "admin": user.admin}
 

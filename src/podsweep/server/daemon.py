@@ -27,7 +27,7 @@ import uvicorn
 
 from ..cluster import open_cluster
 from ..errors import PodsweepError, UsageError, disk_full, is_disk_full
-from ..homedir import REFUSAL, process_start_time, read_server, write_private
+from ..homedir import REFUSAL, process_start_time, read_server, secure_home, write_private
 from ..store import Store
 from .app import create_app
 from .auth import hash_password, new_password
@@ -69,6 +69,7 @@ def check_engine(home: Path, store: Store, kind: str) -> None:
 
 async def serve(home: Path, port: int) -> None:
     loop = asyncio.get_running_loop()
+    secure_home(home)           # refuses another user's home before opening anything in it
     store = Store(home / "podsweep.db")
     if not store.users():
         token = store.create_user("admin", admin=True)
@@ -80,6 +81,7 @@ async def serve(home: Path, port: int) -> None:
         log.info("created the admin user")
     settings = settings_of(home)
     check_engine(home, store, settings.get("cluster") or "local")
+    secure_home(home)           # the files just made (the database, its WAL): owner-only too
     cluster = open_cluster(home, store, loop, settings)
     cluster.recover()
     gpus = cluster.info().gpus

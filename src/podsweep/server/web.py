@@ -34,6 +34,7 @@ from .auth import (
     hash_password,
 )
 from .experiments import Experiment, ExperimentIndex, Found
+from .visibility import visible_gpus
 
 HERE = Path(__file__).parent
 LOG_LINES = 2000                 # the log page shows the tail; podsweep logs has the rest
@@ -391,7 +392,8 @@ async def cluster_page(request: Request) -> HTMLResponse:
     chart = json.dumps({"names": [p.name for p in projects],
                         "allocated": [p.allocated for p in projects],
                         "deserved": [p.deserved for p in projects]})
-    return page(request, "cluster.html", user, csrf, gpus=info.gpus, projects=projects,
+    return page(request, "cluster.html", user, csrf, gpus=visible_gpus(user, info.gpus),
+                projects=projects,
                 chart=chart)
 
 
