@@ -8,14 +8,21 @@
      ├── NotFound            no such project, job, pod or user                    exit 3
      ├── Unauthorized        no token, or a wrong one                             exit 4
      ├── Forbidden           the user may not see or touch that                   exit 4
-     └── Unavailable         the control plane is not running or not reachable    exit 5
+     ├── Unavailable         the control plane is not running or not reachable    exit 5
+     └── DiskFull            no space left where the control plane writes         exit 6
 
 ``podsweep.hpo`` has a root of its own, :class:`podsweep.hpo.HPOError`, since it must not
 import the rest of podsweep; the CLI treats it like a PodsweepError. The server maps each
 class to an HTTP status (:data:`HTTP_STATUS`) and the client maps it back.
+
+A full disk (or an exhausted quota) surfaces as an OSError (ENOSPC, EDQUOT) or as SQLite's
+"database or disk is full"; :func:`is_disk_full` recognises all of them, and the store, the
+server and the CLI turn them into :class:`DiskFull` (HTTP 507), one line, nothing changed.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class PodsweepError(Exception):
@@ -50,9 +57,42 @@ class Unavailable(PodsweepError):
     exit_code = 5
 
 
+class DiskFull(PodsweepError):
+    """No space left on the disk (or quota) the control plane writes to; nothing changed."""
+
+    exit_code = 6
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13            # SQLITE_FULL, as sqlite3.Error.sqlite_errorcode gives it
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says the disk is full."""
+    seen = 0
+    while exc is not None and seen < 8:      # the chain of causes, cut short if circular
+        if isinstance(exc, DiskFull):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        # sqlite3's errors, without importing sqlite3 into every CLI command
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or \
+                "database or disk is full" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def disk_full(where: object) -> DiskFull:
+    """The one line a full disk gets, naming the directory that could not be written."""
+    return DiskFull(f"no space left on the disk holding {where}: nothing was changed; free "
+                    f"some space and try again")
+
+
 HTTP_STATUS: dict[type[PodsweepError], int] = {
     Conflict: 409, UsageError: 400, NotFound: 404, Unauthorized: 401, Forbidden: 403,
-    Unavailable: 503, PodsweepError: 500,
+    Unavailable: 503, DiskFull: 507, PodsweepError: 500,
 }
 
 

@@ -80,12 +80,19 @@ def _user(uid: int) -> str:
 
 
 def write_private(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON readable by the owner alone, atomically."""
+    """Write JSON readable by the owner alone, atomically.
+
+    On failure (a full disk) the old file is left as it was and no temporary file remains.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_server(home: Path) -> dict[str, Any] | None:

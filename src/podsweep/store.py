@@ -10,6 +10,7 @@ restarted control plane sees exactly what was committed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Conflict, NotFound, PodsweepError
+from .errors import Conflict, NotFound, PodsweepError, disk_full, is_disk_full
 from .model import JobSpec, JobStatus, PodStatus
 
 SCHEMA_VERSION = 3
@@ -207,7 +208,8 @@ class Store:
         """One transaction; inside another one it joins it (and commits with it).
 
         The control plane wraps a whole reconcile in one: every write method's own
-        transaction then joins it, and the round costs one commit.
+        transaction then joins it, and the round costs one commit. On a full disk it raises
+        :class:`~podsweep.errors.DiskFull`, all of it rolled back.
         """
         if self.db.in_transaction:
             yield self.db
@@ -215,10 +217,16 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            # A COMMIT that failed (a full disk) may leave the transaction open: rolled back
+            # here, or the next BEGIN would fail and every later write with it.
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and is_disk_full(exc):
+                raise disk_full(self.path.parent) from exc
             raise
-        self.db.execute("COMMIT")
 
     # ------------------------------------------------------------ meta
 

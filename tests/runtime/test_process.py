@@ -286,7 +286,8 @@ def test_a_sigkilled_supervisors_pod_is_dead_to_its_last_process_before_the_verd
         time.sleep(1000)
     """)])
     assert proc.pid is not None
-    wait_log(tmp_path / "pod.log", "ready")
+    # the whole line: unbuffered (PYTHONUNBUFFERED), print writes its words one by one
+    wait_log(tmp_path / "pod.log", "\n")
     child = int((tmp_path / "pod.log").read_text().split()[1])
     assert eventually(lambda: (proc_stat(child) or ("", 0, proc.pid))[2] == child)
     fd = proc.pidfd()
@@ -592,3 +593,92 @@ def test_once_the_pods_group_is_gone_its_reused_id_is_never_signalled(
         if innocent is not None:
             innocent.kill()
             innocent.wait()
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs for the pods' files (needs root, as in CI; else the test skips)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Take every free byte of ``disk``."""
+    with open(disk / "filler", "wb") as f:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(f.fileno(), b"\0" * size)
+            except OSError:
+                pass
+
+
+def test_a_pod_that_ends_on_a_full_disk_is_recorded_as_it_ended(
+        tmp_path: Path, small_disk: Path, supervisor: SupervisorKind) -> None:
+    proc = PodProcess.launch(PodLaunch(
+        small_disk / "pod", ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; "
+                             "echo done; exit 0"], dict(os.environ), str(tmp_path),
+        small_disk / "pod.log", GRACE), supervisor=supervisor)
+    fill(small_disk)
+    (tmp_path / "go").touch()
+    assert wait_exit(proc) == 0
+    assert not proc.lost
+    assert json.loads((proc.pod_dir / "exit.json").read_text())["code"] == 0
+    adopted = PodProcess.adopt(proc.pod_dir)     # and so it reads after a restart
+    assert adopted is not None and adopted.exit_code() == 0 and not adopted.lost
+
+
+def test_a_supervisor_that_cannot_reserve_its_records_starts_no_pod(
+        tmp_path: Path, small_disk: Path, supervisor: SupervisorKind) -> None:
+    if supervisor != "native":
+        # the Python supervisors need spec.json written first: on a full disk that fails
+        # in the launcher, before any supervisor starts
+        (small_disk / "pod").mkdir()
+    fill(small_disk)
+    if supervisor != "native":
+        (small_disk / "pod").rmdir()
+    marker = tmp_path / "ran"
+    with pytest.raises((RuntimeSetupError, OSError)):
+        PodProcess.launch(PodLaunch(small_disk / "pod", ["touch", str(marker)],
+                                    dict(os.environ), None, tmp_path / "pod.log", GRACE),
+                          supervisor=supervisor)
+    time.sleep(0.2)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ the log's cap
+
+
+def test_the_log_is_capped_and_keeps_the_newest_output(
+        tmp_path: Path, supervisor: SupervisorKind) -> None:
+    limit = 256 << 10
+    log = tmp_path / "pod.log"
+    proc = PodProcess.launch(PodLaunch(
+        tmp_path / "pod", ["sh", "-c", "seq 1 300000; echo the end >&2"], dict(os.environ),
+        None, log, GRACE, log_limit=limit), supervisor=supervisor)
+    assert wait_exit(proc) == 0
+    everything = "".join(f"{i}\n" for i in range(1, 300001)) + "the end\n"
+    kept = (tmp_path / "pod.log.1").read_text() + log.read_text()
+    # one chunk of the pipe (64 KiB) may go past the half before the log is moved
+    assert limit // 4 <= len(kept) <= limit + (64 << 10)
+    assert everything.endswith(kept) and kept.endswith("299999\n300000\nthe end\n")
+
+
+def test_output_that_finds_the_disk_full_is_dropped_and_the_pod_goes_on(
+        tmp_path: Path, small_disk: Path, supervisor: SupervisorKind) -> None:
+    proc = PodProcess.launch(PodLaunch(
+        small_disk / "pod", ["sh", "-c", "seq 1 100000; exit 5"], dict(os.environ), None,
+        small_disk / "pod.log", GRACE, log_limit=64 << 20), supervisor=supervisor)
+    fill(small_disk)
+    assert wait_exit(proc) == 5 and not proc.lost

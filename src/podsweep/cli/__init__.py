@@ -6,9 +6,9 @@ import sys
 
 import typer
 
-from ..errors import PodsweepError
+from ..errors import PodsweepError, disk_full, is_disk_full
 from ..hpo import HPOError
-from . import auth, hpo, jobs, project, submit, up, user
+from . import auth, common, hpo, jobs, project, submit, up, user
 
 app = typer.Typer(
     name="podsweep",
@@ -48,7 +48,13 @@ def main() -> None:
     Usage errors (unknown flags, bad values) are typer's, printed by it with exit code 2.
     """
     try:
-        app()
+        try:
+            app()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            # writing the home's files (podsweep up's config, login's credentials)
+            raise disk_full(common.home()) from None
     except (PodsweepError, HPOError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(getattr(exc, "exit_code", 1))

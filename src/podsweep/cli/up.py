@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,12 +13,25 @@ from typing import Annotated, Optional
 import typer
 
 from ..cluster import ENGINES
-from ..errors import PodsweepError, UsageError
+from ..errors import DiskFull, PodsweepError, UsageError, disk_full
 from ..homedir import REFUSAL, process_start_time, read_server, secure_home, write_private
 from .common import OutputOption, client, emit, home, read_json
 from .printers import Output, table
 
 START_TIMEOUT = 30.0
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+MIN_LOG_LIMIT = 64 << 10
+
+
+def parse_size(text: str) -> int:
+    """``100M`` (or ``100MiB``, ``512k``, ``1G``, ``4096``) in bytes; UsageError if not."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(?:i?[bB])?\s*", text)
+    if match is None:
+        raise UsageError(f"--log-limit {text}: a size such as 100M, 512K or 1G")
+    size = int(match[1]) * _UNITS[match[2].upper()]
+    if size < MIN_LOG_LIMIT:
+        raise UsageError(f"--log-limit {text}: at least {MIN_LOG_LIMIT >> 10}K")
+    return size
 
 
 def up(gpus: Annotated[Optional[int], typer.Option(
@@ -31,7 +45,10 @@ def up(gpus: Annotated[Optional[int], typer.Option(
                              "~/.kube/config)")] = None,
        context: Annotated[Optional[str], typer.Option(
         "--context", help="kubernetes: the kubeconfig's context (default: its current)")]
-        = None) -> None:
+        = None,
+       log_limit: Annotated[Optional[str], typer.Option(
+        "--log-limit", help="local: the most each pod's log keeps, its newest output "
+                            "(e.g. 100M, the default; kept for later ups)")] = None) -> None:
     """Start the control plane in the background (does nothing if it runs)."""
     if gpus is not None and gpus < 0:
         raise UsageError(f"--gpus must be at least 0, got {gpus}")
@@ -60,12 +77,18 @@ def up(gpus: Annotated[Optional[int], typer.Option(
             raise UsageError(f"--gpus is for the local cluster; the {settings['cluster']} "
                              f"cluster has the GPUs its engine manages")
         settings["gpus"] = gpus
+    if log_limit is not None:
+        if settings.get("cluster", "local") != "local":
+            raise UsageError(f"--log-limit is for the local cluster; the "
+                             f"{settings['cluster']} cluster keeps pods' logs its own way")
+        settings["log_limit"] = parse_size(log_limit)
     for key, value in (("kubeconfig", kubeconfig), ("context", context)):
         if value is not None:
             if settings.get("cluster") != "kubernetes":
                 raise UsageError(f"--{key} is for the kubernetes cluster")
             settings[key] = os.path.abspath(value) if key == "kubeconfig" else value
-    before = config.read_text() if config.exists() else None
+    before = read_json(config) if config.exists() else None
+    # whole or not at all: a full disk must not leave an empty config behind
     write_private(config, settings)
     log_path = where / "server.log"
     with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
@@ -77,7 +100,9 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = log_path.read_text(errors="replace").splitlines()[-10:]
             if before is not None:        # the next up runs as the last one that worked
-                config.write_text(before)
+                write_private(config, before)
+            if proc.returncode == DiskFull.exit_code:   # its log may not have room to say so
+                raise disk_full(where)
             refusal = tail[-1].partition(REFUSAL)[2] if tail else ""
             if proc.returncode == UsageError.exit_code and refusal:
                 raise UsageError(refusal)

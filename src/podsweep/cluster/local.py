@@ -14,11 +14,17 @@ started, so a crash at any point leaves a store that names every pod that may be
 
 After a crash, :meth:`LocalCluster.recover` re-adopts the pods still running and accounts
 for those that ended meanwhile from their supervisors' exit files.
+
+A commit that fails because the disk is full (:class:`~podsweep.errors.DiskFull`) is not a
+crash: the engine reloads its memory from the store, as it stands without the failed
+transaction, pauses, and tries the reconcile again every second until space returns. The
+pods that ended meanwhile are accounted for then, once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import heapq
 import logging
@@ -31,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Conflict, NotFound, UsageError
+from ..errors import Conflict, DiskFull, NotFound, UsageError, is_disk_full
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
 from ..runtime import (
     GPU,
@@ -43,6 +49,7 @@ from ..runtime import (
     wrap_command,
 )
 from ..runtime.process import SupervisorKind
+from ..runtime.supervisor import DEFAULT_LOG_LIMIT
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
 from ..store import Job, Pod, Project, Store
 from .base import ClusterInfo, JobInfo, ProjectInfo
@@ -53,6 +60,7 @@ log = logging.getLogger("podsweep.cluster")
 PREEMPTED, DELETED, JOB_FAILED, LOST = "Preempted", "Deleted", "JobFailed", "Lost"
 PRIVATE_ENV = {"PODSWEEP_TOKEN", "PODSWEEP_URL"}   # the control plane's, not the pods'
 RECONCILE_FAILED = 70    # the control plane's exit status when a reconcile raised (EX_SOFTWARE)
+DISK_FULL_RETRY = 1.0    # seconds between reconciles while the disk is full
 
 
 
@@ -119,8 +127,10 @@ class LocalCluster(StoredJobs):
 
     def __init__(self, home: Path, store: Store, gpus: list[GPU],
                  loop: asyncio.AbstractEventLoop,
-                 supervisor: SupervisorKind | None = None) -> None:
+                 supervisor: SupervisorKind | None = None,
+                 log_limit: int = DEFAULT_LOG_LIMIT) -> None:
         self.home = home
+        self.log_limit = log_limit    # bytes of each pod's log (podsweep up --log-limit)
         self.store = store
         self.gpus = gpus
         self.loop = loop
@@ -135,6 +145,8 @@ class LocalCluster(StoredJobs):
         # what every pod's environment starts from (os.environ is decoded at each read)
         self._base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         self._reconcile_scheduled = False
+        self._paused = False                        # the disk is full: retrying every second
+        self._never_started: dict[str, Pod] = {}   # stored as running, found with no process
         self._shares: dict[str, float] = {}
         self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
         self.reconciles = 0
@@ -149,12 +161,56 @@ class LocalCluster(StoredJobs):
         """The GPUs NVML finds, or ``settings["gpus"]`` virtual ones (``podsweep up --gpus``)."""
         count = settings.get("gpus")
         gpus = virtual_gpus(int(count)) if count is not None else discover_gpus()
-        return cls(home, store, gpus, loop)
+        return cls(home, store, gpus, loop,
+                   log_limit=int(settings.get("log_limit") or DEFAULT_LOG_LIMIT))
 
     # ------------------------------------------------------------ start-up and recovery
 
     def recover(self) -> None:
         """Rebuild job states from the store; adopt running pods, account for ended ones."""
+        deleting = self._load(settle=True)
+        for key, pod in list(self._pods.items()):
+            proc = PodProcess.adopt(Path(pod.dir))
+            if proc is None:
+                # launched but never started (the control plane died in between): the
+                # index runs again; it never ran, so it is not a failure
+                self._finish(pod, PodStatus.FAILED, None, LOST, count=False)
+                continue
+            self._procs[key] = proc
+            self._watch(key)
+            if pod.status is PodStatus.TERMINATING:
+                # the crash may have come between marking it and signalling it; a second
+                # SIGTERM is a no-op for its supervisor
+                proc.terminate()
+        for job in deleting:
+            self.loop.create_task(self._delete(job))
+        log.info("recovered %d jobs, %d pods running", len(self._states), len(self._procs))
+        self.schedule_reconcile()
+
+    def _reload(self) -> None:
+        """Memory as the store has it, after a transaction that failed to commit.
+
+        What the failed round changed in memory (job states, pods) is dropped; the pods
+        already watched stay watched, and those that ended stay queued in ``_ended`` for
+        the next round. A pod the store has running but that has no process here (its
+        launch failed on the full disk) is adopted, or else ends as never started.
+        """
+        self._states.clear()
+        self._load(settle=False)
+        ended = {key for key, _, _ in self._ended}
+        self._never_started = {k: p for k, p in self._never_started.items() if k in self._pods}
+        for key, pod in self._pods.items():
+            if key in self._procs or key in ended or key in self._never_started:
+                continue
+            proc = PodProcess.adopt(Path(pod.dir))
+            if proc is None:
+                self._never_started[key] = pod
+            else:
+                self._procs[key] = proc
+                self._watch(key)
+
+    def _load(self, settle: bool) -> list[Job]:
+        """Job states and active pods from the store; the jobs whose delete is under way."""
         # jobs still to run, and finished ones whose pods are still stopping (their GPUs
         # are still held and a delete may be waiting for them)
         jobs = {j.uid: j for j in self.store.jobs(include_done=False)}
@@ -183,26 +239,10 @@ class LocalCluster(StoredJobs):
                     heapq.heappush(state.requeued, index)
             if state.deleting:
                 deleting.append(job)
-            elif not job.status.done:
+            elif settle and not job.status.done:
                 # the control plane may have died between a pod's end and the job's
                 self._settle_job(state)
-        for key, pod in list(self._pods.items()):
-            proc = PodProcess.adopt(Path(pod.dir))
-            if proc is None:
-                # launched but never started (the control plane died in between): the
-                # index runs again; it never ran, so it is not a failure
-                self._finish(pod, PodStatus.FAILED, None, LOST, count=False)
-                continue
-            self._procs[key] = proc
-            self._watch(key)
-            if pod.status is PodStatus.TERMINATING:
-                # the crash may have come between marking it and signalling it; a second
-                # SIGTERM is a no-op for its supervisor
-                proc.terminate()
-        for job in deleting:
-            self.loop.create_task(self._delete(job))
-        log.info("recovered %d jobs, %d pods running", len(self._states), len(self._procs))
-        self.schedule_reconcile()
+        return deleting
 
     # ------------------------------------------------------------ the Cluster protocol
 
@@ -303,15 +343,21 @@ class LocalCluster(StoredJobs):
         if state is not None:
             state.deleting = True
         active = [p for p in self.store.pods(job.uid) if p.status.active]
-        with self._batch():
-            for pod in active:
-                self._stop(pod, DELETED)
-            if job.status is not JobStatus.DELETED:
-                fields: dict[str, Any] = {"status": JobStatus.DELETED, "finished": time.time()}
-                if state is not None:
-                    self._update_job(state, **fields)
-                else:
-                    self.store.update_job(job.uid, **fields)
+        try:
+            with self._batch():
+                for pod in active:
+                    self._stop(pod, DELETED)
+                if job.status is not JobStatus.DELETED:
+                    fields: dict[str, Any] = {"status": JobStatus.DELETED,
+                                              "finished": time.time()}
+                    if state is not None:
+                        self._update_job(state, **fields)
+                    else:
+                        self.store.update_job(job.uid, **fields)
+        except DiskFull:
+            # nothing was committed and no pod signalled: the job runs on as it was
+            self._reload()
+            raise
         if active:
             idle = self._idle.setdefault(job.uid, asyncio.Event())
             await idle.wait()
@@ -333,7 +379,7 @@ class LocalCluster(StoredJobs):
     # ------------------------------------------------------------ reconcile
 
     def schedule_reconcile(self) -> None:
-        if not self._reconcile_scheduled:
+        if not self._reconcile_scheduled and not self._paused:
             self._reconcile_scheduled = True
             self.loop.call_soon(self.reconcile)
 
@@ -354,8 +400,16 @@ class LocalCluster(StoredJobs):
             after = self._after
         finally:
             self._after = None
+        # every one of them, even past one that fails on a full disk: a pod left unsignalled
+        # would run on for good; the first such failure is raised at the end
+        failed: DiskFull | None = None
         for action in after:
-            action()
+            try:
+                action()
+            except DiskFull as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _after_commit(self, action: Callable[[], None]) -> None:
         if self._after is None:
@@ -387,11 +441,17 @@ class LocalCluster(StoredJobs):
 
     def reconcile(self) -> None:
         self.reconciles += 1
+        ended: list[tuple[str, PodProcess, int]] = []
         try:
             with self._batch():
                 ended, self._ended = self._ended, []
+                self._after_commit(ended.clear)     # accounted for: never again
                 for key, proc, code in ended:
                     self._account(key, proc, code)
+                for key in list(self._never_started):
+                    if key in self._pods:
+                        self._finish(self._pods[key], PodStatus.FAILED, None, LOST,
+                                     count=False)
                 decision = decide(self.snapshot())
                 self._shares = dict(decision.shares)
                 for key in decision.preempt:
@@ -404,6 +464,19 @@ class LocalCluster(StoredJobs):
                 # Whatever asked for a reconcile until now (the pods that ended above) has
                 # been served by this one; what follows the commit may ask again.
                 self._reconcile_scheduled = False
+        except DiskFull:
+            # Not a bug: the transaction rolled back, memory follows it, and the same round
+            # is tried again once a second (not at once: that would spin on a full disk).
+            self._ended = ended + self._ended
+            self._reconcile_scheduled = False
+            if not self._paused:
+                log.warning("the disk is full: nothing changes until space returns "
+                            "(retrying every %.0f s)", DISK_FULL_RETRY)
+            self._paused = True
+            try:
+                self._reload()
+            finally:
+                self.loop.call_later(DISK_FULL_RETRY, self._retry)
         except Exception:
             # Fail-stop. The transaction has rolled back, but memory has not: the ended pods
             # taken from _ended, the job states (take, requeue), _pods, the jobs' copies.
@@ -417,6 +490,12 @@ class LocalCluster(StoredJobs):
         except BaseException:
             self._reconcile_scheduled = False
             raise
+
+    def _retry(self) -> None:
+        self._paused = False
+        self.reconcile()
+        if not self._paused:
+            log.info("there is space again: the control plane goes on")
 
     # ------------------------------------------------------------ pods
 
@@ -464,14 +543,22 @@ class LocalCluster(StoredJobs):
             # inside a volume that exists only in the pod's view
             cwd = None if spec.volumes else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
-                                               pod_dir / "pod.log", spec.grace_period),
+                                               pod_dir / "pod.log", spec.grace_period,
+                                               self.log_limit),
                                      # the loop need not wait for the pod to start
                                      supervisor=self._supervisor, wait=False)
         except Exception as exc:   # a pod that cannot start fails like one that exits 1
             log.exception("pod %s could not start", pod.name)
-            pod_dir.mkdir(parents=True, exist_ok=True)
-            (pod_dir / "pod.log").write_text(f"podsweep: could not start the pod: {exc}\n")
-            self._finish(self._pods.get(self._key(pod), pod), PodStatus.FAILED, 127, str(exc))
+            if is_disk_full(exc):
+                # not the pod's fault: it never started, and runs again once there is space
+                self._never_started[self._key(pod)] = pod
+                raise DiskFull(str(exc)) from exc
+            with contextlib.suppress(OSError):
+                pod_dir.mkdir(parents=True, exist_ok=True)
+                (pod_dir / "pod.log").write_text(f"podsweep: could not start the pod: {exc}\n")
+            with self._batch():      # all of its end or none (a full disk)
+                self._finish(self._pods.get(self._key(pod), pod), PodStatus.FAILED, 127,
+                             str(exc))
             return
         key = self._key(pod)
         self._procs[key] = proc
@@ -491,13 +578,21 @@ class LocalCluster(StoredJobs):
         proc = self._procs.get(key)
         if proc is None:
             return
-        code = proc.exit_code()
-        if code is None:     # woken early: the supervisor is still there
-            return
+        # First, before anything that can raise: a reader left on a pidfd that stays
+        # readable would call this again at once, for ever.
         fd = self._fds.pop(key, None)
         if fd is not None:
             self.loop.remove_reader(fd)
             os.close(fd)
+        try:
+            code = proc.exit_code()
+        except OSError:
+            log.exception("cannot read the end of pod %s; trying again in a second", key)
+            self.loop.call_later(DISK_FULL_RETRY, self._exited, key)
+            return
+        if code is None:     # woken early: the supervisor is still there
+            self._watch(key)
+            return
         del self._procs[key]
         self._ended.append((key, proc, code))
         self.schedule_reconcile()

@@ -8,6 +8,8 @@ thing, an async iterator of byte chunks (:meth:`~podsweep.cluster.base.Cluster.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -39,18 +41,62 @@ def tail_lines(path: Path, n: int, limit: int = MAX_TAIL_BYTES) -> bytes:
     return b"".join(data.splitlines(keepends=True)[-n:])
 
 
+def rotated(path: Path) -> Path:
+    """Where a pod's supervisor moves its log once it has reached half its limit."""
+    return path.with_name(path.name + ".1")
+
+
+def _chunks(path: Path, offset: int, inode: int | None = None) -> list[bytes]:
+    """``path`` from ``offset`` on, in chunks of at most 1 MiB; nothing if it is not the
+    file ``inode`` (when given) any more."""
+    try:
+        with open(path, "rb") as f:
+            if inode is not None and os.fstat(f.fileno()).st_ino != inode:
+                return []
+            f.seek(offset)
+            return list(iter(lambda: f.read(MAX_TAIL_BYTES), b""))
+    except FileNotFoundError:
+        return []
+
+
 async def follow_file(path: Path, tail: int | None, follow: bool,
                       running: Callable[[], bool]) -> AsyncIterator[bytes]:
     """The file from its start (or its last ``tail`` lines) in chunks of at most 1 MiB, then,
-    with ``follow``, what is appended until ``running()`` says the writer has ended."""
+    with ``follow``, what is appended until ``running()`` says the writer has ended.
+
+    The log a supervisor moved to ``<path>.1`` (its size is capped) comes first, and a
+    follower follows the move: the rest of the old file, then the new one from its start.
+    """
     offset = 0
+    inode: int | None = None
+    older = rotated(path)
     if tail is not None and path.exists():
-        yield tail_lines(path, tail)
-        offset = path.stat().st_size
+        data = tail_lines(path, tail)
+        if data.count(b"\n") < tail and older.exists():
+            data = tail_lines(older, tail - data.count(b"\n")) + data
+        yield data
+        first = path.stat()
+        offset, inode = first.st_size, first.st_ino
+    elif tail is None:
+        for chunk in _chunks(older, 0):
+            yield chunk
     while True:
         done = not running() if follow else True
-        if path.exists() and path.stat().st_size > offset:
+        st: os.stat_result | None = None
+        with contextlib.suppress(FileNotFoundError):
+            st = path.stat()
+        if st is not None and inode is not None and st.st_ino != inode:
+            for chunk in _chunks(older, offset, inode):    # moved while we read it
+                yield chunk
+            offset = 0
+        elif st is not None and st.st_size < offset:       # cut short in place
+            offset = 0
+        if st is not None:
+            inode = st.st_ino
+        if st is not None and st.st_size > offset:
             with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_ino != inode:    # moved just now: next round
+                    continue
                 f.seek(offset)
                 chunk = f.read(MAX_TAIL_BYTES)
             offset += len(chunk)

@@ -79,8 +79,9 @@ class PodLaunch:
     argv: list[str]       # already wrapped by wrap_command if the pod has volumes
     env: dict[str, str]   # the pod's whole environment
     cwd: str | None       # None: the caller's (and always None for a wrapped argv)
-    log: Path             # stdout and stderr are appended here
+    log: Path             # stdout and stderr are appended here (then log.1: see log_limit)
     grace_period: float   # seconds between SIGTERM and SIGKILL
+    log_limit: int = _sv.DEFAULT_LOG_LIMIT   # bytes of log and log.1 together, at most
 
 
 class _Child:
@@ -133,7 +134,8 @@ def _make_pod_dir(pod_dir: Path) -> None:
 def _write_spec(pod_dir: Path, spec: PodLaunch, log: Path) -> None:
     """spec.json, the Python supervisor's input, written whole before it starts."""
     data = json.dumps({"argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
-                       "log": str(log), "grace_period": float(spec.grace_period)}).encode()
+                       "log": str(log), "grace_period": float(spec.grace_period),
+                       "log_limit": int(spec.log_limit)}).encode()
     fd = os.open(pod_dir / _sv.SPEC, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -208,6 +210,7 @@ def _spawn_native(binary: Path, spec: PodLaunch, pod_dir: Path, log: Path,
         argv += ["--cpus", _cpu_list(frozenset(allowed))]
     if spec.cwd is not None:
         argv += ["--cwd", spec.cwd]
+    argv += ["--log-limit", str(int(spec.log_limit))]
     argv += [str(log), repr(float(spec.grace_period)), str(pod_dir), "--", *spec.argv]
     # We wait until the child has exec'd. A new process goes to the idlest CPU, which on a
     # busy machine may make it wait there for milliseconds while ours idles; pinned to our
@@ -608,7 +611,7 @@ class PodProcess:
             self._kill_pod_group()
             ended = {"code": -signal.SIGKILL.value, "finished": time.time(),
                      "signalled": False, "lost": True}
-            _sv.write_json_atomic(self.pod_dir / _sv.EXIT, ended)
+            self._record_end(ended)
         else:
             # The supervisor exits right after writing the file: reap it now rather than
             # leave a zombie behind.
@@ -621,6 +624,18 @@ class PodProcess:
         self.lost = bool(ended.get("lost", False))
         self._code = int(ended["code"])
         return self._code
+
+    def _record_end(self, ended: dict[str, Any]) -> None:
+        """Write the end we decided for a pod whose supervisor could not, where it can be.
+
+        Into the space the supervisor reserved. If even that fails (no reserved file and a
+        full disk), the answer holds in memory; a restarted control plane decides again
+        the same way (the supervisor is still gone).
+        """
+        try:
+            _sv.write_json_in_place(self.pod_dir / _sv.EXIT, ended)
+        except OSError as e:
+            log.warning("cannot record the end of the pod in %s: %s", self.pod_dir, e)
 
     def running(self) -> bool:
         return self.exit_code() is None
@@ -652,9 +667,8 @@ class PodProcess:
                     signal.pidfd_send_signal(fd, signal.SIGKILL)
                 _wait_readable(fd, _KILL_WAIT)
                 if _sv.read_json(self.pod_dir / _sv.EXIT) is None:
-                    _sv.write_json_atomic(self.pod_dir / _sv.EXIT, {
-                        "code": -signal.SIGKILL.value, "finished": time.time(),
-                        "signalled": True})
+                    self._record_end({"code": -signal.SIGKILL.value,
+                                      "finished": time.time(), "signalled": True})
         finally:
             if fd is not None:
                 os.close(fd)

@@ -1,12 +1,13 @@
 /*
  * podsweep-supervisor: the per-pod supervisor, in C.
  *
- *   podsweep-supervisor [--ready-fd FD] [--cpus LIST] [--cwd DIR] LOG GRACE POD_DIR --
- *                       COMMAND [ARG...]
+ *   podsweep-supervisor [--ready-fd FD] [--cpus LIST] [--cwd DIR] [--log-limit BYTES]
+ *                       LOG GRACE POD_DIR -- COMMAND [ARG...]
  *
  * The same process and the same files as supervisor.py (whose docstring is the contract):
  * it starts COMMAND in a session and process group of its own, with stdin from /dev/null
- * and stdout and stderr appended to LOG, writes POD_DIR/state.json, closes FD, watches the
+ * and stdout and stderr drained through a pipe and appended to LOG (LOG moved to LOG.1 each
+ * time it would pass half of BYTES, so the two hold at most BYTES, the newest kept), writes POD_DIR/state.json, closes FD, watches the
  * pod until every process of it is gone and writes POD_DIR/exit.json. SIGTERM or SIGINT:
  * SIGTERM to the pod's group, SIGKILL once GRACE seconds have passed; SIGUSR1: SIGKILL at
  * once. What it has to say goes to POD_DIR/supervisor.log, made only then. It holds an
@@ -18,10 +19,11 @@
  * read). There is no spec.json: the pod's directory, made by the launcher just before it
  * starts the supervisor, is what tells a restarted control plane that a pod may be there.
  *
- * It also writes state.json and exit.json in place, not by rename: each is one write() of
- * a few hundred bytes to a new file, and a reader takes a file that does not parse (empty,
- * or cut short by a crash) for one not written yet. On a busy machine every file created
- * costs, and there is one pod per file here.
+ * It writes state.json and exit.json in place, not by rename, as supervisor.py does: each is
+ * reserved first thing (RESERVED spaces), then overwritten in one write padded with spaces,
+ * so the record of a pod's end needs no new block on a full disk; a reader takes a file
+ * that does not parse (spaces, or cut short) for one not written yet. No file is created
+ * per write, which also counts on a busy machine.
  *
  * It is started with posix_spawn, so it costs its parent no copy of its page tables, with
  * the signals it waits for already blocked: none sent before it is ready is lost. The
@@ -44,7 +46,9 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -60,6 +64,64 @@ extern char **environ;
 #define REAP_TIMEOUT 10.0
 
 static const char *pod_dir;
+
+/* The pod's log, written by us from the pipe its stdout and stderr go to. */
+static struct {
+    int fd;
+    const char *path;
+    long long size, limit;
+} sink = {-1, NULL, 0, 100LL << 20};
+
+/* Append to the log; move it to LOG.1 first when it would pass half the limit. A write
+ * that fails (a full disk) drops the output: the pod goes on. */
+static void sink_write(const char *buf, size_t len)
+{
+    char old[4200];
+    int fd;
+
+    if (sink.fd < 0)
+        return;
+    if (sink.size > 0 && sink.size + (long long)len > sink.limit / 2) {
+        snprintf(old, sizeof old, "%s.1", sink.path);
+        fd = -1;
+        if (rename(sink.path, old) == 0)
+            fd = open(sink.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            close(sink.fd);
+            sink.fd = fd;
+        } else if (ftruncate(sink.fd, 0) < 0) {
+            return;                         /* keep the limit rather than the output */
+        }
+        sink.size = 0;
+    }
+    while (len > 0) {
+        ssize_t n = write(sink.fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        buf += n;
+        len -= (size_t)n;
+        sink.size += n;
+    }
+}
+
+/* Move what the pipe holds now to the log; 0 once every writer has closed it. */
+static int drain(int fd)
+{
+    char buf[65536];
+    ssize_t n;
+
+    for (;;) {
+        n = read(fd, buf, sizeof buf);
+        if (n > 0)
+            sink_write(buf, (size_t)n);
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            return n < 0 && errno == EAGAIN;
+    }
+}
 static sigset_t watched;          /* SIGCHLD, SIGTERM, SIGINT, SIGUSR1: taken by sigtimedwait */
 
 static double monotonic(void)
@@ -116,24 +178,50 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
     return (ssize_t)got;
 }
 
-/* POD_DIR/name, in one write (see the top of this file). No fsync: see write_json_atomic
- * in supervisor.py. */
-static int write_file(const char *name, const char *text)
+#define RESERVED 512       /* bytes reserved for state.json and exit.json, as in supervisor.py */
+
+/* POD_DIR/name, written over the space reserved in it, padded with spaces to its size, in
+ * one write (see the top of this file); with reserve, the file made of RESERVED spaces.
+ * No fsync: see write_json_atomic in supervisor.py. */
+static int write_file(const char *name, const char *text, int reserve)
 {
-    char path[4096];
-    int fd, failed;
+    char path[4096], buf[RESERVED];
+    size_t len = strlen(text), size;
+    struct stat st;
+    ssize_t n;
+    int fd, failed = 0;
 
     if (snprintf(path, sizeof path, "%s/%s", pod_dir, name) >= (int)sizeof path) {
         errno = ENAMETOOLONG;
         return -1;
     }
     do
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (reserve ? O_TRUNC : 0), 0644);
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return -1;
-    failed = write_all(fd, text, strlen(text));
-    failed |= close(fd);
+    if (reserve)
+        size = sizeof buf;
+    else
+        size = fstat(fd, &st) == 0 ? (size_t)st.st_size : 0;
+    if (len <= sizeof buf && size <= sizeof buf) {
+        if (size < len)
+            size = len;
+        memset(buf, ' ', sizeof buf);
+        memcpy(buf, text, len);
+        do
+            n = pwrite(fd, buf, size, 0);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)size) {
+            if (n >= 0)
+                errno = ENOSPC;
+            failed = 1;
+        }
+    } else {
+        failed = write_all(fd, text, len);
+    }
+    if (close(fd) < 0)
+        failed = 1;
     return failed ? -1 : 0;
 }
 
@@ -312,12 +400,17 @@ static int exit_code(int status)
 }
 
 /* Watch the pod until every process of it is gone; the code, as in supervisor.py. */
-static int supervise(pid_t main_pid, double grace, int *signalled)
+static int supervise(pid_t main_pid, double grace, int *signalled, int log_r)
 {
-    int status = 0, reaped = 0, known = 0, code = -SIGKILL, sig, left;
+    int status = 0, reaped = 0, known = 0, code = -SIGKILL, sig, left, sfd, ready;
     double now, wait, deadline, kill_at = -1.0, give_up_at = -1.0;
-    struct timespec ts;
+    struct signalfd_siginfo info;
+    struct pollfd fds[2];
     sigset_t pending;
+
+    /* the signals, still blocked, read from a descriptor: one poll waits for them and for
+     * the pod's output alike */
+    sfd = signalfd(-1, &watched, SFD_CLOEXEC | SFD_NONBLOCK);
 
     for (;;) {
         int was_reaped = reaped;
@@ -352,11 +445,37 @@ static int supervise(pid_t main_pid, double grace, int *signalled)
         if (give_up_at >= 0 && give_up_at < deadline)
             deadline = give_up_at;
         wait = deadline > now ? deadline - now : 0.0;
-        ts.tv_sec = (time_t)wait;
-        ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
-        sig = sigtimedwait(&watched, NULL, &ts);
-        if (sig < 0)
-            continue;                       /* EAGAIN (timed out) or EINTR */
+        if (sfd < 0) {                      /* no signalfd: the output waits a moment */
+            struct timespec ts = {0, 0};
+
+            if (log_r >= 0 && wait > 0.05)
+                wait = 0.05;
+            ts.tv_sec = (time_t)wait;
+            ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
+            sig = sigtimedwait(&watched, NULL, &ts);
+            if (log_r >= 0 && !drain(log_r)) {
+                close(log_r);
+                log_r = -1;
+            }
+            if (sig < 0)
+                continue;                   /* EAGAIN (timed out) or EINTR */
+        } else {
+            fds[0].fd = sfd;
+            fds[0].events = POLLIN;
+            fds[1].fd = log_r;
+            fds[1].events = POLLIN;
+            ready = poll(fds, log_r >= 0 ? 2 : 1, (int)(wait * 1000.0) + 1);
+            if (ready <= 0)
+                continue;
+            if (log_r >= 0 && fds[1].revents && !drain(log_r)) {
+                close(log_r);               /* every writer is gone */
+                log_r = -1;
+            }
+            if (!(fds[0].revents & POLLIN) ||
+                read(sfd, &info, sizeof info) != (ssize_t)sizeof info)
+                continue;
+            sig = (int)info.ssi_signo;
+        }
         if (sig == SIGUSR1) {
             *signalled = 1;
             kill_everything(main_pid, reaped);
@@ -370,6 +489,12 @@ static int supervise(pid_t main_pid, double grace, int *signalled)
                 kill_at = monotonic() + grace;
         }
     }
+    if (log_r >= 0) {                       /* what the pod wrote last */
+        drain(log_r);
+        close(log_r);
+    }
+    if (sfd >= 0)
+        close(sfd);
     /* A request that came as everything was ending still counts: the caller asked for it. */
     if (sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 ||
                                       sigismember(&pending, SIGINT) == 1 ||
@@ -384,7 +509,7 @@ static int write_exit(int code, int signalled)
 
     snprintf(text, sizeof text, "{\"code\": %d, \"finished\": %.6f, \"signalled\": %s}",
              code, wall_clock(), signalled ? "true" : "false");
-    if (write_file("exit.json", text) < 0) {
+    if (write_file("exit.json", text, 0) < 0) {
         say("cannot write %s/exit.json: %s", pod_dir, strerror(errno));
         return -1;
     }
@@ -407,7 +532,7 @@ static int write_state(long long start, const char *boot, double started, pid_t 
     snprintf(text, sizeof text, "{\"supervisor_pid\": %d, \"supervisor_start\": %s, "
              "\"boot_id\": \"%s\", %s, \"started\": %.6f}",
              (int)getpid(), starts[0], boot, pids, started);
-    if (write_file("state.json", text) < 0) {
+    if (write_file("state.json", text, 0) < 0) {
         say("cannot write %s/state.json: %s", pod_dir, strerror(errno));
         return -1;
     }
@@ -567,7 +692,7 @@ static int parse_cpus(const char *list, cpu_set_t *set)
 static int usage(void)
 {
     fprintf(stderr, "usage: podsweep-supervisor [--ready-fd FD] [--cpus LIST] [--cwd DIR] "
-            "LOG GRACE POD_DIR -- COMMAND [ARG...]\n");
+            "[--log-limit BYTES] LOG GRACE POD_DIR -- COMMAND [ARG...]\n");
     return 2;
 }
 
@@ -576,6 +701,8 @@ int main(int argc, char **argv)
     const char *log_path, *cwd = NULL;
     char boot[64], *end;
     int i = 1, ready_fd = -1, lock_fd, log_fd, err, code, signalled = 0, have_cpus = 0;
+    int out[2] = {-1, -1};
+    struct stat log_st;
     long long start = -1, pod_start = -1;
     double grace, started;
     struct proc_stat st;
@@ -589,6 +716,10 @@ int main(int argc, char **argv)
                 return usage();
         } else if (strcmp(argv[i], "--cwd") == 0) {
             cwd = argv[i + 1];
+        } else if (strcmp(argv[i], "--log-limit") == 0) {
+            sink.limit = strtoll(argv[i + 1], &end, 10);
+            if (*end != '\0' || end == argv[i + 1] || sink.limit < 2)
+                return usage();
         } else if (strcmp(argv[i], "--cpus") == 0) {
             if (parse_cpus(argv[i + 1], &cpus) < 0)
                 return usage();
@@ -619,6 +750,13 @@ int main(int argc, char **argv)
     lock_fd = open(pod_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (lock_fd < 0 || flock(lock_fd, LOCK_EX) < 0) {
         say("cannot lock %s: %s", pod_dir, strerror(errno));
+        return 1;
+    }
+
+    /* The records of the pod's start and end, reserved before anything else: on a full disk
+     * the pod does not start rather than end unrecorded (and run twice). */
+    if (write_file("state.json", "", 1) < 0 || write_file("exit.json", "", 1) < 0) {
+        say("cannot reserve the pod's records in %s: %s", pod_dir, strerror(errno));
         return 1;
     }
 
@@ -658,17 +796,31 @@ int main(int argc, char **argv)
         close(log_fd);
         log_fd = moved;
     }
+    sink.fd = log_fd;
+    sink.path = log_path;
+    sink.size = fstat(log_fd, &log_st) == 0 ? (long long)log_st.st_size : 0;
     err = 0;
-    if (cwd != NULL && chdir(cwd) < 0) {
+    /* the pod's output through a pipe we drain: the log's size is ours to keep */
+    if (pipe2(out, O_CLOEXEC) < 0) {
+        err = errno;
+        dprintf(log_fd, "podsweep: cannot start the pod's command: a pipe: %s\n",
+                strerror(err));
+    } else if (cwd != NULL && chdir(cwd) < 0) {
         err = errno;
         dprintf(log_fd, "podsweep: cannot start the pod's command: cannot change into "
                 "%s: %s\n", cwd, strerror(err));
-    } else if ((err = spawn(argv, log_fd, have_cpus ? &cpus : NULL, &child)) != 0) {
+    } else if ((err = spawn(argv, out[1], have_cpus ? &cpus : NULL, &child)) != 0) {
         dprintf(log_fd, "podsweep: cannot start the pod's command: %s: %s\n", argv[0],
                 strerror(err));
     }
-    close(log_fd);
+    if (out[1] >= 0)
+        close(out[1]);                      /* the pod's now: EOF once all of it is gone */
+    if (out[0] >= 0)
+        fcntl(out[0], F_SETFL, O_NONBLOCK);
     if (err != 0) {
+        if (out[0] >= 0)
+            close(out[0]);
+        close(log_fd);
         code = (err == EACCES || err == EPERM) ? CODE_NOT_EXECUTABLE : CODE_NOT_FOUND;
         if (write_state(start, boot, started, 0, -1) < 0)
             return 1;
@@ -685,6 +837,7 @@ int main(int argc, char **argv)
     }
     if (ready_fd >= 0)
         close(ready_fd);
-    code = supervise(child, grace, &signalled);
+    code = supervise(child, grace, &signalled, out[0]);
+    close(sink.fd);
     return write_exit(code, signalled) < 0 ? 1 : 0;
 }

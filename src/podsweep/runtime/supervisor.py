@@ -5,7 +5,8 @@ this file), in a session of its own, so that it outlives a control plane that di
 restarts. It closes ``FD``, if given, once ``state.json`` is written: the launcher waits on
 that rather than polling. The files it shares with the control plane, all in ``POD_DIR``::
 
-    spec.json   written by the launcher   {"argv", "env", "cwd", "log", "grace_period"}
+    spec.json   written by the launcher   {"argv", "env", "cwd", "log", "grace_period",
+                                           "log_limit"}
     state.json  written once started      {"supervisor_pid", "supervisor_start", "boot_id",
                                            "pid", "pgid", "pod_start", "started"}
     exit.json   written once it is over   {"code", "finished", "signalled"}
@@ -15,9 +16,13 @@ itself (close-on-exec: the pod never holds it). A pod directory with no state.js
 lock is held is a pod still being started, however long that takes (a stalled mount), not
 a lost one; :func:`lock_holder` names the supervisor.
 
-A reader takes a file that does not parse for one not written yet: this supervisor writes
-state.json and exit.json by rename, the native one (``supervisor.c``, which takes its
-command on its command line, not from spec.json) in one write to a new file.
+A reader takes a file that does not parse for one not written yet. Both supervisors (this
+one and the native ``supervisor.c``, which takes its command on its command line, not from
+spec.json) reserve state.json and exit.json first thing, as :data:`RESERVED` bytes of
+spaces, and later write each in place, in one write padded with spaces
+(:func:`write_json_in_place`): on a full disk the record of a pod's end still fits, so a pod
+that exited 0 is never taken for a lost one (and run again). A supervisor that cannot
+reserve them exits before it starts the pod.
 
 ``pid``/``pgid`` are null and ``code`` is 127 (126 for a permission error) when the command
 could not be started at all. ``code`` follows :attr:`subprocess.Popen.returncode`: the exit
@@ -32,6 +37,13 @@ pod's main process has ended, whatever remains of its group (and any orphaned de
 since the supervisor is their subreaper) is killed, every child is reaped, ``exit.json`` is
 written and the supervisor exits 0.
 
+The pod's stdout and stderr go to a pipe that the supervisor drains into ``log`` (appended
+to). Each time the log would pass half of ``log_limit`` bytes it is moved to ``log.1`` (the
+one before is dropped) and a new one begun: the two hold at most ``log_limit`` bytes, and
+the newest output. Output that cannot be written (a full disk) is dropped; the pod goes on.
+exit.json is written once the pipe is drained (or after _REAP_TIMEOUT, if a process stuck
+in the kernel still holds it).
+
 Standard library only: it imports nothing from podsweep and must stay small.
 """
 
@@ -39,12 +51,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import functools
 import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +67,7 @@ SPEC = "spec.json"
 STATE = "state.json"
 EXIT = "exit.json"
 
+DEFAULT_LOG_LIMIT = 100 << 20
 CODE_NOT_FOUND = 127
 CODE_NOT_EXECUTABLE = 126
 
@@ -66,6 +81,49 @@ _WATCHED = {signal.SIGCHLD, KILL_NOW, *_TERMINATE}
 WATCHED = frozenset(_WATCHED)   # blocked by a parent across the fork of a supervisor
 
 
+RESERVED = 512
+"""The bytes reserved for state.json and exit.json: each holds well under 300."""
+
+
+def reserve(path: Path) -> None:
+    """``path`` as RESERVED spaces (JSON that does not parse: a file not written yet)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        if os.write(fd, b" " * RESERVED) != RESERVED:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    finally:
+        os.close(fd)
+
+
+def write_json_in_place(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` over the space reserved in ``path``: one write, no new block needed.
+
+    Padded with spaces to the file's size, so nothing of an earlier content is left. A
+    reader may catch it half-written: then it does not parse (it starts with "{" and the
+    rest of the file is spaces), which readers take for a file not written yet. Without a
+    reserved file (one from an older supervisor) it is written by rename.
+    """
+    text = json.dumps(data).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        write_json_atomic(path, data)
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size < len(text):
+            os.close(fd)
+            fd = -1
+            write_json_atomic(path, data)
+            return
+        padded = text + b" " * (size - len(text))
+        if os.pwrite(fd, padded, 0) != len(padded):
+            raise OSError(errno.EIO, f"short write to {path}")
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` in one step: a reader sees the old file or the whole new one.
 
@@ -75,9 +133,14 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     supervisor forked from the control plane, a first text codec lookup is an import.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(data).encode())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(data).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -279,6 +342,49 @@ def _supervise(main: int, grace_period: float) -> tuple[int, bool]:
     return (code if code is not None else -int(signal.SIGKILL)), signalled
 
 
+class LogSink:
+    """The pod's log, written from the pipe its output goes to; see the module's docstring."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data: bytes) -> None:
+        if self.size > 0 and self.size + len(data) > self.limit // 2:
+            try:
+                os.replace(self.path, self.path + ".1")
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                             0o644)
+            except OSError:
+                try:
+                    os.ftruncate(self.fd, 0)     # the limit rather than the output
+                except OSError:
+                    return
+            else:
+                os.close(self.fd)
+                self.fd = fd
+            self.size = 0
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError:
+                return           # a full disk: dropped
+            view = view[n:]
+            self.size += n
+
+    def drain(self, fd: int) -> None:
+        """Copy the pipe ``fd`` into the log until every writer has closed it."""
+        while chunk := os.read(fd, 65536):
+            self.write(chunk)
+        os.close(fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def _become_subreaper() -> None:
     # Descendants orphaned inside the pod are re-parented to us rather than to init, so we
     # can kill them even if they left the pod's process group, and reap them; and "no child
@@ -291,7 +397,7 @@ def _become_subreaper() -> None:
         pass
 
 
-def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -> int:
+def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, out_fd: int) -> int:
     """Start the pod's command in a session of its own; return its pid.
 
     posix_spawn (vfork and exec) rather than fork: no copy of this process's page tables,
@@ -310,7 +416,7 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -
     return os.posix_spawnp(
         argv[0], argv, env, setsid=True, setsigmask=(), setsigdef=defaults,
         file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                      (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+                      (os.POSIX_SPAWN_DUP2, out_fd, 1), (os.POSIX_SPAWN_DUP2, out_fd, 2)])
 
 
 def run(pod_dir: Path, ready_fd: int | None = None) -> int:
@@ -332,36 +438,51 @@ def run(pod_dir: Path, ready_fd: int | None = None) -> int:
     # Blocked before the child exists, so that a SIGTERM sent as soon as state.json is
     # readable is forwarded, not fatal to the supervisor.
     signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+    try:
+        for name in (STATE, EXIT):
+            reserve(pod_dir / name)
+    except OSError as e:
+        # nothing started: the pod is not lost, it never ran (and runs again)
+        print(f"cannot reserve the pod's records in {pod_dir}: {e}", file=sys.stderr)
+        return 1
     state: dict[str, Any] = {"supervisor_pid": os.getpid(),
                              "supervisor_start": start_time(os.getpid()),
                              "boot_id": boot_id(), "pid": None, "pgid": None,
                              "pod_start": None, "started": time.time()}
-    log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sink = LogSink(spec["log"], int(spec.get("log_limit", DEFAULT_LOG_LIMIT)))
+    out_r, out_w = os.pipe()       # close-on-exec, as Python's are; dup2 clears it
     try:
-        child = _spawn(spec["argv"], spec["env"], spec["cwd"], log_fd)
+        child = _spawn(spec["argv"], spec["env"], spec["cwd"], out_w)
     except OSError as e:
-        os.write(log_fd, f"podsweep: cannot start the pod's command: {e}\n".encode())
-        os.close(log_fd)
-        write_json_atomic(pod_dir / STATE, state)
+        os.close(out_r)
+        os.close(out_w)
+        sink.write(f"podsweep: cannot start the pod's command: {e}\n".encode())
+        sink.close()
+        write_json_in_place(pod_dir / STATE, state)
         _close(ready_fd)
         code = CODE_NOT_EXECUTABLE if isinstance(e, PermissionError) else CODE_NOT_FOUND
-        write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
+        write_json_in_place(pod_dir / EXIT, {"code": code, "finished": time.time(),
                                            "signalled": False})
         return 0
-    os.close(log_fd)
+    os.close(out_w)                # the pod's now: end of file once all of it is gone
+    # A thread of its own: the loop below waits on signals alone. It starts with them
+    # blocked, as they are here, so that only sigtimedwait takes them.
+    drainer = threading.Thread(target=sink.drain, args=(out_r,), daemon=True)
+    drainer.start()
     stat = proc_stat(child)   # unreaped, so there even if the command ended already
     state.update(pid=child, pgid=child, pod_start=None if stat is None else stat[3])
     try:
-        write_json_atomic(pod_dir / STATE, state)
+        write_json_in_place(pod_dir / STATE, state)
         _close(ready_fd)
         code, signalled = _supervise(child, float(spec["grace_period"]))
+        drainer.join(_REAP_TIMEOUT)    # the last of the output, before the end is recorded
     except BaseException:
         # A pod nobody watches would hold its GPUs for good. (Reaped already, its pid no
         # longer names it.)
         stat = proc_stat(child)
         _kill_everything(child, main_reaped=stat is None or stat[1] != os.getpid())
         raise
-    write_json_atomic(pod_dir / EXIT, {"code": code, "finished": time.time(),
+    write_json_in_place(pod_dir / EXIT, {"code": code, "finished": time.time(),
                                        "signalled": signalled})
     return 0
 

@@ -8,6 +8,7 @@ JSON ``{"detail": "<one line>"}`` with the status of their class
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,16 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ..cluster.base import Cluster
-from ..errors import Forbidden, NotFound, PodsweepError, Unauthorized, UsageError, http_status
+from ..errors import (
+    Forbidden,
+    NotFound,
+    PodsweepError,
+    Unauthorized,
+    UsageError,
+    disk_full,
+    http_status,
+    is_disk_full,
+)
 from ..model import JobSpec, Volume, check_name
 from ..store import Store, User
 from . import web
@@ -101,6 +111,14 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
         return web.templates.TemplateResponse(
             request, "error.html", {"user": None, "error": str(exc)},
             status_code=http_status(exc))
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.Error)
+    async def disk_error(request: Request, exc: Exception) -> Response:
+        # a full disk is the user's to fix, in one line (507); anything else is a bug (500)
+        if not is_disk_full(exc):
+            raise exc
+        return await podsweep_error(request, disk_full(store.path.parent))
 
     @app.exception_handler(web.LoginRequired)
     async def login_required(_: Request, exc: web.LoginRequired) -> Response:

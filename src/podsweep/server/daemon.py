@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import uvicorn
 
 from ..cluster import open_cluster
-from ..errors import PodsweepError, UsageError
+from ..errors import PodsweepError, UsageError, disk_full, is_disk_full
 from ..homedir import REFUSAL, process_start_time, read_server, secure_home, write_private
 from ..store import Store
 from .app import create_app
@@ -62,7 +63,8 @@ def check_engine(home: Path, store: Store, kind: str) -> None:
                              f"{previous} cluster ({names}{more}); podsweep up --cluster "
                              f"{previous} and delete them (or let them end) before moving "
                              f"to {kind}")
-    marker.write_text(kind + "\n")
+    if previous != kind or not marker.exists():   # not rewritten: a full disk would empty it
+        marker.write_text(kind + "\n")
 
 
 async def serve(home: Path, port: int) -> None:
@@ -116,7 +118,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(args.home, args.port))
+        try:
+            asyncio.run(serve(args.home, args.port))
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            # one line, and an exit code that says it when the log has no room for the line
+            raise disk_full(args.home) from None
     except PodsweepError as exc:
         log.error("%s%s", REFUSAL, exc)
         sys.exit(exc.exit_code)
