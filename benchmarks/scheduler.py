@@ -111,7 +111,7 @@ def main() -> int:
                              "run just before it; the median round is reported")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="podsweep-bench-"))
-    plane = Plane(root / "home", "--gpus", "4")
+    plane = Plane(root / "home", "--gpus", "4", "--cpus", "64")
     # (podsweep, xargs just before) per round, per measurement: the machine is shared and
     # its load moves both in step, so a round's ratio is steadier than either time
     rounds: dict[str, list[tuple[float, float]]] = {"plane": [], "native": [], "fork": []}

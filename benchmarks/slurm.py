@@ -130,7 +130,7 @@ def main() -> int:
 
         print(f"{n} tasks of `true`, {p} at a time: podsweep on the local cluster",
               flush=True)
-        local = BenchPlane(root / "local-home", "--gpus", "4")
+        local = BenchPlane(root / "local-home", "--gpus", "4", "--cpus", "64")
         try:
             local.cli("project", "create", "bench", "--gpus", "4")
             submit_l, total_l, _ = local.run_job("many", n, p)

@@ -36,7 +36,7 @@ def main() -> int:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="podsweep-ui-bench-"))
     env = {**os.environ, "PODSWEEP_HOME": str(home)}
-    out = subprocess.run([PODSWEEP, "up", "--gpus", "4"], env=env, check=True,
+    out = subprocess.run([PODSWEEP, "up", "--gpus", "4", "--cpus", "16"], env=env, check=True,
                          capture_output=True, text=True).stdout
     try:
         password = re.search(r"with the password (\S+)", out)

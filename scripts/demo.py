@@ -98,7 +98,7 @@ def main() -> int:
     shutil.rmtree(DEMO, ignore_errors=True)
     NFS.mkdir(parents=True)
     say("The podsweep walk-through, on this machine, with 4 virtual GPUs.\n")
-    podsweep("up", "--gpus", "4")
+    podsweep("up", "--gpus", "4", "--cpus", "16")   # pods hold CPUs too: not the limit here
     try:
         say("An admin creates two projects and gives each 2 GPUs:")
         podsweep("project", "create", "team-a", "--gpus", "2")

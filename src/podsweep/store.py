@@ -25,7 +25,7 @@ from typing import Any
 from .errors import Conflict, NotFound, PodsweepError, disk_full, is_disk_full
 from .model import JobSpec, JobStatus, PodStatus
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -104,6 +104,11 @@ MIGRATIONS: dict[int, str] = {
     3: """
     ALTER TABLE jobs ADD COLUMN engine_ref TEXT;
     """,
+    # a project's CPU quota beside its GPU quota; 0, like a GPU quota of 0, lets it only
+    # borrow idle CPUs, which is what every project did before CPUs were scheduled
+    4: """
+    ALTER TABLE projects ADD COLUMN cpus INTEGER NOT NULL DEFAULT 0;
+    """,
 }
 
 
@@ -127,6 +132,7 @@ class Project:
     name: str
     gpus: int
     created: float
+    cpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -357,23 +363,29 @@ class Store:
 
     # ------------------------------------------------------------ projects
 
-    def create_project(self, name: str, gpus: int) -> Project:
+    def create_project(self, name: str, gpus: int, cpus: int = 0) -> Project:
         now = time.time()
         with self.transaction() as db:
-            db.execute("INSERT INTO projects(name, gpus, created) VALUES (?, ?, ?)",
-                       (name, gpus, now))
-        return Project(name, gpus, now)
+            db.execute("INSERT INTO projects(name, gpus, created, cpus) VALUES (?, ?, ?, ?)",
+                       (name, gpus, now, cpus))
+        return Project(name, gpus, now, cpus)
 
-    def set_quota(self, name: str, gpus: int) -> None:
+    def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
+        """Set the quotas given; None leaves that one as it is."""
         with self.transaction() as db:
-            db.execute("UPDATE projects SET gpus = ? WHERE name = ?", (gpus, name))
+            db.execute("UPDATE projects SET gpus = coalesce(?, gpus), cpus = coalesce(?, cpus) "
+                       "WHERE name = ?", (gpus, cpus, name))
+
+    @staticmethod
+    def _project(row: sqlite3.Row) -> Project:
+        return Project(row["name"], row["gpus"], row["created"], row["cpus"])
 
     def project(self, name: str) -> Project | None:
         row = self.db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
-        return Project(row["name"], row["gpus"], row["created"]) if row else None
+        return self._project(row) if row else None
 
     def projects(self) -> list[Project]:
-        return [Project(r["name"], r["gpus"], r["created"])
+        return [self._project(r)
                 for r in self.db.execute("SELECT * FROM projects ORDER BY name")]
 
     # ------------------------------------------------------------ jobs

@@ -39,7 +39,7 @@ def slurm_ready() -> bool:
 def engine_args(engine: str) -> list[str]:
     """``podsweep up`` arguments for an engine, or a skip where it cannot run."""
     if engine == "local":
-        return ["up", "--gpus", "4"]
+        return ["up", "--gpus", "4", "--cpus", "16"]
     if engine == "slurm":
         if not slurm_ready():
             if os.environ.get("PODSWEEP_REQUIRE_SLURM") == "1":

@@ -90,6 +90,6 @@ class ControlPlane:
 @pytest.fixture
 def plane(tmp_path: Path):
     cp = ControlPlane(tmp_path / "home")
-    cp.run("up", "--gpus", "4")
+    cp.run("up", "--gpus", "4", "--cpus", "16")   # see docs/local.md: CPUs are scheduled
     yield cp
     cp.stop()

@@ -92,6 +92,14 @@ def test_a_project_is_a_namespace_with_its_kueue_queues_and_quota(
         cluster.set_quota("team-c", 1)
     with pytest.raises(UsageError):
         cluster.create_project("team-d", -1)
+    # CPU quotas are not enforced here yet: refused, nothing created or changed
+    with pytest.raises(UsageError, match="CPU quotas are enforced on the local cluster only"):
+        cluster.create_project("team-e", 1, 4)
+    with pytest.raises(UsageError, match="CPU quotas"):
+        cluster.set_quota("team-a", cpus=2)
+    assert not cluster.project_exists("team-e")
+    cluster.set_quota("team-a", cpus=0)           # 0 is what every project has
+    assert {p.name: p.deserved for p in cluster.projects()}["team-a"] == 3
 
 
 def test_a_create_that_stopped_halfway_can_be_finished(fake: FakeApiServer,

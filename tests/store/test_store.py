@@ -69,3 +69,13 @@ def test_a_job_name_is_free_again_once_deleted(tmp_path):
         store.insert_job("u2", spec, "me")
     store.update_job("u1", status=JobStatus.DELETED)
     assert store.insert_job("u2", spec, "me").uid == "u2"
+
+
+def test_a_quota_change_sets_only_the_quotas_given(tmp_path):
+    store = Store(tmp_path / "podsweep.db")
+    store.create_project("team-a", 2)
+    assert store.project("team-a").cpus == 0         # the default: CPUs only borrowed
+    store.set_quota("team-a", cpus=3)
+    store.set_quota("team-a", gpus=1)
+    project = store.project("team-a")
+    assert (project.gpus, project.cpus) == (1, 3)

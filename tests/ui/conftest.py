@@ -47,7 +47,7 @@ class UI:
 @pytest.fixture
 def ui(tmp_path: Path) -> Iterator[UI]:
     plane = ControlPlane(tmp_path / "home")
-    out = plane.run("up", "--gpus", "4").stdout
+    out = plane.run("up", "--gpus", "4", "--cpus", "16").stdout
     password = re.search(r"with the password (\S+)", out)
     assert password, out
     yield UI(plane, password.group(1))

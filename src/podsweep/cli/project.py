@@ -1,8 +1,9 @@
-"""``podsweep project``: create projects, set their GPU quota, choose the default one."""
+"""``podsweep project``: create projects, set their GPU and CPU quotas, choose the default
+one."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 from urllib.parse import quote
 
 import typer
@@ -10,16 +11,21 @@ import typer
 from .common import OutputOption, client, emit, set_default_project
 from .printers import Output, table
 
-app = typer.Typer(help="Projects and their GPU quotas.", no_args_is_help=True,
+app = typer.Typer(help="Projects and their GPU and CPU quotas.", no_args_is_help=True,
                   rich_markup_mode=None)
+
+
+CPUS_HELP = "deserved CPUs (0: it only borrows CPUs no other project needs)"
 
 
 @app.command()
 def create(name: str,
-           gpus: Annotated[int, typer.Option("--gpus", "-g", help="deserved GPUs")] = 0) -> None:
-    """Add a project with a GPU quota (admin)."""
-    client().post("/projects", {"name": name, "gpus": gpus})
-    typer.echo(f"Project {name} created with {gpus} deserved GPU(s)")
+           gpus: Annotated[int, typer.Option("--gpus", "-g", help="deserved GPUs")] = 0,
+           cpus: Annotated[int, typer.Option("--cpus", "-c", help=CPUS_HELP)] = 0) -> None:
+    """Add a project with a GPU quota and a CPU quota (admin)."""
+    client().post("/projects", {"name": name, "gpus": gpus, "cpus": cpus})
+    typer.echo(f"Project {name} created with {gpus} deserved GPU(s) and {cpus} deserved "
+               f"CPU(s)")
 
 
 @app.command("list")
@@ -27,8 +33,10 @@ def list_(output: Annotated[Output, OutputOption] = Output.table) -> None:
     """Projects with their quota, GPUs in use, running and pending pods."""
     rows = client().get("/projects")
     emit(output, rows, table(
-        ["project", "deserved gpus", "allocated", "running pods", "pending pods"],
-        [[p["name"], p["deserved"], p["allocated"], p["running"], p["pending"]] for p in rows]))
+        ["project", "deserved gpus", "allocated", "cpus (deserved/allocated)", "running pods",
+         "pending pods"],
+        [[p["name"], p["deserved"], p["allocated"], f"{p['cpus']}/{p['allocated_cpus']}",
+          p["running"], p["pending"]] for p in rows]))
 
 
 @app.command("set")
@@ -45,10 +53,19 @@ def set_(name: str) -> None:
 
 @app.command()
 def quota(name: str,
-          gpus: Annotated[int, typer.Option("--gpus", "-g", help="deserved GPUs")]) -> None:
-    """Change a project's GPU quota (admin)."""
-    client().put(f"/projects/{name}/quota", {"gpus": gpus})
-    typer.echo(f"Project {name} now deserves {gpus} GPU(s)")
+          gpus: Annotated[Optional[int], typer.Option("--gpus", "-g", help="deserved GPUs")]
+          = None,
+          cpus: Annotated[Optional[int], typer.Option("--cpus", "-c", help=CPUS_HELP)]
+          = None) -> None:
+    """Change a project's GPU quota, CPU quota or both (admin)."""
+    if gpus is None and cpus is None:
+        from ..errors import UsageError
+
+        raise UsageError("give a new quota: --gpus G, --cpus C or both")
+    body = {k: v for k, v in (("gpus", gpus), ("cpus", cpus)) if v is not None}
+    client().put(f"/projects/{name}/quota", body)
+    said = " and ".join(f"{v} {k[:-1].upper()}(s)" for k, v in body.items())
+    typer.echo(f"Project {name} now deserves {said}")
 
 
 @app.command("remove-member")

@@ -37,6 +37,9 @@ def parse_size(text: str) -> int:
 def up(gpus: Annotated[Optional[int], typer.Option(
         "--gpus", help="run with N virtual GPUs instead of the ones NVML finds (local only)")]
         = None,
+       cpus: Annotated[Optional[int], typer.Option(
+        "--cpus", help="the CPUs pods share, N pods of --cpu 1 at most (local only; default: "
+                       "as last time, or the CPUs this process may use)")] = None,
        cluster: Annotated[Optional[str], typer.Option(
         "--cluster", help=f"where pods run: {', '.join(ENGINES)} (default: as last time, "
                           f"or local)")] = None,
@@ -52,6 +55,8 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     """Start the control plane in the background (does nothing if it runs)."""
     if gpus is not None and gpus < 0:
         raise UsageError(f"--gpus must be at least 0, got {gpus}")
+    if cpus is not None and cpus < 1:
+        raise UsageError(f"--cpus must be at least 1, got {cpus}")
     if cluster is not None and cluster not in ENGINES:
         raise UsageError(f"unknown cluster {cluster!r} (one of: {', '.join(ENGINES)})")
     where = home()
@@ -62,6 +67,9 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         if gpus is not None and gpus != record.get("gpus"):
             raise UsageError(f"podsweep is already running with {record.get('gpus')} GPU(s); "
                              f"podsweep down first to change that")
+        if cpus is not None and cpus != record.get("cpus"):
+            raise UsageError(f"podsweep is already running with {record.get('cpus')} CPU(s) "
+                             f"for pods; podsweep down first to change that")
         running = record.get("cluster", "local")
         if cluster is not None and cluster != running:
             raise UsageError(f"podsweep is already running on the {running} cluster; "
@@ -82,6 +90,11 @@ def up(gpus: Annotated[Optional[int], typer.Option(
             raise UsageError(f"--log-limit is for the local cluster; the "
                              f"{settings['cluster']} cluster keeps pods' logs its own way")
         settings["log_limit"] = parse_size(log_limit)
+    if cpus is not None:
+        if settings.get("cluster", "local") != "local":
+            raise UsageError(f"--cpus is for the local cluster; the {settings['cluster']} "
+                             f"cluster has the CPUs its engine manages")
+        settings["cpus"] = cpus
     for key, value in (("kubeconfig", kubeconfig), ("context", context)):
         if value is not None:
             if settings.get("cluster") != "kubernetes":
@@ -112,8 +125,9 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     count = record.get("gpus", 0)
     engine = settings.get("cluster", "local")
     kind = "virtual " if engine == "local" and settings.get("gpus") is not None else ""
+    shared = f" and {record['cpus']} CPU(s)" if record.get("cpus") is not None else ""
     typer.echo(f"podsweep is up at {record['url']} on the {engine} cluster with {count} "
-               f"{kind}GPU(s) (state and logs in {where})")
+               f"{kind}GPU(s){shared} (state and logs in {where})")
     typer.echo(f"Web UI: {record['url']}/")
     first = where / "admin-password.json"
     password = read_json(first).get("password")

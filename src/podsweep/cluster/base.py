@@ -33,6 +33,9 @@ class ProjectInfo:
     running: int           # pods running
     pending: int           # pods that would run now if GPUs allowed
     share: float = 0.0     # fair share in GPUs at the moment
+    cpus: int = 0          # CPU quota (0: borrows idle CPUs only)
+    allocated_cpus: int = 0    # CPUs held by its pods now
+    cpu_share: float = 0.0     # fair share in CPUs at the moment
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,14 +112,26 @@ class ClusterInfo:
     # runs where it was submitted from unless --working-dir says otherwise. False where a pod
     # starts in its image's working directory (Kubernetes).
     shared_filesystem: bool = True
+    cpus: int | None = None          # the CPUs its pods share, where podsweep schedules them
+
+
+def refuse_cpu_quota(kind: str, cpus: int | None) -> None:
+    """For engines that do not yet set a CPU quota: refuse one, rather than store a quota
+    that nothing enforces. (Their pods' ``--cpu`` is still what the engine reserves.)"""
+    if cpus:
+        from ..errors import UsageError
+
+        raise UsageError(f"--cpus {cpus}: CPU quotas are enforced on the local cluster only, "
+                         f"not yet on {kind}; leave --cpus out (or 0)")
 
 
 class Cluster(Protocol):
     """Where pods run: the local machine, Kubernetes or Slurm."""
 
     def info(self) -> ClusterInfo: ...
-    def create_project(self, name: str, gpus: int) -> ProjectInfo: ...
-    def set_quota(self, name: str, gpus: int) -> None: ...
+    def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo: ...
+    def set_quota(self, name: str, gpus: int | None = None,
+                  cpus: int | None = None) -> None: ...
     def projects(self) -> list[ProjectInfo]: ...
     def project_exists(self, name: str) -> bool: ...
     def submit(self, spec: JobSpec, user: str) -> JobInfo: ...

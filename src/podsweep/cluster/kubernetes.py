@@ -34,7 +34,15 @@ from typing import Any
 from ..errors import Conflict, Forbidden, NotFound, PodsweepError, Unavailable, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name
 from ..store import Store
-from .base import ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
+from .base import (
+    ClusterInfo,
+    EventInfo,
+    JobDetail,
+    JobInfo,
+    PodInfo,
+    ProjectInfo,
+    refuse_cpu_quota,
+)
 from .kubernetes_objects import (
     GPU,
     JOB_LABEL,
@@ -343,7 +351,8 @@ class KubernetesCluster:
                              "project": project})
         return ClusterInfo(self.kind, gpus, shared_filesystem=False)
 
-    def create_project(self, name: str, gpus: int) -> ProjectInfo:
+    def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
+        refuse_cpu_quota(self.kind, cpus)
         check_name("project", name)
         check_count("--gpus", gpus, 0)
         objects = {o["kind"]: o for o in project_objects(name, gpus)}
@@ -371,7 +380,12 @@ class KubernetesCluster:
                        KUEUE_GROUP, KUEUE_VERSION, ns, "localqueues", objects["LocalQueue"])
         return self._project_infos([name], {name: gpus})[0]
 
-    def set_quota(self, name: str, gpus: int) -> None:
+    def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
+        refuse_cpu_quota(self.kind, cpus)
+        if gpus is None:
+            if not self.project_exists(name):
+                raise NotFound(f"project {name!r} not found")
+            return
         check_count("--gpus", gpus, 0)
         if not self.project_exists(name):
             raise NotFound(f"project {name!r} not found")

@@ -128,11 +128,13 @@ class LocalCluster(StoredJobs):
     def __init__(self, home: Path, store: Store, gpus: list[GPU],
                  loop: asyncio.AbstractEventLoop,
                  supervisor: SupervisorKind | None = None,
-                 log_limit: int = DEFAULT_LOG_LIMIT) -> None:
+                 log_limit: int = DEFAULT_LOG_LIMIT, cpus: int | None = None) -> None:
         self.home = home
         self.log_limit = log_limit    # bytes of each pod's log (podsweep up --log-limit)
         self.store = store
         self.gpus = gpus
+        # the CPUs pods share: those this process may run on, unless podsweep up --cpus
+        self.cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
         self.loop = loop
         self.pods_dir = home / "pods"
         self.pods_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -148,6 +150,7 @@ class LocalCluster(StoredJobs):
         self._paused = False                        # the disk is full: retrying every second
         self._never_started: dict[str, Pod] = {}   # stored as running, found with no process
         self._shares: dict[str, float] = {}
+        self._cpu_shares: dict[str, float] = {}
         self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
         self.reconciles = 0
         # The native supervisor where it can be built; else the Python one, forked (the
@@ -158,11 +161,14 @@ class LocalCluster(StoredJobs):
     @classmethod
     def open(cls, home: Path, store: Store, loop: asyncio.AbstractEventLoop,
              settings: dict[str, Any]) -> LocalCluster:
-        """The GPUs NVML finds, or ``settings["gpus"]`` virtual ones (``podsweep up --gpus``)."""
+        """The GPUs NVML finds, or ``settings["gpus"]`` virtual ones (``podsweep up --gpus``);
+        the CPUs of this process's affinity, or ``settings["cpus"]`` (``podsweep up --cpus``)."""
         count = settings.get("gpus")
         gpus = virtual_gpus(int(count)) if count is not None else discover_gpus()
+        cpus = settings.get("cpus")
         return cls(home, store, gpus, loop,
-                   log_limit=int(settings.get("log_limit") or DEFAULT_LOG_LIMIT))
+                   log_limit=int(settings.get("log_limit") or DEFAULT_LOG_LIMIT),
+                   cpus=int(cpus) if cpus is not None else None)
 
     # ------------------------------------------------------------ start-up and recovery
 
@@ -256,22 +262,27 @@ class LocalCluster(StoredJobs):
         return ClusterInfo(self.kind, [{"index": g.index, "name": g.name,
                                         "pod": holders.get(g.index, (None, None))[0],
                                         "project": holders.get(g.index, (None, None))[1]}
-                                       for g in self.gpus])
+                                       for g in self.gpus],
+                           cpus=self.cpus)
 
-    def create_project(self, name: str, gpus: int) -> ProjectInfo:
+    def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
         check_name("project", name)
         check_count("--gpus", gpus, 0)
+        check_count("--cpus", cpus, 0)
         if self.store.project(name) is not None:
             raise Conflict(f"project {name!r} already exists")
-        self.store.create_project(name, gpus)
+        self.store.create_project(name, gpus, cpus)
         self.schedule_reconcile()
         return self._project_info(name)
 
-    def set_quota(self, name: str, gpus: int) -> None:
-        check_count("--gpus", gpus, 0)
+    def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
+        if gpus is not None:
+            check_count("--gpus", gpus, 0)
+        if cpus is not None:
+            check_count("--cpus", cpus, 0)
         if self.store.project(name) is None:
             raise NotFound(f"project {name!r} not found")
-        self.store.set_quota(name, gpus)
+        self.store.set_quota(name, gpus, cpus)
         self.schedule_reconcile()
 
     def project_exists(self, name: str) -> bool:
@@ -291,6 +302,7 @@ class LocalCluster(StoredJobs):
         running: dict[str, int] = {}
         pending: dict[str, int] = {}
         allocated: dict[str, int] = {}
+        cpus: dict[str, int] = {}
         for state in self._states.values():
             name = state.job.project
             running[name] = running.get(name, 0) + len(state.active)
@@ -300,8 +312,11 @@ class LocalCluster(StoredJobs):
             if holder is not None:
                 name = holder.job.project
                 allocated[name] = allocated.get(name, 0) + len(pod.gpus)
+                cpus[name] = cpus.get(name, 0) + holder.job.spec.cpu
         return [ProjectInfo(p.name, p.gpus, allocated.get(p.name, 0), running.get(p.name, 0),
-                            pending.get(p.name, 0), round(self._shares.get(p.name, 0.0), 2))
+                            pending.get(p.name, 0), round(self._shares.get(p.name, 0.0), 2),
+                            p.cpus, cpus.get(p.name, 0),
+                            round(self._cpu_shares.get(p.name, 0.0), 2))
                 for p in projects]
 
     def submit(self, spec: JobSpec, user: str) -> JobInfo:
@@ -313,6 +328,9 @@ class LocalCluster(StoredJobs):
                              f"has no container runtime configured; drop -i")
         if spec.gpus > len(self.gpus):
             raise UsageError(f"-g {spec.gpus}: this machine has {len(self.gpus)} GPU(s)")
+        if spec.cpu > self.cpus:
+            raise UsageError(f"--cpu {spec.cpu}: pods here share {self.cpus} CPU(s) "
+                             f"(podsweep up --cpus N)")
         for volume in spec.volumes:
             volume.require_host("local")
             if not os.path.exists(volume.src):
@@ -418,7 +436,7 @@ class LocalCluster(StoredJobs):
             self._after.append(action)
 
     def snapshot(self) -> Snapshot:
-        projects = tuple(ProjectView(p.name, p.gpus) for p in self.store.projects())
+        projects = tuple(ProjectView(p.name, p.gpus, p.cpus) for p in self.store.projects())
         jobs = []
         for state in self._states.values():
             spec = state.job.spec
@@ -427,17 +445,19 @@ class LocalCluster(StoredJobs):
             room = spec.parallelism - len(state.active)
             jobs.append(JobView(state.job.uid, spec.name, spec.project, spec.gpus,
                                 spec.parallelism, state.job.seq, len(state.active),
-                                state.pending(max(0, room))))
+                                state.pending(max(0, room)), spec.cpu))
         # a pod's name is unique within its project only: the policy gets the unique key
-        projects_of = {uid: s.job.project for uid, s in self._states.items()}
+        jobs_of = {uid: (s.job.project, s.job.spec.cpu) for uid, s in self._states.items()}
         pods = []
         for key, p in self._pods.items():
-            if p.job_uid not in projects_of:     # rare: a job gone from memory, pods stopping
+            if p.job_uid not in jobs_of:     # rare: a job gone from memory, pods stopping
                 job = self.store.job(p.job_uid)
-                projects_of[p.job_uid] = job.project if job else ""
-            pods.append(RunningPod(key, p.job_uid, projects_of[p.job_uid], p.gpus, p.seq,
-                                   p.status is PodStatus.TERMINATING))
-        return Snapshot(tuple(g.index for g in self.gpus), projects, tuple(jobs), tuple(pods))
+                jobs_of[p.job_uid] = (job.project, job.spec.cpu) if job else ("", 1)
+            project, cpu = jobs_of[p.job_uid]
+            pods.append(RunningPod(key, p.job_uid, project, p.gpus, p.seq,
+                                   p.status is PodStatus.TERMINATING, cpu))
+        return Snapshot(tuple(g.index for g in self.gpus), projects, tuple(jobs), tuple(pods),
+                        self.cpus)
 
     def reconcile(self) -> None:
         self.reconciles += 1
@@ -454,6 +474,7 @@ class LocalCluster(StoredJobs):
                                      count=False)
                 decision = decide(self.snapshot())
                 self._shares = dict(decision.shares)
+                self._cpu_shares = dict(decision.cpu_shares)
                 for key in decision.preempt:
                     self._stop(self._pods[key], PREEMPTED)
                 for start in decision.starts:
@@ -627,7 +648,7 @@ class LocalCluster(StoredJobs):
         if reason == PREEMPTED:
             self.store.event(pod.job_uid, "Preempted",
                              f"pod {pod.name}: its project is over its fair share and another "
-                             f"project needs the GPU; index {pod.index} will run again")
+                             f"project needs its GPU or CPUs; index {pod.index} will run again")
         proc = self._procs.get(key)
         if proc is not None:
             # once the store says so: a crash in between must not leave a pod that was

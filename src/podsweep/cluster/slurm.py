@@ -63,7 +63,7 @@ from ..errors import Conflict, NotFound, PodsweepError, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
 from ..runtime import wrap_command
 from ..store import Job, Pod, Store
-from .base import ClusterInfo, JobInfo, ProjectInfo
+from .base import ClusterInfo, JobInfo, ProjectInfo, refuse_cpu_quota
 from .stored import StoredJobs
 
 log = logging.getLogger("podsweep.cluster.slurm")
@@ -476,7 +476,8 @@ class SlurmCluster(StoredJobs):
                                         job.project)
         return out
 
-    def create_project(self, name: str, gpus: int) -> ProjectInfo:
+    def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
+        refuse_cpu_quota(self.kind, cpus)
         check_name("project", name)
         check_count("--gpus", gpus, 0)
         if self.store.project(name) is not None:
@@ -488,7 +489,12 @@ class SlurmCluster(StoredJobs):
         self._set_up(name, self._ensure_project(name, gpus))
         return self._project_infos([name])[0]
 
-    def set_quota(self, name: str, gpus: int) -> None:
+    def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
+        refuse_cpu_quota(self.kind, cpus)
+        if gpus is None:
+            if not self.project_exists(name):
+                raise NotFound(f"project {name!r} not found")
+            return
         check_count("--gpus", gpus, 0)
         if self.store.project(name) is None:
             raise NotFound(f"project {name!r} not found")

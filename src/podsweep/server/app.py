@@ -45,10 +45,13 @@ from .visibility import visible_gpus
 class ProjectIn(BaseModel):
     name: str
     gpus: int
+    cpus: int = 0      # CPU quota; 0: the project only borrows idle CPUs
 
 
 class QuotaIn(BaseModel):
-    gpus: int
+    # the quotas to change; one left out stays as it is
+    gpus: int | None = None
+    cpus: int | None = None
 
 
 class UserIn(BaseModel):
@@ -157,13 +160,15 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     @app.post("/api/v1/projects", status_code=201)
     async def create_project(body: ProjectIn, user: Me) -> dict[str, Any]:
         admin_only(user)
-        return cluster.create_project(body.name, body.gpus).to_dict()
+        return cluster.create_project(body.name, body.gpus, body.cpus).to_dict()
 
     @app.put("/api/v1/projects/{name}/quota")
     async def set_quota(name: str, body: QuotaIn, user: Me) -> dict[str, Any]:
         admin_only(user)
-        cluster.set_quota(name, body.gpus)
-        return {"name": name, "deserved": body.gpus}
+        if body.gpus is None and body.cpus is None:
+            raise UsageError("give a new quota: gpus, cpus or both")
+        cluster.set_quota(name, body.gpus, body.cpus)
+        return {"name": name, "deserved": body.gpus, "cpus": body.cpus}
 
     @app.post("/api/v1/users", status_code=201)
     async def create_user(body: UserIn, user: Me) -> dict[str, Any]:

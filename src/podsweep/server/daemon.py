@@ -84,7 +84,8 @@ async def serve(home: Path, port: int) -> None:
     secure_home(home)           # the files just made (the database, its WAL): owner-only too
     cluster = open_cluster(home, store, loop, settings)
     cluster.recover()
-    gpus = cluster.info().gpus
+    info = cluster.info()
+    gpus = info.gpus
     app = create_app(cluster, store)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,7 +97,7 @@ async def serve(home: Path, port: int) -> None:
     pid = os.getpid()
     write_private(home / "server.json", {"pid": pid, "start_time": process_start_time(pid),
                                          "url": url, "started": time.time(),
-                                         "gpus": len(gpus),
+                                         "gpus": len(gpus), "cpus": info.cpus,
                                          "cluster": settings.get("cluster") or "local"})
     log.info("serving %s with %d GPU(s)", url, len(gpus))
     try:

@@ -179,24 +179,31 @@ def admin_form(request: Request, csrf: str) -> User:
 
 @router.post("/projects")
 async def add_project(request: Request, csrf: str = Form(""), name: str = Form(""),
-                      gpus: str = Form("0")) -> Response:
+                      gpus: str = Form("0"), cpus: str = Form("0")) -> Response:
     admin_form(request, csrf)
     try:
-        _cluster(request).create_project(name.strip(), _int(gpus, "GPUs"))
+        cpu_quota = _int(cpus, "CPUs")
+        _cluster(request).create_project(name.strip(), _int(gpus, "GPUs"), cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
-    return back("/projects", message=f"Project {name} created with {gpus} GPU(s).")
+    and_cpus = f" and {cpu_quota} CPU(s)" if cpu_quota else ""
+    return back("/projects", message=f"Project {name} created with {gpus} GPU(s){and_cpus}.")
 
 
 @router.post("/projects/{name}/quota")
 async def set_quota(request: Request, name: str, csrf: str = Form(""),
-                    gpus: str = Form("0")) -> Response:
+                    gpus: str = Form("0"), cpus: str = Form("")) -> Response:
     admin_form(request, csrf)
+    cluster = _cluster(request)
     try:
-        _cluster(request).set_quota(name, _int(gpus, "GPUs"))
+        cpu_quota = _int(cpus, "CPUs") if cpus.strip() else None
+        before = next((p.cpus for p in cluster.projects() if p.name == name), None)
+        cluster.set_quota(name, _int(gpus, "GPUs"), cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
-    return back("/projects", message=f"Project {name} now deserves {gpus} GPU(s).")
+    # the form sends both; the CPUs are news only if they changed
+    and_cpus = f" and {cpu_quota} CPU(s)" if cpu_quota not in (None, before) else ""
+    return back("/projects", message=f"Project {name} now deserves {gpus} GPU(s){and_cpus}.")
 
 
 @router.post("/projects/{name}/members")
