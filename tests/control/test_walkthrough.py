@@ -39,11 +39,13 @@ def test_the_walkthrough(plane: ControlPlane, tmp_path: Path):
     plane.until("an hpo1 pod past its first epoch", lambda: any(
         "epoch 0:" in (Path(p) / "pod.log").read_text()
         for p in (plane.home / "pods").glob("*/hpo1-*-0") if (Path(p) / "pod.log").exists()))
-    plane.run("submit", "train", "-p", "team-b", "-g", "2", "--", "sleep", "4")
+    plane.run("submit", "train", "-p", "team-b", "-g", "2", "--", "sleep", "12")
     job = plane.until("a preemption", lambda: (lambda j: j if any(
         e["kind"] == "Preempted" for e in j["events"]) else None)(plane.job("hpo1", "team-a")))
     preempted = next(e["message"].split()[1].rstrip(":") for e in job["events"]
                      if e["kind"] == "Preempted")
+    # two CLI calls per probe, each a second or more on a loaded machine: team-b's pod runs
+    # 12 s so that the probe sees it running beside hpo1's two
     plane.until("hpo1 on 2 pods", lambda: plane.job("hpo1", "team-a")["job"]["running"] == 2
                 and plane.job("train", "team-b")["job"]["running"] == 1)
     get = plane.run("get", "hpo1").stdout
