@@ -107,6 +107,10 @@ class ClusterInfo:
     # runs where it was submitted from unless --working-dir says otherwise. False where a pod
     # starts in its image's working directory (Kubernetes).
     shared_filesystem: bool = True
+    # How pods are kept from the control plane and each other: "namespaces" (the local
+    # cluster's sandbox), "environment only" (a clean environment, nothing more: the local
+    # cluster with --no-isolation, Slurm), "containers" (Kubernetes).
+    isolation: str = "environment only"
 
 
 class Cluster(Protocol):

@@ -322,7 +322,7 @@ class KubernetesCluster:
         try:
             nodes = self._call("list nodes", self.core.list_node)["items"]
         except Forbidden:
-            return ClusterInfo(self.kind, [], shared_filesystem=False)
+            return ClusterInfo(self.kind, [], shared_filesystem=False, isolation="containers")
         holders: dict[str, list[str]] = {}
         for pod in self._pods(None):
             node = (pod.get("spec") or {}).get("nodeName")
@@ -338,7 +338,7 @@ class KubernetesCluster:
             for i in range(count):
                 gpus.append({"index": len(gpus), "name": f"{name}/{i}",
                              "pod": held[i] if i < len(held) else None})
-        return ClusterInfo(self.kind, gpus, shared_filesystem=False)
+        return ClusterInfo(self.kind, gpus, shared_filesystem=False, isolation="containers")
 
     def create_project(self, name: str, gpus: int) -> ProjectInfo:
         check_name("project", name)

@@ -43,15 +43,16 @@ from ..runtime import (
     wrap_command,
 )
 from ..runtime.process import SupervisorKind
+from ..runtime.sandbox import Isolation, control_plane_dirs, hidden_source, probe
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
 from ..store import Job, Pod, Project, Store
 from .base import ClusterInfo, JobInfo, ProjectInfo
+from .podenv import base_env, pod_env
 from .stored import StoredJobs
 
 log = logging.getLogger("podsweep.cluster")
 
 PREEMPTED, DELETED, JOB_FAILED, LOST = "Preempted", "Deleted", "JobFailed", "Lost"
-PRIVATE_ENV = {"PODSWEEP_TOKEN", "PODSWEEP_URL"}   # the control plane's, not the pods'
 RECONCILE_FAILED = 70    # the control plane's exit status when a reconcile raised (EX_SOFTWARE)
 
 
@@ -119,8 +120,10 @@ class LocalCluster(StoredJobs):
 
     def __init__(self, home: Path, store: Store, gpus: list[GPU],
                  loop: asyncio.AbstractEventLoop,
-                 supervisor: SupervisorKind | None = None) -> None:
+                 supervisor: SupervisorKind | None = None,
+                 isolation: Isolation | None = None) -> None:
         self.home = home
+        self.isolation = isolation      # None: pods get a clean environment, nothing more
         self.store = store
         self.gpus = gpus
         self.loop = loop
@@ -133,7 +136,7 @@ class LocalCluster(StoredJobs):
         self._ended: list[tuple[str, PodProcess, int]] = []   # (key, proc, code) to account
         self._after: list[Callable[[], None]] | None = None   # inside a batch: after commit
         # what every pod's environment starts from (os.environ is decoded at each read)
-        self._base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+        self._base_env = base_env()
         self._reconcile_scheduled = False
         self._shares: dict[str, float] = {}
         self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
@@ -149,7 +152,14 @@ class LocalCluster(StoredJobs):
         """The GPUs NVML finds, or ``settings["gpus"]`` virtual ones (``podsweep up --gpus``)."""
         count = settings.get("gpus")
         gpus = virtual_gpus(int(count)) if count is not None else discover_gpus()
-        return cls(home, store, gpus, loop)
+        isolation = None
+        if settings.get("isolation", True):
+            isolation = Isolation(control_plane_dirs(home))
+            why = probe(isolation)
+            if why is not None:
+                raise UsageError(f"pods cannot be isolated here ({why}); podsweep up "
+                                 f"--no-isolation runs them without (docs/security.md)")
+        return cls(home, store, gpus, loop, isolation=isolation)
 
     # ------------------------------------------------------------ start-up and recovery
 
@@ -212,7 +222,8 @@ class LocalCluster(StoredJobs):
             for g in pod.gpus:
                 holders[g] = pod.name
         return ClusterInfo(self.kind, [{"index": g.index, "name": g.name,
-                                        "pod": holders.get(g.index)} for g in self.gpus])
+                                        "pod": holders.get(g.index)} for g in self.gpus],
+                           isolation="namespaces" if self.isolation else "environment only")
 
     def create_project(self, name: str, gpus: int) -> ProjectInfo:
         check_name("project", name)
@@ -273,6 +284,10 @@ class LocalCluster(StoredJobs):
             volume.require_host("local")
             if not os.path.exists(volume.src):
                 raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
+            hidden = self.isolation and hidden_source(volume, self.isolation)
+            if hidden:
+                raise UsageError(f"-v {volume}: {volume.src} lies in {hidden}, the control "
+                                 f"plane's, which pods may not see")
         if spec.volumes:
             wrap_command(spec.command, spec.volumes, spec.working_dir)   # a sandbox here?
         if spec.working_dir and not os.path.isdir(spec.working_dir):
@@ -445,20 +460,13 @@ class LocalCluster(StoredJobs):
         spec = state.job.spec
         pod_dir = Path(pod.dir)
         gpus = pod.gpus
-        env = {**self._base_env, **spec.env,
-               "PODSWEEP_JOB_NAME": spec.name, "PODSWEEP_JOB_UID": pod.job_uid,
-               "PODSWEEP_PROJECT": spec.project, "PODSWEEP_POD_NAME": pod.name,
-               "PODSWEEP_POD_INDEX": str(pod.index), "JOB_COMPLETION_INDEX": str(pod.index),
-               "PODSWEEP_POD_ATTEMPT": str(pod.attempt),
-               # NVML numbers GPUs in PCI bus order; make CUDA number them the same way
-               "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-               "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
-               "OMP_NUM_THREADS": str(spec.cpu)}
+        env = pod_env(spec, job_uid=pod.job_uid, pod_name=pod.name, index=pod.index,
+                      attempt=pod.attempt, gpus=gpus, base=self._base_env)
         try:
-            argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
-            # with volumes, the sandbox changes into the working dir itself: it may lie
+            argv = wrap_command(spec.command, spec.volumes, spec.working_dir, self.isolation)
+            # in the sandbox, the sandbox changes into the working dir itself: it may lie
             # inside a volume that exists only in the pod's view
-            cwd = None if spec.volumes else spec.working_dir
+            cwd = None if spec.volumes or self.isolation else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
                                                pod_dir / "pod.log", spec.grace_period),
                                      # the loop need not wait for the pod to start

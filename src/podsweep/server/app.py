@@ -117,7 +117,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     async def status(user: Me) -> dict[str, Any]:
         info = cluster.info()
         return {"version": __version__, "cluster": info.kind, "gpus": info.gpus,
-                "shared_filesystem": info.shared_filesystem,
+                "shared_filesystem": info.shared_filesystem, "isolation": info.isolation,
                 "user": user.name, "admin": user.admin}
 
     @app.get("/api/v1/whoami")
