@@ -5,9 +5,9 @@ with no ``/nfs``, and without podsweep creating ``/nfs`` on the host. :func:`wra
 runs the command under ``podsweep-sandbox`` (``sandbox.c``, built like the supervisor by
 :mod:`podsweep.runtime.native`; no outside tool): in a mount namespace of its own, the root
 is a tmpfs holding the host's top-level entries, bound as they are, plus the volumes; then
-the sandbox execs the command in place. Nothing else is isolated: the pod shares the host's
-pid namespace (the control plane signals its process group by host pid), network, ``/dev``,
-``/proc``, users and capabilities.
+the sandbox execs the command in place. Without :class:`Isolation` nothing else is isolated:
+the pod shares the host's pid namespace, network, ``/dev``, ``/proc``, users and
+capabilities (with it, see below).
 
 - **Privileges.** Run by root, it needs nothing more. Run by anyone else, it first enters a
   user namespace that maps the user and the group onto themselves: files keep their owner,
