@@ -64,6 +64,26 @@ def mid_trial(plane: ControlPlane, log_glob: str = LOCAL_LOG) -> Path:
     return found
 
 
+def host_pid(pod: str, pid: int) -> int:
+    """The host's pid of the process that pod ``pod`` knows as ``pid``.
+
+    A local pod has a pid namespace of its own: the pid it reports is its own view.
+    """
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        nspids = next((line.split()[1:] for line in status.splitlines()
+                       if line.startswith("NSpid:")), [])
+        if nspids and nspids[-1] == str(pid) and f"PODSWEEP_POD_NAME={pod}".encode() in environ:
+            return int(entry.name)
+    return pid      # the same pid namespace as ours
+
+
 def check_survived(plane: ControlPlane, hpo_dir: Path, reason: str | None) -> None:
     """The job succeeded with all 6 configurations finished; oom-1-1 took over oom-1-0's
     trial (which ended for ``reason``, if given) and resumed it from its checkpoint."""
@@ -107,7 +127,7 @@ def test_a_pod_killed_by_the_oom_killer_loses_no_configuration(plane: ControlPla
                                                                 tmp_path: Path):
     hpo_dir, marks = sweep(plane, tmp_path)
     mid_trial(plane)
-    pid = int((marks / "oom-1-0.pid").read_text().split()[0])
+    pid = host_pid("oom-1-0", int((marks / "oom-1-0.pid").read_text().split()[0]))
     os.kill(pid, signal.SIGKILL)             # the training process itself, as the OOM killer
     check_survived(plane, hpo_dir, "exit code -9")
 

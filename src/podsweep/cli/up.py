@@ -51,7 +51,11 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         = None,
        log_limit: Annotated[Optional[str], typer.Option(
         "--log-limit", help="local: the most each pod's log keeps, its newest output "
-                            "(e.g. 100M, the default; kept for later ups)")] = None) -> None:
+                            "(e.g. 100M, the default; kept for later ups)")] = None,
+       no_isolation: Annotated[bool, typer.Option(
+        "--no-isolation", envvar="PODSWEEP_NO_ISOLATION",
+        help="local: run pods without namespaces where they cannot be made (pods then "
+             "can read the control plane's home; see docs/security.md)")] = False) -> None:
     """Start the control plane in the background (does nothing if it runs)."""
     if gpus is not None and gpus < 0:
         raise UsageError(f"--gpus must be at least 0, got {gpus}")
@@ -100,6 +104,10 @@ def up(gpus: Annotated[Optional[int], typer.Option(
             if settings.get("cluster") != "kubernetes":
                 raise UsageError(f"--{key} is for the kubernetes cluster")
             settings[key] = os.path.abspath(value) if key == "kubeconfig" else value
+    # asked for at each up, never remembered: isolation comes back with the next plain up
+    settings.pop("isolation", None)
+    if no_isolation:
+        settings["isolation"] = False
     before = read_json(config) if config.exists() else None
     # whole or not at all: a full disk must not leave an empty config behind
     write_private(config, settings)
@@ -171,6 +179,7 @@ def status(output: Annotated[Output, OutputOption] = Output.table) -> None:
             for g in data["gpus"]]
     text = (f"podsweep {data['version']} ({data['cluster']}) at {data['url']}, pid "
             f"{data['pid']}\nweb UI: {data['url']}/\nhome: {data['home']}\n"
+            f"pods isolated by: {data.get('isolation', '-')}\n"
             f"logged in as {data['user']}"
             f"{' (admin)' if data['admin'] else ''}\n\n"
             + (table(["gpu", "name", "pod"], rows) if rows else "no GPUs"))

@@ -114,6 +114,11 @@ class ClusterInfo:
     shared_filesystem: bool = True
     cpus: int | None = None          # the CPUs its pods share, where podsweep schedules them
 
+    # How pods are kept from the control plane and each other: "namespaces" (the local
+    # cluster's sandbox), "environment only" (a clean environment, nothing more: the local
+    # cluster with --no-isolation, Slurm), "containers" (Kubernetes).
+    isolation: str = "environment only"
+
 
 def refuse_cpu_quota(kind: str, cpus: int | None) -> None:
     """For engines that do not yet set a CPU quota: refuse one, rather than store a quota

@@ -330,7 +330,7 @@ class KubernetesCluster:
         try:
             nodes = self._call("list nodes", self.core.list_node)["items"]
         except Forbidden:
-            return ClusterInfo(self.kind, [], shared_filesystem=False)
+            return ClusterInfo(self.kind, [], shared_filesystem=False, isolation="containers")
         holders: dict[str, list[tuple[str, str | None]]] = {}    # node -> (pod, project)
         for pod in self._pods(None):
             node = (pod.get("spec") or {}).get("nodeName")
@@ -349,7 +349,7 @@ class KubernetesCluster:
                 holder, project = held[i] if i < len(held) else (None, None)
                 gpus.append({"index": len(gpus), "name": f"{name}/{i}", "pod": holder,
                              "project": project})
-        return ClusterInfo(self.kind, gpus, shared_filesystem=False)
+        return ClusterInfo(self.kind, gpus, shared_filesystem=False, isolation="containers")
 
     def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
         refuse_cpu_quota(self.kind, cpus)

@@ -49,16 +49,17 @@ from ..runtime import (
     wrap_command,
 )
 from ..runtime.process import SupervisorKind
+from ..runtime.sandbox import Isolation, control_plane_dirs, hidden_source, probe
 from ..runtime.supervisor import DEFAULT_LOG_LIMIT
 from ..scheduler import JobView, PendingPod, ProjectView, RunningPod, Snapshot, decide
 from ..store import Job, Pod, Project, Store
 from .base import ClusterInfo, JobInfo, ProjectInfo
+from .podenv import base_env, pod_env
 from .stored import StoredJobs
 
 log = logging.getLogger("podsweep.cluster")
 
 PREEMPTED, DELETED, JOB_FAILED, LOST = "Preempted", "Deleted", "JobFailed", "Lost"
-PRIVATE_ENV = {"PODSWEEP_TOKEN", "PODSWEEP_URL"}   # the control plane's, not the pods'
 RECONCILE_FAILED = 70    # the control plane's exit status when a reconcile raised (EX_SOFTWARE)
 DISK_FULL_RETRY = 1.0    # seconds between reconciles while the disk is full
 
@@ -128,9 +129,11 @@ class LocalCluster(StoredJobs):
     def __init__(self, home: Path, store: Store, gpus: list[GPU],
                  loop: asyncio.AbstractEventLoop,
                  supervisor: SupervisorKind | None = None,
-                 log_limit: int = DEFAULT_LOG_LIMIT, cpus: int | None = None) -> None:
+                 log_limit: int = DEFAULT_LOG_LIMIT, cpus: int | None = None,
+                 isolation: Isolation | None = None) -> None:
         self.home = home
         self.log_limit = log_limit    # bytes of each pod's log (podsweep up --log-limit)
+        self.isolation = isolation      # None: pods get a clean environment, nothing more
         self.store = store
         self.gpus = gpus
         # the CPUs pods share: those this process may run on, unless podsweep up --cpus
@@ -145,7 +148,7 @@ class LocalCluster(StoredJobs):
         self._ended: list[tuple[str, PodProcess, int]] = []   # (key, proc, code) to account
         self._after: list[Callable[[], None]] | None = None   # inside a batch: after commit
         # what every pod's environment starts from (os.environ is decoded at each read)
-        self._base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+        self._base_env = base_env()
         self._reconcile_scheduled = False
         self._paused = False                        # the disk is full: retrying every second
         self._never_started: dict[str, Pod] = {}   # stored as running, found with no process
@@ -165,10 +168,17 @@ class LocalCluster(StoredJobs):
         the CPUs of this process's affinity, or ``settings["cpus"]`` (``podsweep up --cpus``)."""
         count = settings.get("gpus")
         gpus = virtual_gpus(int(count)) if count is not None else discover_gpus()
+        isolation = None
+        if settings.get("isolation", True):
+            isolation = Isolation(control_plane_dirs(home))
+            why = probe(isolation)
+            if why is not None:
+                raise UsageError(f"pods cannot be isolated here ({why}); podsweep up "
+                                 f"--no-isolation runs them without (docs/security.md)")
         cpus = settings.get("cpus")
         return cls(home, store, gpus, loop,
                    log_limit=int(settings.get("log_limit") or DEFAULT_LOG_LIMIT),
-                   cpus=int(cpus) if cpus is not None else None)
+                   cpus=int(cpus) if cpus is not None else None, isolation=isolation)
 
     # ------------------------------------------------------------ start-up and recovery
 
@@ -263,7 +273,8 @@ class LocalCluster(StoredJobs):
                                         "pod": holders.get(g.index, (None, None))[0],
                                         "project": holders.get(g.index, (None, None))[1]}
                                        for g in self.gpus],
-                           cpus=self.cpus)
+                           cpus=self.cpus,
+                           isolation="namespaces" if self.isolation else "environment only")
 
     def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
         check_name("project", name)
@@ -335,6 +346,10 @@ class LocalCluster(StoredJobs):
             volume.require_host("local")
             if not os.path.exists(volume.src):
                 raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
+            hidden = self.isolation and hidden_source(volume, self.isolation)
+            if hidden:
+                raise UsageError(f"-v {volume}: {volume.src} lies in {hidden}, the control "
+                                 f"plane's, which pods may not see")
         if spec.volumes:
             wrap_command(spec.command, spec.volumes, spec.working_dir)   # a sandbox here?
         if spec.working_dir and not os.path.isdir(spec.working_dir):
@@ -549,20 +564,13 @@ class LocalCluster(StoredJobs):
         spec = state.job.spec
         pod_dir = Path(pod.dir)
         gpus = pod.gpus
-        env = {**self._base_env, **spec.env,
-               "PODSWEEP_JOB_NAME": spec.name, "PODSWEEP_JOB_UID": pod.job_uid,
-               "PODSWEEP_PROJECT": spec.project, "PODSWEEP_POD_NAME": pod.name,
-               "PODSWEEP_POD_INDEX": str(pod.index), "JOB_COMPLETION_INDEX": str(pod.index),
-               "PODSWEEP_POD_ATTEMPT": str(pod.attempt),
-               # NVML numbers GPUs in PCI bus order; make CUDA number them the same way
-               "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-               "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
-               "OMP_NUM_THREADS": str(spec.cpu)}
+        env = pod_env(spec, job_uid=pod.job_uid, pod_name=pod.name, index=pod.index,
+                      attempt=pod.attempt, gpus=gpus, base=self._base_env)
         try:
-            argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
-            # with volumes, the sandbox changes into the working dir itself: it may lie
+            argv = wrap_command(spec.command, spec.volumes, spec.working_dir, self.isolation)
+            # in the sandbox, the sandbox changes into the working dir itself: it may lie
             # inside a volume that exists only in the pod's view
-            cwd = None if spec.volumes else spec.working_dir
+            cwd = None if spec.volumes or self.isolation else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
                                                pod_dir / "pod.log", spec.grace_period,
                                                self.log_limit),

@@ -1,7 +1,8 @@
 /*
  * podsweep-sandbox: shows each volume's SRC at its DST, then becomes the pod's command.
  *
- *   podsweep-sandbox [--bind SRC DST | --ro-bind SRC DST]... [--chdir DIR] -- COMMAND [ARG...]
+ *   podsweep-sandbox [--bind SRC DST | --ro-bind SRC DST]... [--hide DIR]... [--pid]
+ *                    [--chdir DIR] -- COMMAND [ARG...]
  *
  * sandbox.py's docstring is the contract (what the pod sees); this is how it is kept, one
  * function per step, in this order:
@@ -19,18 +20,31 @@
  *                       comes after it); missing parents of DST made in the tmpfs, never on
  *                       the host; read-only ones remounted so, their submounts too
  *   drop_host_tree      /OLDROOT detached and removed
+ *   hide_dirs           --hide DIR: an empty read-only tmpfs over DIR, and over where a
+ *                       volume shows DIR (a volume of a parent of DIR); a DIR that is not
+ *                       there is skipped. With no volume the steps from follow_host_mounts
+ *                       to here are only this one: the pod keeps the host's tree, in a
+ *                       mount namespace of its own
  *   enter_working_dir   --chdir DIR, else the directory we were started in (else /)
  *   run_command         execvp in place: no process stays behind, so the pod's process is
  *                       the command itself, its signals and exit code the command's own
  *
- * Where the next steps of isolation go:
- *   - Hiding a directory from the pod (the control plane's home): a third kind of mount,
- *     MOUNT_TMPFS ("--tmpfs DIR": an empty tmpfs over DIR), parsed in parse_options and
- *     made by mount_volumes like the binds.
- *   - A pid namespace (nothing outlives the pod): CLONE_NEWPID in enter_namespaces, and
- *     run_command forks: the child, pid 1 of the new namespace, mounts a fresh /proc over
- *     the host's and execs the command; the parent waits for it, forwards the signals it
- *     gets, and exits with its code.
+ * With --pid (run_in_pid_namespace), nothing outlives the pod: the sandbox (the pod's main
+ * process, as the supervisor sees it) stays outside a pid namespace of its own, and forks
+ * its init (pid 1 there), which mounts a fresh /proc (the control plane's processes, their
+ * /proc/PID/root and fds, are out of sight) and forks the command. Both die with their
+ * parent (PR_SET_PDEATHSIG): when the supervisor is SIGKILLed, the sandbox dies, its init
+ * dies, and the kernel kills everything in the namespace, setsid'd daemons included.
+ *   - Signals: HUP, INT, QUIT, TERM, USR1 and USR2 sent to the sandbox go to init, which
+ *     sends them to every process of the pod (kill(-1)); init is in a process group of its
+ *     own so that the supervisor's killpg reaches it once, through the sandbox.
+ *   - The end: once the command (init's child) ends, init ends too, and the kernel
+ *     SIGKILLs what is left; after a signal was forwarded, init first waits for the rest
+ *     (it may be shutting down; the supervisor's grace period bounds that). The sandbox
+ *     then ends as the command did: its exit code, or killed by its signal.
+ *   - As root, init also enters a user namespace mapping every id onto itself: the pod is
+ *     still root for files, but the mounts above are locked, so it cannot unmount the
+ *     tmpfs that hides a directory.
  *
  * Exit codes, as for env(1), chroot(1) and `docker run`: 125 the sandbox could not be made
  * (the one line on stderr says why: a namespace refused, a mount that failed); 126 the
@@ -44,15 +58,19 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CODE_SANDBOX 125
@@ -64,7 +82,7 @@
 #endif
 
 #define USAGE "usage: podsweep-sandbox [--bind SRC DST | --ro-bind SRC DST]... " \
-              "[--chdir DIR] -- COMMAND [ARG...]"
+              "[--hide DIR]... [--pid] [--chdir DIR] -- COMMAND [ARG...]"
 
 enum mount_kind {
     MOUNT_BIND,         /* --bind SRC DST */
@@ -81,6 +99,10 @@ struct mount_op {
 struct options {
     struct mount_op *mounts;
     size_t n_mounts;
+    char **hides;       /* --hide DIR: real paths on the host; NULL where DIR is not there */
+    const char **hides_given;
+    size_t n_hides;
+    int pid;            /* --pid */
     const char *chdir;  /* NULL: the directory we were started in, where the pod sees it */
     char **command;
 };
@@ -169,6 +191,8 @@ static void parse_options(int argc, char **argv, struct options *opt)
 
     memset(opt, 0, sizeof *opt);
     opt->mounts = xcalloc((size_t)argc, sizeof *opt->mounts);
+    opt->hides_given = xcalloc((size_t)argc, sizeof *opt->hides_given);
+    opt->hides = xcalloc((size_t)argc, sizeof *opt->hides);
     while (i < argc && strcmp(argv[i], "--") != 0) {
         if ((strcmp(argv[i], "--bind") == 0 || strcmp(argv[i], "--ro-bind") == 0) &&
             i + 2 < argc) {
@@ -182,6 +206,15 @@ static void parse_options(int argc, char **argv, struct options *opt)
                     "DST not / and without . or ..; " USAGE, argv[i], argv[i + 1],
                     argv[i + 2]);
             i += 3;
+        } else if (strcmp(argv[i], "--hide") == 0 && i + 1 < argc) {
+            if (argv[i + 1][0] != '/')
+                die(CODE_SANDBOX, "sandbox: --hide %s: DIR must be an absolute path; " USAGE,
+                    argv[i + 1]);
+            opt->hides_given[opt->n_hides++] = argv[i + 1];
+            i += 2;
+        } else if (strcmp(argv[i], "--pid") == 0) {
+            opt->pid = 1;
+            i += 1;
         } else if (strcmp(argv[i], "--chdir") == 0 && i + 1 < argc) {
             opt->chdir = argv[i + 1];
             i += 2;
@@ -194,9 +227,19 @@ static void parse_options(int argc, char **argv, struct options *opt)
     opt->command = argv + i + 1;
 }
 
+/* Whether PATH is DIR or below it (both real paths). */
+static int is_within(const char *path, const char *dir)
+{
+    size_t len = strlen(dir);
+
+    if (strcmp(dir, "/") == 0)
+        return 1;
+    return strncmp(path, dir, len) == 0 && (path[len] == '/' || path[len] == '\0');
+}
+
 static void resolve_sources(struct options *opt)
 {
-    size_t i;
+    size_t i, j;
 
     for (i = 0; i < opt->n_mounts; i++) {
         struct mount_op *m = &opt->mounts[i];
@@ -206,6 +249,17 @@ static void resolve_sources(struct options *opt)
             die(CODE_SANDBOX, "volume %s:%s: %s: %s", m->src, m->dst, m->src,
                 strerror(errno));
     }
+    for (i = 0; i < opt->n_hides; i++) {
+        opt->hides[i] = realpath(opt->hides_given[i], NULL);
+        if (opt->hides[i] == NULL && errno != ENOENT && errno != ENOTDIR)
+            die(CODE_SANDBOX, "sandbox: --hide %s: %s", opt->hides_given[i], strerror(errno));
+    }
+    for (i = 0; i < opt->n_mounts; i++)
+        for (j = 0; j < opt->n_hides; j++)
+            if (opt->hides[j] != NULL && is_within(opt->mounts[i].host_src, opt->hides[j]))
+                die(CODE_SANDBOX, "volume %s:%s: %s lies in %s, which pods may not see",
+                    opt->mounts[i].src, opt->mounts[i].dst, opt->mounts[i].host_src,
+                    opt->hides[j]);
 }
 
 /* Why a namespace may be refused, to say with the error. */
@@ -223,6 +277,9 @@ static const char *namespace_hint(int err, int user)
 }
 
 /* One of the user namespace's own files (uid_map, ...). */
+/* What the namespaces are for, to say when they are refused. */
+static const char *purpose = "volumes (-v) need a mount namespace";
+
 static void write_proc_file(const char *path, const char *text)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC), failed;
@@ -233,11 +290,11 @@ static void write_proc_file(const char *path, const char *text)
         close(fd);
     }
     if (failed)
-        die(CODE_SANDBOX, "volumes (-v) need a mount namespace: cannot write %s: %s%s", path,
-            strerror(errno), namespace_hint(errno, 1));
+        die(CODE_SANDBOX, "%s: cannot write %s: %s%s", purpose, path, strerror(errno),
+            namespace_hint(errno, 1));
 }
 
-static void enter_namespaces(void)
+static void enter_namespaces(const struct options *opt)
 {
     uid_t uid = geteuid();
     gid_t gid = getegid();
@@ -248,17 +305,18 @@ static void enter_namespaces(void)
          * user is mapped onto itself (files keep their owner); setgroups must be denied
          * before an unprivileged process may write its gid_map. */
         if (unshare(CLONE_NEWUSER) < 0)
-            die(CODE_SANDBOX, "volumes (-v) need a mount namespace: unshare(CLONE_NEWUSER) "
-                "failed: %s%s", strerror(errno), namespace_hint(errno, 1));
+            die(CODE_SANDBOX, "%s: unshare(CLONE_NEWUSER) failed: %s%s", purpose,
+                strerror(errno), namespace_hint(errno, 1));
         write_proc_file("/proc/self/setgroups", "deny");
         snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
         write_proc_file("/proc/self/uid_map", map);
         snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
         write_proc_file("/proc/self/gid_map", map);
     }
-    if (unshare(CLONE_NEWNS) < 0)
-        die(CODE_SANDBOX, "volumes (-v) need a mount namespace: unshare(CLONE_NEWNS) failed: "
-            "%s%s", strerror(errno), namespace_hint(errno, uid != 0));
+    if (unshare(CLONE_NEWNS | (opt->pid ? CLONE_NEWPID : 0)) < 0)
+        die(CODE_SANDBOX, "%s: unshare(%s) failed: %s%s", purpose,
+            opt->pid ? "CLONE_NEWNS|CLONE_NEWPID" : "CLONE_NEWNS", strerror(errno),
+            namespace_hint(errno, uid != 0));
 }
 
 static void follow_host_mounts(void)
@@ -600,6 +658,42 @@ static void drop_host_tree(const char *oldroot)
         die(CODE_SANDBOX, "sandbox: cannot detach the host's tree: %s", strerror(errno));
 }
 
+/* An empty read-only tmpfs over PATH, if PATH is a directory here. */
+static void hide_at(const char *path, const char *dir)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+        return;
+    if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "size=4k,mode=0555") < 0)
+        die(CODE_SANDBOX, "sandbox: cannot hide %s (%s): %s", dir, path, strerror(errno));
+}
+
+static void hide_dirs(const struct options *opt)
+{
+    char path[PATH_MAX];
+    size_t i, j, len;
+
+    for (i = 0; i < opt->n_hides; i++) {
+        const char *dir = opt->hides[i];
+
+        if (dir == NULL)
+            continue;
+        hide_at(dir, dir);
+        /* where a volume of one of its parents shows it */
+        for (j = 0; j < opt->n_mounts; j++) {
+            const struct mount_op *m = &opt->mounts[j];
+
+            if (!is_within(dir, m->host_src))
+                continue;
+            len = strcmp(m->host_src, "/") == 0 ? 0 : strlen(m->host_src);
+            join(path, sizeof path, m->dst, dir + len);
+            hide_at(path, dir);
+        }
+    }
+}
+
 static int start_failure_code(int err)
 {
     return err == EACCES || err == EPERM ? CODE_NOT_EXECUTABLE : CODE_NOT_FOUND;
@@ -625,6 +719,193 @@ static __attribute__((noreturn)) void run_command(const struct options *opt)
         opt->command[0], strerror(errno));
 }
 
+/* The signals the sandbox passes on to init, and init to every process of the pod. */
+static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+#define N_FORWARDED (sizeof forwarded / sizeof forwarded[0])
+
+static void waited_signals(sigset_t *set)
+{
+    size_t i;
+
+    sigemptyset(set);
+    sigaddset(set, SIGCHLD);
+    for (i = 0; i < N_FORWARDED; i++)
+        sigaddset(set, forwarded[i]);
+}
+
+/* Die with our parent, unless it is gone already (then we were orphaned before asking). */
+static void die_with_parent(pid_t parent)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        die(CODE_SANDBOX, "sandbox: prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+    if (getppid() != parent)
+        _exit(CODE_SANDBOX);
+}
+
+static void write_all_or_die(int fd, const void *buf, size_t len)
+{
+    if (write(fd, buf, len) != (ssize_t)len)
+        die(CODE_SANDBOX, "sandbox: cannot write to a pipe: %s", strerror(errno));
+}
+
+static void read_byte_or_die(int fd)
+{
+    char c;
+    ssize_t n;
+
+    do
+        n = read(fd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(CODE_SANDBOX);   /* the other side died, and said why if it could */
+}
+
+/* pid 1 of the pod's pid namespace; see the top of this file. */
+static __attribute__((noreturn)) void run_init(const struct options *opt,
+                                               const char *started_in, mode_t umask_was,
+                                               const sigset_t *pod_mask, int alive_r,
+                                               int report_w, int ready_w, int go_r)
+{
+    struct pollfd parent = {alive_r, POLLIN, 0};
+    sigset_t set;
+    pid_t command, pid;
+    int sig, raw, status = 0, done = 0, signalled = 0;
+
+    /* the sandbox, our parent, is outside the namespace: getppid() says 0 either way, so
+     * the pipe it holds tells whether it is still there */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
+        poll(&parent, 1, 0) != 0)
+        _exit(CODE_SANDBOX);
+    setpgid(0, 0);
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        die(CODE_SANDBOX, "%s: cannot mount a /proc of the pod's own: %s", purpose,
+            strerror(errno));
+    if (ready_w >= 0) {
+        /* root: a user namespace whose maps the sandbox writes (we could map only
+         * ourselves from inside), then a mount namespace it owns, where every mount made
+         * so far is locked */
+        if (unshare(CLONE_NEWUSER) < 0)
+            die(CODE_SANDBOX, "%s: unshare(CLONE_NEWUSER) failed: %s%s", purpose,
+                strerror(errno), namespace_hint(errno, 1));
+        write_all_or_die(ready_w, "u", 1);
+        read_byte_or_die(go_r);
+        if (unshare(CLONE_NEWNS) < 0)
+            die(CODE_SANDBOX, "%s: unshare(CLONE_NEWNS) in the user namespace failed: %s",
+                purpose, strerror(errno));
+        close(ready_w);
+        close(go_r);
+    }
+    enter_working_dir(opt, started_in);
+    command = fork();
+    if (command < 0)
+        die(CODE_SANDBOX, "sandbox: fork: %s", strerror(errno));
+    if (command == 0) {
+        /* the pod's command gets the signal mask the sandbox was started with: nothing
+         * of ours stays blocked in it */
+        sigprocmask(SIG_SETMASK, pod_mask, NULL);
+        umask(umask_was);
+        run_command(opt);
+    }
+    waited_signals(&set);
+    for (;;) {
+        sig = sigwaitinfo(&set, NULL);
+        if (sig < 0)
+            continue;
+        if (sig != SIGCHLD) {
+            if (sig != SIGUSR1 && sig != SIGUSR2)
+                signalled = 1;
+            kill(-1, sig);
+            continue;
+        }
+        while ((pid = waitpid(-1, &raw, WNOHANG)) > 0)
+            if (pid == command) {
+                status = raw;
+                done = 1;
+            }
+        if (done && (!signalled || (pid < 0 && errno == ECHILD)))
+            break;
+    }
+    write_all_or_die(report_w, &status, sizeof status);
+    _exit(0);   /* the kernel kills what is left of the namespace */
+}
+
+/* End as the wait status RAW says: its exit code, or killed by its signal. */
+static __attribute__((noreturn)) void end_as(int raw)
+{
+    sigset_t one;
+    int sig;
+
+    if (!WIFSIGNALED(raw))
+        exit(WIFEXITED(raw) ? WEXITSTATUS(raw) : CODE_SANDBOX);
+    sig = WTERMSIG(raw);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);    /* the command dumped its core, if any */
+    signal(sig, SIG_DFL);
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    raise(sig);
+    exit(128 + sig);
+}
+
+/* As root, write init's maps: every id onto itself. */
+static void map_ids(int ready_r, int go_w)
+{
+    read_byte_or_die(ready_r);
+    /* init mounted the pod's /proc, where it is pid 1, in the mount namespace we share */
+    write_proc_file("/proc/1/uid_map", "0 0 4294967295\n");
+    write_proc_file("/proc/1/gid_map", "0 0 4294967295\n");
+    write_all_or_die(go_w, "g", 1);
+}
+
+static __attribute__((noreturn)) void run_in_pid_namespace(const struct options *opt,
+                                                           const char *started_in,
+                                                           mode_t umask_was)
+{
+    int alive[2], report[2], ready[2] = {-1, -1}, go[2] = {-1, -1}, raw = 0, status, sig;
+    int as_root = geteuid() == 0;
+    sigset_t set, old;
+    pid_t init, pid;
+    ssize_t n;
+
+    if (pipe2(alive, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0 ||
+        (as_root && (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)))
+        die(CODE_SANDBOX, "sandbox: pipe: %s", strerror(errno));
+    waited_signals(&set);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    init = fork();
+    if (init < 0)
+        die(CODE_SANDBOX, "sandbox: fork: %s", strerror(errno));
+    if (init == 0) {
+        close(alive[1]);
+        close(report[0]);
+        if (as_root) {
+            close(ready[0]);
+            close(go[1]);
+        }
+        run_init(opt, started_in, umask_was, &old, alive[0], report[1], ready[1], go[0]);
+    }
+    close(alive[0]);
+    close(report[1]);
+    if (as_root) {
+        close(ready[1]);
+        close(go[0]);
+        map_ids(ready[0], go[1]);
+    }
+    for (;;) {
+        sig = sigwaitinfo(&set, NULL);
+        if (sig == SIGCHLD) {
+            pid = waitpid(init, &raw, WNOHANG);
+            if (pid == init)
+                break;
+        } else if (sig > 0) {
+            kill(init, sig);     /* init sends it on to the whole pod */
+        }
+    }
+    n = read(report[0], &status, sizeof status);
+    /* no report: init ended before the command did (a setup step failed: its own code) */
+    end_as(n == (ssize_t)sizeof status ? status : raw);
+}
+
 int main(int argc, char **argv)
 {
     struct options opt;
@@ -632,20 +913,32 @@ int main(int argc, char **argv)
     const char *oldroot;
     char *started_in;
     mode_t umask_was;
+    pid_t parent = getppid();
 
     parse_options(argc, argv, &opt);
+    if (opt.pid)
+        die_with_parent(parent);
+    if (opt.n_mounts == 0)
+        purpose = "isolating the pod needs namespaces";
     /* the mount points we make are 0755 whatever the pod's umask; it gets its own back */
     umask_was = umask(022);
     started_in = getcwd(NULL, 0);
     resolve_sources(&opt);
-    enter_namespaces();
+    enter_namespaces(&opt);
+    if (opt.pid)
+        die_with_parent(parent);     /* again: a change of credentials may clear it */
     follow_host_mounts();
-    read_host_top_level(&host);
-    oldroot = pick_oldroot(&host, &opt);
-    enter_tmpfs_root(&host, oldroot);
-    show_host_entries(&host, oldroot, &opt);
-    mount_volumes(&opt, oldroot);
-    drop_host_tree(oldroot);
+    if (opt.n_mounts > 0) {
+        read_host_top_level(&host);
+        oldroot = pick_oldroot(&host, &opt);
+        enter_tmpfs_root(&host, oldroot);
+        show_host_entries(&host, oldroot, &opt);
+        mount_volumes(&opt, oldroot);
+        drop_host_tree(oldroot);
+    }
+    hide_dirs(&opt);
+    if (opt.pid)
+        run_in_pid_namespace(&opt, started_in, umask_was);
     enter_working_dir(&opt, started_in);
     umask(umask_was);
     run_command(&opt);

@@ -145,7 +145,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
         info = cluster.info()
         return {"version": __version__, "cluster": info.kind,
                 "gpus": visible_gpus(user, info.gpus),
-                "shared_filesystem": info.shared_filesystem,
+                "shared_filesystem": info.shared_filesystem, "isolation": info.isolation,
                 "user": user.name, "admin": user.admin}
 
     @app.get("/api/v1/whoami")

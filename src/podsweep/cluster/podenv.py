@@ -1,0 +1,55 @@
+"""What a pod's environment holds, on every engine: the job's, the pod's, and an allowlist.
+
+A pod sees exactly:
+
+- :data:`ALLOWED` (and every ``LC_*``) taken from the control plane's own environment, where
+  set there: what programs need to find themselves and speak the user's language;
+- the job's ``-e NAME=VALUE``, which win over those;
+- the pod's own variables (:func:`pod_variables`), which win over everything.
+
+Nothing else of the control plane's environment reaches a pod: not ``PODSWEEP_HOME``,
+``PODSWEEP_TOKEN`` or ``PODSWEEP_URL`` (which would lead a pod to the database and the
+admin's credentials), not a cloud key or a proxy the admin happened to have set. A job that
+needs a variable passes it with ``-e``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from ..model import JobSpec
+
+ALLOWED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL",
+           "TERM")
+"""The control plane's variables that pods inherit, with every ``LC_*``."""
+
+
+def base_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allowlisted part of ``environ`` (the process's environment by default)."""
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k in ALLOWED or k.startswith("LC_")}
+
+
+def pod_variables(spec: JobSpec, *, job_uid: str, pod_name: str, index: int,
+                  attempt: int) -> dict[str, str]:
+    """The ``PODSWEEP_*`` variables and ``JOB_COMPLETION_INDEX`` of one pod."""
+    return {"PODSWEEP_JOB_NAME": spec.name, "PODSWEEP_JOB_UID": job_uid,
+            "PODSWEEP_PROJECT": spec.project, "PODSWEEP_POD_NAME": pod_name,
+            "PODSWEEP_POD_INDEX": str(index), "JOB_COMPLETION_INDEX": str(index),
+            "PODSWEEP_POD_ATTEMPT": str(attempt)}
+
+
+def pod_env(spec: JobSpec, *, job_uid: str, pod_name: str, index: int, attempt: int,
+            gpus: Sequence[int], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A pod's whole environment (see the module's docstring); ``base`` from :func:`base_env`.
+
+    ``gpus`` are the NVML indexes the pod holds: ``CUDA_VISIBLE_DEVICES`` names them, in the
+    PCI bus order NVML numbers them by.
+    """
+    return {**(base_env() if base is None else base), **spec.env,
+            **pod_variables(spec, job_uid=job_uid, pod_name=pod_name, index=index,
+                            attempt=attempt),
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
+            "OMP_NUM_THREADS": str(spec.cpu)}
