@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Conflict, NotFound, UsageError
-from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
+from ..model import MAX_GPUS, JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
 from ..runtime import (
     GPU,
     PodLaunch,
@@ -61,34 +61,48 @@ class JobState:
     """What the scheduler needs of a job, kept in memory and rebuilt from the store on start.
 
     Pending indexes are the fresh ones (``next_fresh`` up to completions) and the requeued
-    ones (a heap): the next to run is always the lowest, in O(log n).
+    ones: a heap, with ``queued`` the set of indexes it holds for real. An index taken off
+    the queue leaves the set at once and the heap lazily (a stale entry), so that no
+    operation scans the queue. Every operation costs O(log n) amortized, and
+    :meth:`pending` O(k log k) for the k pods it returns, whatever the job's size: a job of
+    100,000 completions costs the scheduler per pod what one of 100 does.
     """
 
     job: Job
     succeeded: set[int] = field(default_factory=set)
     active: dict[int, int] = field(default_factory=dict)      # index -> attempt
     attempts: dict[int, int] = field(default_factory=dict)    # index -> last attempt
-    requeued: list[int] = field(default_factory=list)         # heap of indexes
+    requeued: list[int] = field(default_factory=list)         # heap, stale entries included
+    queued: set[int] = field(default_factory=set)             # the indexes requeued for real
     next_fresh: int = 0
     deleting: bool = False                                    # no new pods, ever
 
     def pending(self, limit: int) -> tuple[PendingPod, ...]:
+        """The next ``limit`` pods to run, lowest index first, in O(limit log limit).
+
+        The requeued heap is walked in order without copying it: a second heap holds the
+        frontier of the walk (a node's children enter it once the node is taken).
+        """
         out: list[PendingPod] = []
-        heap = list(self.requeued)
+        heap = self.requeued
+        frontier: list[tuple[int, int]] = [(heap[0], 0)] if heap else []
         fresh = self.next_fresh
         completions = self.job.spec.completions
+        last = -1
         while len(out) < limit:
-            if heap and (fresh >= completions or heap[0] < fresh):
-                index = heapq.heappop(heap)
+            if frontier and (fresh >= completions or frontier[0][0] < fresh):
+                index, at = heapq.heappop(frontier)
+                for child in (2 * at + 1, 2 * at + 2):
+                    if child < len(heap):
+                        heapq.heappush(frontier, (heap[child], child))
+                if index == last or index not in self.queued:
+                    continue         # a stale entry, or one index in the heap twice
             elif fresh < completions:
                 index, fresh = fresh, fresh + 1
             else:
                 break
-            if index in self.succeeded or index in self.active or \
-                    any(p.index == index for p in out):
-                continue
-            attempt = self.attempts.get(index, -1) + 1
-            out.append(PendingPod(index, attempt))
+            last = index
+            out.append(PendingPod(index, self.attempts.get(index, -1) + 1))
         return tuple(out)
 
     def pending_count(self) -> int:
@@ -98,9 +112,14 @@ class JobState:
         return max(0, min(self.job.spec.parallelism - len(self.active), remaining))
 
     def take(self, index: int, attempt: int) -> None:
-        if self.requeued and index in self.requeued:
-            self.requeued.remove(index)
-            heapq.heapify(self.requeued)
+        if index in self.queued:
+            self.queued.discard(index)
+            self._compact()
+        elif index > self.next_fresh:
+            # fresh indexes skipped over stay pending (pods are started in index order, so
+            # this does not happen; if it did, they would not be lost)
+            for skipped in range(self.next_fresh, index):
+                self.requeue(skipped)
         if index >= self.next_fresh:
             self.next_fresh = index + 1
         self.active[index] = attempt
@@ -108,8 +127,37 @@ class JobState:
 
     def requeue(self, index: int) -> None:
         self.active.pop(index, None)
-        if index not in self.succeeded and index not in self.requeued:
+        if index not in self.succeeded and index not in self.queued:
+            self.queued.add(index)
             heapq.heappush(self.requeued, index)
+
+    def _compact(self) -> None:
+        """Drop stale entries: those on top at once, the rest once they are half the heap."""
+        heap = self.requeued
+        while heap and heap[0] not in self.queued:
+            heapq.heappop(heap)
+        if len(heap) > 2 * len(self.queued) + 16:
+            self.requeued = sorted(self.queued)     # a sorted list is a heap
+
+
+MAX_STARTS_PER_RECONCILE = 32   # pods without GPUs offered per job and reconcile
+
+
+def offer_limit(gpus: int, room: int, quota: int, machine: int) -> int:
+    """How many of a job's pending pods one reconcile offers the policy.
+
+    The policy's decision, and so the reconcile's work, must not grow with the job's size.
+    A job of pods with GPUs is offered enough for the decision to be the one it would make
+    if offered every pod: more pods than the machine can start (so the first that does not
+    fit still blocks its project, as it would), and a demand above its project's quota plus
+    the machine, past which water-filling gives the project the same fair share whatever
+    the demand. Pods without GPUs start whenever offered: a reconcile offers
+    :data:`MAX_STARTS_PER_RECONCILE` and the next reconcile the next ones, so that one big
+    job never holds the event loop (and every API request) for long.
+    """
+    if gpus == 0:
+        return min(room, MAX_STARTS_PER_RECONCILE)
+    return min(room, (min(quota, MAX_GPUS) + machine) // gpus + 1)
 
 
 class LocalCluster(StoredJobs):
@@ -135,6 +183,7 @@ class LocalCluster(StoredJobs):
         # what every pod's environment starts from (os.environ is decoded at each read)
         self._base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         self._reconcile_scheduled = False
+        self._offered_all = True     # the last snapshot offered every pod that could start
         self._shares: dict[str, float] = {}
         self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
         self.reconciles = 0
@@ -154,16 +203,20 @@ class LocalCluster(StoredJobs):
     # ------------------------------------------------------------ start-up and recovery
 
     def recover(self) -> None:
-        """Rebuild job states from the store; adopt running pods, account for ended ones."""
+        """Rebuild job states from the store; adopt running pods, account for ended ones.
+
+        One read of the unfinished jobs, one of the active pods and one of each job's pods,
+        whatever their number; what recovery writes is one transaction.
+        """
         # jobs still to run, and finished ones whose pods are still stopping (their GPUs
         # are still held and a delete may be waiting for them)
         jobs = {j.uid: j for j in self.store.jobs(include_done=False)}
-        for pod in self.store.active_pods():
-            if pod.job_uid not in jobs:
-                job = self.store.job(pod.job_uid)
-                if job is not None:
-                    jobs[job.uid] = job
-        self._pods = {self._key(p): p for p in self.store.active_pods()}
+        active = self.store.active_pods()
+        for uid in {p.job_uid for p in active} - jobs.keys():
+            job = self.store.job(uid)
+            if job is not None:
+                jobs[job.uid] = job
+        self._pods = {self._key(p): p for p in active}
         deleting = []
         for job in jobs.values():
             state = self._states[job.uid] = JobState(job)
@@ -178,12 +231,23 @@ class LocalCluster(StoredJobs):
                     state.deleting = True   # a delete was under way: finish it, start nothing
             if job.status is JobStatus.DELETED:
                 state.deleting = True       # its pods are still stopping: nothing starts
-            for index in range(state.next_fresh):
-                if index not in state.succeeded and index not in state.active:
-                    heapq.heappush(state.requeued, index)
+            # ascending, hence already a heap
+            state.requeued = [i for i in range(state.next_fresh)
+                              if i not in state.succeeded and i not in state.active]
+            state.queued = set(state.requeued)
             if state.deleting:
                 deleting.append(job)
-            elif not job.status.done:
+        with self._batch():
+            self._adopt()
+        for job in deleting:
+            self.loop.create_task(self._delete(job))
+        log.info("recovered %d jobs, %d pods running", len(self._states), len(self._procs))
+        self.schedule_reconcile()
+
+    def _adopt(self) -> None:
+        """Settle the jobs whose end was not recorded; adopt or account for each active pod."""
+        for state in list(self._states.values()):
+            if not state.deleting and not state.job.status.done:
                 # the control plane may have died between a pod's end and the job's
                 self._settle_job(state)
         for key, pod in list(self._pods.items()):
@@ -199,10 +263,6 @@ class LocalCluster(StoredJobs):
                 # the crash may have come between marking it and signalling it; a second
                 # SIGTERM is a no-op for its supervisor
                 proc.terminate()
-        for job in deleting:
-            self.loop.create_task(self._delete(job))
-        log.info("recovered %d jobs, %d pods running", len(self._states), len(self._procs))
-        self.schedule_reconcile()
 
     # ------------------------------------------------------------ the Cluster protocol
 
@@ -298,7 +358,9 @@ class LocalCluster(StoredJobs):
         state = self._states.get(job.uid)
         if state is not None:
             state.deleting = True
-        active = [p for p in self.store.pods(job.uid) if p.status.active]
+        # its active pods from memory, which holds every one the store does: a job of
+        # 100,000 pods is as quick to delete as one of 10
+        active = [p for p in self._pods.values() if p.job_uid == job.uid]
         with self._batch():
             for pod in active:
                 self._stop(pod, DELETED)
@@ -361,15 +423,20 @@ class LocalCluster(StoredJobs):
 
     def snapshot(self) -> Snapshot:
         projects = tuple(ProjectView(p.name, p.gpus) for p in self.store.projects())
+        quotas = {p.name: p.quota for p in projects}
         jobs = []
+        self._offered_all = True
         for state in self._states.values():
             spec = state.job.spec
             if state.job.status.done or state.deleting:
                 continue
-            room = spec.parallelism - len(state.active)
+            room = max(0, spec.parallelism - len(state.active))
+            limit = offer_limit(spec.gpus, room, quotas.get(spec.project, 0), len(self.gpus))
+            if spec.gpus == 0 and limit < state.pending_count():
+                self._offered_all = False
             jobs.append(JobView(state.job.uid, spec.name, spec.project, spec.gpus,
                                 spec.parallelism, state.job.seq, len(state.active),
-                                state.pending(max(0, room))))
+                                state.pending(limit)))
         # a pod's name is unique within its project only: the policy gets the unique key
         projects_of = {uid: s.job.project for uid, s in self._states.items()}
         pods = []
@@ -400,6 +467,10 @@ class LocalCluster(StoredJobs):
                 # Whatever asked for a reconcile until now (the pods that ended above) has
                 # been served by this one; what follows the commit may ask again.
                 self._reconcile_scheduled = False
+            if not self._offered_all and decision.starts:
+                # pods without GPUs were held back (offer_limit): start the next ones in a
+                # later loop iteration, after the requests waiting meanwhile are served
+                self.schedule_reconcile()
         except Exception:
             # Fail-stop. The transaction has rolled back, but memory has not: the ended pods
             # taken from _ended, the job states (take, requeue), _pods, the jobs' copies.
