@@ -103,15 +103,16 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else \
         [100, 1_000, 10_000] + ([100_000] if args.full else [])
-    root = Path(tempfile.mkdtemp(prefix="podsweep-scale-"))
     rows: list[Row] = []
-    try:
-        for pods in sizes:
-            print(f"{pods} pods of `true`, 1 GPU each, parallelism {pods}, on 4 GPUs",
-                  flush=True)
+    for pods in sizes:
+        print(f"{pods} pods of `true`, 1 GPU each, parallelism {pods}, on 4 GPUs", flush=True)
+        root = Path(tempfile.mkdtemp(prefix="podsweep-scale-"))
+        try:
             rows.append(run(root, pods))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+            print(f"  {rows[-1]}", flush=True)
+        finally:
+            # 10^5 pods leave 10^5 directories: minutes to remove on a busy machine
+            shutil.rmtree(root, ignore_errors=True)
     base = rows[0]
     print()
     print("| completions | wall | per pod | ratio | server CPU per pod | ratio | "
