@@ -20,6 +20,14 @@ NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 63
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_GRACE_PERIOD = 3600.0
+# Upper bounds on a job's counts, refused at submit: far above any real sweep, low enough
+# that nothing sized by them (a job's indexes, the pods offered in one reconcile) can stall
+# the control plane.
+MAX_COMPLETIONS = 100_000
+MAX_PARALLELISM = 100_000
+MAX_GPUS = 1024            # per pod, and a project's quota on the local cluster
+MAX_CPU = 4096             # per pod
+MAX_BACKOFF_LIMIT = 1_000_000
 
 
 class JobStatus(str, enum.Enum):
@@ -56,11 +64,16 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def check_count(what: str, value: Any, minimum: int) -> int:
+def check_count(what: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as a whole number from ``minimum`` to ``maximum``, or a one-line UsageError."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise UsageError(f"{what} must be a whole number, got {value!r}")
     if value < minimum:
         raise UsageError(f"{what} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        # the value may be huge (10**30, or past what str() converts): its size will do
+        shown = str(value) if value < 10**12 else f"about 10^{int(value.bit_length() * 0.30103)}"
+        raise UsageError(f"{what} must be at most {maximum:,}, got {shown}")
     return value
 
 
@@ -169,11 +182,11 @@ class JobSpec:
             if not isinstance(value, str) or "\0" in value:
                 raise UsageError(f"environment variable {key}: the value must be text "
                                  f"without NUL characters")
-        check_count("--gpu", self.gpus, 0)
-        check_count("--parallelism", self.parallelism, 1)
-        check_count("--completions", self.completions, 1)
-        check_count("--cpu", self.cpu, 1)
-        check_count("--backoff-limit", self.backoff_limit, 0)
+        check_count("--gpu", self.gpus, 0, MAX_GPUS)
+        check_count("--parallelism", self.parallelism, 1, MAX_PARALLELISM)
+        check_count("--completions", self.completions, 1, MAX_COMPLETIONS)
+        check_count("--cpu", self.cpu, 1, MAX_CPU)
+        check_count("--backoff-limit", self.backoff_limit, 0, MAX_BACKOFF_LIMIT)
         if isinstance(self.grace_period, bool) or \
                 not isinstance(self.grace_period, (int, float)) or \
                 not 0 <= self.grace_period <= MAX_GRACE_PERIOD:

@@ -49,7 +49,9 @@ def fill(where: Path) -> Path:
             break
         except OSError:
             if time.monotonic() > deadline:
-                raise
+                what = subprocess.run(["du", "-ab", str(where)], capture_output=True,
+                                      text=True).stdout
+                raise AssertionError(f"no room for a file in {where}:\n{what}") from None
             time.sleep(0.05)
     with open(filler, "ab") as f:
         chunk = b"\0" * 65536
