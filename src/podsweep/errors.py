@@ -9,6 +9,7 @@
      ├── Unauthorized        no token, or a wrong one                             exit 4
      ├── Forbidden           the user may not see or touch that                   exit 4
      └── Unavailable         the control plane is not running or not reachable    exit 5
+          └── TooManyRequests  refused for now (logins); retry_after seconds       exit 5
 
 ``podsweep.hpo`` has a root of its own, :class:`podsweep.hpo.HPOError`, since it must not
 import the rest of podsweep; the CLI treats it like a PodsweepError. The server maps each
@@ -50,9 +51,18 @@ class Unavailable(PodsweepError):
     exit_code = 5
 
 
+class TooManyRequests(Unavailable):
+    """Refused for now, not for good: asked again after ``retry_after`` seconds, it may pass
+    (HTTP 429 with a ``Retry-After`` header)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 HTTP_STATUS: dict[type[PodsweepError], int] = {
     Conflict: 409, UsageError: 400, NotFound: 404, Unauthorized: 401, Forbidden: 403,
-    Unavailable: 503, PodsweepError: 500,
+    TooManyRequests: 429, Unavailable: 503, PodsweepError: 500,
 }
 
 

@@ -23,12 +23,21 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ..cluster.base import Cluster
-from ..errors import Forbidden, NotFound, PodsweepError, Unauthorized, UsageError, http_status
+from ..errors import (
+    Forbidden,
+    NotFound,
+    PodsweepError,
+    TooManyRequests,
+    Unauthorized,
+    UsageError,
+    http_status,
+)
 from ..model import JobSpec, Volume, check_name
 from ..store import Store, User
 from . import web
-from .auth import hash_password, new_password
+from .auth import hash_password_async, new_password
 from .experiments import ExperimentIndex
+from .limits import LoginLimiter
 
 
 class ProjectIn(BaseModel):
@@ -84,17 +93,21 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app.state.store = store
     app.state.cluster = cluster
     app.state.experiments = ExperimentIndex()
+    app.state.logins = LoginLimiter.from_env()
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
 
     @app.exception_handler(PodsweepError)
     async def podsweep_error(request: Request, exc: PodsweepError) -> Response:
+        headers = ({"Retry-After": str(exc.retry_after)}
+                   if isinstance(exc, TooManyRequests) else None)
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
+            return JSONResponse({"detail": str(exc)}, status_code=http_status(exc),
+                                headers=headers)
         return web.templates.TemplateResponse(
             request, "error.html", {"user": None, "error": str(exc)},
-            status_code=http_status(exc))
+            status_code=http_status(exc), headers=headers)
 
     @app.exception_handler(web.LoginRequired)
     async def login_required(_: Request, exc: web.LoginRequired) -> Response:
@@ -151,7 +164,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
                 raise NotFound(f"project {project!r} not found")
         token = store.create_user(body.name, body.admin, tuple(body.projects))
         password = new_password()       # for the web UI; shown once, changeable there
-        store.set_password(body.name, hash_password(password))
+        store.set_password(body.name, await hash_password_async(password))
         return {"name": body.name, "token": token, "password": password,
                 "projects": body.projects}
 

@@ -21,25 +21,19 @@ from fastapi.templating import Jinja2Templates
 
 from .. import __version__
 from ..cluster.base import Cluster, JobDetail
-from ..errors import Forbidden, NotFound, PodsweepError
+from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests
 from ..hpo import HPOError
 from ..model import JobSpec, Volume, parse_env
 from ..store import Store, User
 from ..timefmt import age
-from .auth import (
-    SESSION_COOKIE,
-    SESSION_LIFETIME,
-    LoginThrottle,
-    check_password,
-    hash_password,
-)
+from .auth import SESSION_COOKIE, SESSION_LIFETIME, hash_password_async, verify_password
 from .experiments import Experiment, ExperimentIndex, Found
+from .limits import LoginLimiter
 
 HERE = Path(__file__).parent
 LOG_LINES = 2000                 # the log page shows the tail; podsweep logs has the rest
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
-throttle = LoginThrottle()
 
 
 class LoginRequired(Exception):
@@ -60,6 +54,15 @@ def _store(request: Request) -> Store:
 def _cluster(request: Request) -> Cluster:
     cluster: Cluster = request.app.state.cluster
     return cluster
+
+
+def _logins(request: Request) -> LoginLimiter:
+    limiter: LoginLimiter = request.app.state.logins
+    return limiter
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def session(request: Request) -> tuple[User, str]:
@@ -103,13 +106,22 @@ async def login_form(request: Request, next: str = "/jobs", error: str = "") -> 
 async def login(request: Request, username: str = Form(""), password: str = Form(""),
                 next: str = Form("/jobs")) -> Response:
     store = _store(request)
-    await throttle.delay(username)
-    if not check_password(password, store.password_hash(username)):
-        throttle.failed(username)
+    try:
+        # reserved before the hash: guesses sent at once are counted before any is answered
+        attempt = _logins(request).reserve(username, _client(request))
+    except TooManyRequests as exc:
+        return templates.TemplateResponse(
+            request, "login.html", {"next": next, "user": None, "username": username,
+                                    "error": str(exc)}, status_code=429,
+            headers={"Retry-After": str(exc.retry_after)})
+    with attempt:
+        ok = await verify_password(password, store.password_hash(username))
+        if ok:
+            attempt.succeeded()
+    if not ok:
         return templates.TemplateResponse(
             request, "login.html", {"next": next, "user": None, "username": username,
                                     "error": "Wrong username or password."}, status_code=401)
-    throttle.succeeded(username)
     secret, _ = store.create_session(username, SESSION_LIFETIME)
     target = next if next.startswith("/") and not next.startswith("//") else "/jobs"
     response = RedirectResponse(target, status_code=303)
@@ -145,12 +157,20 @@ async def change_password(request: Request, csrf: str = Form(""), current: str =
     user, token = session(request)
     check_csrf(request, token, csrf)
     store = _store(request)
-    if not check_password(current, store.password_hash(user.name)):
-        return back("/account", error="The current password is wrong.")
+    try:    # a guess at the current password, from a stolen session, is a login attempt
+        attempt = _logins(request).reserve(user.name, _client(request))
+    except TooManyRequests as exc:
+        return back("/account", error=str(exc))
+    with attempt:
+        if await verify_password(current, store.password_hash(user.name)):
+            attempt.succeeded()
+        else:
+            return back("/account", error="The current password is wrong.")
     if len(new) < 8 or new != again:
         return back("/account", error="The new password needs at least 8 characters, "
                                       "typed the same twice.")
-    store.set_password(user.name, hash_password(new))   # ends every session of the user
+    # ends every session of the user
+    store.set_password(user.name, await hash_password_async(new))
     return back("/login", message="Password changed; log in again.")
 
 
