@@ -74,7 +74,7 @@ def http_status(error: PodsweepError) -> int:
 
 
 def from_http(status: int, message: str) -> PodsweepError:
-    if status == 422:      # the API's schema refused the request: bad input too
+    if status in (413, 422):   # too big, or refused by the API's schema: bad input too
         return UsageError(message)
     for cls, code in HTTP_STATUS.items():
         if code == status:

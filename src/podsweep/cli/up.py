@@ -19,6 +19,7 @@ from .common import OutputOption, client, emit, home, read_json
 from .printers import Output, table
 
 START_TIMEOUT = 30.0
+MAX_VIRTUAL_GPUS = 4096     # the control plane keeps one record per GPU: no 10**30 of them
 
 
 def up(gpus: Annotated[Optional[int], typer.Option(
@@ -34,8 +35,8 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         "--context", help="kubernetes: the kubeconfig's context (default: its current)")]
         = None) -> None:
     """Start the control plane in the background (does nothing if it runs)."""
-    if gpus is not None and gpus < 0:
-        raise UsageError(f"--gpus must be at least 0, got {gpus}")
+    if gpus is not None and not 0 <= gpus <= MAX_VIRTUAL_GPUS:
+        raise UsageError(f"--gpus must be from 0 to {MAX_VIRTUAL_GPUS}, got {gpus}")
     if cluster is not None and cluster not in ENGINES:
         raise UsageError(f"unknown cluster {cluster!r} (one of: {', '.join(ENGINES)})")
     where = home()

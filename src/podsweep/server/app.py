@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     JSONResponse,
     RedirectResponse,
@@ -19,7 +20,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import Field
 
 from .. import __version__
 from ..cluster.base import Cluster
@@ -38,24 +39,27 @@ from . import web
 from .auth import hash_password_async, new_password
 from .experiments import ExperimentIndex
 from .limits import LoginLimiter
+from .strict import BodyLimit, Quota, Seconds, Strict, validation_error
 
+# Request bodies are Strict: exact JSON types, no unknown field (podsweep.server.strict).
+# Counts and sizes are bounded where they are checked (podsweep.model); quotas here.
 
-class ProjectIn(BaseModel):
+class ProjectIn(Strict):
     name: str
-    gpus: int
+    gpus: Quota
 
 
-class QuotaIn(BaseModel):
-    gpus: int
+class QuotaIn(Strict):
+    gpus: Quota
 
 
-class UserIn(BaseModel):
+class UserIn(Strict):
     name: str
-    projects: list[str] = []
+    projects: list[str] = Field(default_factory=list)
     admin: bool = False
 
 
-class JobIn(BaseModel):
+class JobIn(Strict):
     name: str
     project: str
     command: list[str]
@@ -63,12 +67,12 @@ class JobIn(BaseModel):
     parallelism: int = 1
     completions: int = 1
     cpu: int = 1
-    volumes: list[str] = []
-    env: dict[str, str] = {}
+    volumes: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
     image: str | None = None
     backoff_limit: int = 6
-    grace_period: float = 30.0
+    grace_period: Seconds = 30.0
 
 
 # async, like every route: FastAPI then runs nothing in worker threads, and the control
@@ -97,6 +101,8 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
+    app.add_middleware(BodyLimit)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.exception_handler(PodsweepError)
     async def podsweep_error(request: Request, exc: PodsweepError) -> Response:
@@ -159,7 +165,9 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
         check_name("user", body.name)
         if store.user(body.name) is not None:
             raise UsageError(f"user {body.name!r} already exists")
-        for project in body.projects:
+        for i, project in enumerate(body.projects):
+            if project in body.projects[:i]:     # the members table holds each pair once
+                raise UsageError(f"project {project!r} is named twice")
             if not cluster.project_exists(project):
                 raise NotFound(f"project {project!r} not found")
         token = store.create_user(body.name, body.admin, tuple(body.projects))

@@ -23,7 +23,7 @@ from .. import __version__
 from ..cluster.base import Cluster, JobDetail
 from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests
 from ..hpo import HPOError
-from ..model import JobSpec, Volume, parse_env
+from ..model import MAX_QUOTA, JobSpec, Volume, parse_env
 from ..store import Store, User
 from ..timefmt import age
 from .auth import SESSION_COOKIE, SESSION_LIFETIME, hash_password_async, verify_password
@@ -201,7 +201,7 @@ async def add_project(request: Request, csrf: str = Form(""), name: str = Form("
                       gpus: str = Form("0")) -> Response:
     admin_form(request, csrf)
     try:
-        _cluster(request).create_project(name.strip(), _int(gpus, "GPUs"))
+        _cluster(request).create_project(name.strip(), _int(gpus, "GPUs", MAX_QUOTA))
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     return back("/projects", message=f"Project {name} created with {gpus} GPU(s).")
@@ -212,7 +212,7 @@ async def set_quota(request: Request, name: str, csrf: str = Form(""),
                     gpus: str = Form("0")) -> Response:
     admin_form(request, csrf)
     try:
-        _cluster(request).set_quota(name, _int(gpus, "GPUs"))
+        _cluster(request).set_quota(name, _int(gpus, "GPUs", MAX_QUOTA))
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     return back("/projects", message=f"Project {name} now deserves {gpus} GPU(s).")
@@ -231,13 +231,16 @@ async def add_member(request: Request, name: str, csrf: str = Form(""),
     return back("/projects", message=f"{user} is now a member of {name}.")
 
 
-def _int(value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        from ..errors import UsageError
+def _int(value: str, what: str, maximum: int | None = None) -> int:
+    from ..errors import UsageError
 
+    try:
+        number = int(value)
+    except ValueError:
         raise UsageError(f"{what} must be a whole number, got {value!r}") from None
+    if maximum is not None and number > maximum:
+        raise UsageError(f"{what} must be at most {maximum:,}, got {value!r}")
+    return number
 
 
 # ------------------------------------------------------------------ jobs
