@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python benchmarks/hpo_coord.py $(if $(FULL),--full,)
 	$(BIN)/python benchmarks/scheduler.py
 	$(BIN)/python benchmarks/ui_pages.py
+	$(BIN)/python benchmarks/login_flood.py
 	@if scontrol ping >/dev/null 2>&1; then $(BIN)/python benchmarks/slurm.py; \
 	else echo "benchmarks/slurm.py skipped: Slurm is not running (scripts/slurm-up.sh)"; fi
 

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from podsweep.model import MAX_ARG_BYTES, MAX_COMMAND_BYTES
+from podsweep.errors import UsageError
+from podsweep.model import MAX_ARG_BYTES, MAX_COMMAND_BYTES, JobSpec
 
 from ..control.conftest import ControlPlane
 
@@ -206,3 +207,12 @@ def test_the_web_forms_bound_a_quota(plane: ControlPlane, api: Api):
                                                           "gpus": str(10**20)})
         assert answer.status_code == 200 and "at most 1,000,000" in answer.text
         assert api.state() == before
+
+
+def test_a_job_stored_before_the_command_limit_still_loads():
+    """The limit is checked at submit; a spec read back from the store (or a Kubernetes
+    annotation) passed the limits of its day, and must not make the job list unreadable."""
+    old = {**JOB, "command": ["echo", "x" * (MAX_COMMAND_BYTES + 1)]}
+    assert JobSpec.from_dict(old).command == old["command"]
+    with pytest.raises(UsageError, match="131,072 bytes"):
+        JobSpec(**old)
