@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python benchmarks/scheduler.py
 	$(BIN)/python benchmarks/scheduler_scale.py $(if $(FULL),--full,)
 	$(BIN)/python benchmarks/ui_pages.py
+	$(BIN)/python benchmarks/login_flood.py
 	@if scontrol ping >/dev/null 2>&1; then $(BIN)/python benchmarks/slurm.py; \
 	else echo "benchmarks/slurm.py skipped: Slurm is not running (scripts/slurm-up.sh)"; fi
 

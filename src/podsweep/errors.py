@@ -9,6 +9,7 @@
      ├── Unauthorized        no token, or a wrong one                             exit 4
      ├── Forbidden           the user may not see or touch that                   exit 4
      ├── Unavailable         the control plane is not running or not reachable    exit 5
+     │    └── TooManyRequests  refused for now (logins); retry_after seconds       exit 5
      └── DiskFull            no space left where the control plane writes         exit 6
 
 ``podsweep.hpo`` has a root of its own, :class:`podsweep.hpo.HPOError`, since it must not
@@ -57,6 +58,15 @@ class Unavailable(PodsweepError):
     exit_code = 5
 
 
+class TooManyRequests(Unavailable):
+    """Refused for now, not for good: asked again after ``retry_after`` seconds, it may pass
+    (HTTP 429 with a ``Retry-After`` header)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DiskFull(PodsweepError):
     """No space left on the disk (or quota) the control plane writes to; nothing changed."""
 
@@ -92,7 +102,7 @@ def disk_full(where: object) -> DiskFull:
 
 HTTP_STATUS: dict[type[PodsweepError], int] = {
     Conflict: 409, UsageError: 400, NotFound: 404, Unauthorized: 401, Forbidden: 403,
-    Unavailable: 503, DiskFull: 507, PodsweepError: 500,
+    TooManyRequests: 429, Unavailable: 503, DiskFull: 507, PodsweepError: 500,
 }
 
 
@@ -104,7 +114,7 @@ def http_status(error: PodsweepError) -> int:
 
 
 def from_http(status: int, message: str) -> PodsweepError:
-    if status == 422:      # the API's schema refused the request: bad input too
+    if status in (413, 422):   # too big, or refused by the API's schema: bad input too
         return UsageError(message)
     for cls, code in HTTP_STATUS.items():
         if code == status:

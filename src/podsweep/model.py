@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError
@@ -28,6 +28,12 @@ MAX_PARALLELISM = 100_000
 MAX_GPUS = 1024            # per pod, and a project's quota on the local cluster
 MAX_CPU = 4096             # per pod
 MAX_BACKOFF_LIMIT = 1_000_000
+MAX_QUOTA = 1_000_000      # a project's deserved GPUs (or CPUs): more than any cluster has
+# A pod's command and environment reach execve, which refuses one string of 128 KiB or more
+# (MAX_ARG_STRLEN) and, with the pod's own variables, all of them past ARG_MAX (2 MiB on a
+# default stack): bounded well below both, so a job too big to start is refused at submit.
+MAX_ARG_BYTES = 128 * 1024         # one string with its NUL, as the kernel counts it
+MAX_COMMAND_BYTES = 256 * 1024
 
 
 class JobStatus(str, enum.Enum):
@@ -147,6 +153,32 @@ def parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
+def check_grace_period(value: Any) -> float:
+    # bounded: a pod that ignores SIGTERM for ever could never be preempted; NaN compares
+    # false both ways, so it is refused here too
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0 <= value <= MAX_GRACE_PERIOD:
+        raise UsageError(f"--grace-period must be a number of seconds from 0 to "
+                         f"{MAX_GRACE_PERIOD:.0f}, got {value!r}")
+    return float(value)
+
+
+def check_command_size(command: list[str], env: dict[str, str]) -> None:
+    """Refuse a command or environment that execve would refuse (E2BIG), by its bytes."""
+    total = 0
+    for what, text in [*((f"argument {i}", a) for i, a in enumerate(command)),
+                       *((f"environment variable {k}", f"{k}={v}") for k, v in env.items())]:
+        size = len(text.encode(errors="surrogateescape")) + 1      # with its NUL
+        if size > MAX_ARG_BYTES:
+            raise UsageError(f"the command's {what} has {size - 1:,} bytes; each argument "
+                             f"and variable must be under {MAX_ARG_BYTES:,} bytes (128 KiB; "
+                             f"pass big data in a file)")
+        total += size
+    if total > MAX_COMMAND_BYTES:
+        raise UsageError(f"the command and its environment have {total:,} bytes; they must "
+                         f"stay within {MAX_COMMAND_BYTES:,} bytes (pass big data in a file)")
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What ``podsweep submit`` asks for; validated on construction."""
@@ -164,8 +196,11 @@ class JobSpec:
     image: str | None = None
     backoff_limit: int = 6
     grace_period: float = 30.0
+    # a spec read back from the store passed the limits of the day it was submitted; a limit
+    # added since must not make it (and the listing of jobs) unreadable
+    stored: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, stored: bool) -> None:
         check_name("job", self.name)
         check_name("project", self.project)
         if not self.command or not all(isinstance(a, str) for a in self.command):
@@ -182,17 +217,18 @@ class JobSpec:
             if not isinstance(value, str) or "\0" in value:
                 raise UsageError(f"environment variable {key}: the value must be text "
                                  f"without NUL characters")
-        check_count("--gpu", self.gpus, 0, MAX_GPUS)
-        check_count("--parallelism", self.parallelism, 1, MAX_PARALLELISM)
-        check_count("--completions", self.completions, 1, MAX_COMPLETIONS)
-        check_count("--cpu", self.cpu, 1, MAX_CPU)
-        check_count("--backoff-limit", self.backoff_limit, 0, MAX_BACKOFF_LIMIT)
-        if isinstance(self.grace_period, bool) or \
-                not isinstance(self.grace_period, (int, float)) or \
-                not 0 <= self.grace_period <= MAX_GRACE_PERIOD:
-            # bounded: a pod that ignores SIGTERM for ever could never be preempted
-            raise UsageError(f"--grace-period must be a number of seconds from 0 to "
-                             f"{MAX_GRACE_PERIOD:.0f}, got {self.grace_period!r}")
+        if not stored:
+            check_command_size(self.command, self.env)
+        # the bounds are for new jobs: one stored before them still loads
+        def most(bound: int) -> int | None:
+            return None if stored else bound
+
+        check_count("--gpu", self.gpus, 0, most(MAX_GPUS))
+        check_count("--parallelism", self.parallelism, 1, most(MAX_PARALLELISM))
+        check_count("--completions", self.completions, 1, most(MAX_COMPLETIONS))
+        check_count("--cpu", self.cpu, 1, most(MAX_CPU))
+        check_count("--backoff-limit", self.backoff_limit, 0, most(MAX_BACKOFF_LIMIT))
+        check_grace_period(self.grace_period)
         if self.working_dir is not None and not self.working_dir.startswith("/"):
             raise UsageError(f"--working-dir must be an absolute path, got {self.working_dir!r}")
         targets = [v.dst for v in self.volumes]
@@ -209,10 +245,11 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        names = {f.name for f in fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
         known["volumes"] = [Volume.parse(v) for v in data.get("volumes", [])]
         known["command"] = list(data.get("command", []))
-        return cls(**known)
+        return cls(**known, stored=True)
 
 
 def pod_name(job: str, index: int, attempt: int) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..model import parse_env
+from ..model import check_command_size, check_grace_period, parse_env
 from .common import OutputOption, ProjectOption, client, default_project, emit
 from .printers import Output, to_yaml
 
@@ -40,10 +40,16 @@ def job_options(
     project: Annotated[Optional[str], ProjectOption] = None,
     output: Annotated[Output, OutputOption] = Output.table,
 ) -> tuple[dict[str, Any], Output]:
-    """The options of a job, as the API takes them, and the output asked for."""
+    """The options of a job, as the API takes them, and the output asked for.
+
+    What JSON cannot carry (``--grace-period nan``) or the control plane would refuse
+    after the upload (a command too big to exec) is refused here, in one line."""
+    env = parse_env(environment)
+    check_grace_period(grace_period)
+    check_command_size(command or [], env)
     body = {"name": name, "project": default_project(project), "command": command or [],
             "gpus": gpu, "parallelism": parallelism, "completions": completions,
-            "cpu": cpu, "volumes": volume, "env": parse_env(environment),
+            "cpu": cpu, "volumes": volume, "env": env,
             "working_dir": working_dir, "image": image,
             "backoff_limit": backoff_limit, "grace_period": grace_period}
     return body, output

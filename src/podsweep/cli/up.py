@@ -19,6 +19,7 @@ from .common import OutputOption, client, emit, home, read_json
 from .printers import Output, table
 
 START_TIMEOUT = 30.0
+MAX_VIRTUAL_GPUS = 4096     # the control plane keeps one record per GPU: no 10**30 of them
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 MIN_LOG_LIMIT = 64 << 10
 
@@ -57,8 +58,8 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         help="local: run pods without namespaces where they cannot be made (pods then "
              "can read the control plane's home; see docs/security.md)")] = False) -> None:
     """Start the control plane in the background (does nothing if it runs)."""
-    if gpus is not None and gpus < 0:
-        raise UsageError(f"--gpus must be at least 0, got {gpus}")
+    if gpus is not None and not 0 <= gpus <= MAX_VIRTUAL_GPUS:
+        raise UsageError(f"--gpus must be from 0 to {MAX_VIRTUAL_GPUS}, got {gpus}")
     if cpus is not None and cpus < 1:
         raise UsageError(f"--cpus must be at least 1, got {cpus}")
     if cluster is not None and cluster not in ENGINES:

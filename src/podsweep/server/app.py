@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     JSONResponse,
     RedirectResponse,
@@ -20,7 +21,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import Field
 
 from .. import __version__
 from ..cluster.base import Cluster
@@ -28,6 +29,7 @@ from ..errors import (
     Forbidden,
     NotFound,
     PodsweepError,
+    TooManyRequests,
     Unauthorized,
     UsageError,
     disk_full,
@@ -37,30 +39,34 @@ from ..errors import (
 from ..model import JobSpec, Volume, check_name
 from ..store import Store, User
 from . import web
-from .auth import hash_password, new_password
+from .auth import hash_password_async, new_password
 from .experiments import ExperimentIndex
+from .limits import LoginLimiter
+from .strict import BodyLimit, Quota, Seconds, Strict, validation_error
 from .visibility import visible_gpus
 
+# Request bodies are Strict: exact JSON types, no unknown field (podsweep.server.strict).
+# Counts and sizes are bounded where they are checked (podsweep.model); quotas here.
 
-class ProjectIn(BaseModel):
+class ProjectIn(Strict):
     name: str
-    gpus: int
-    cpus: int = 0      # CPU quota; 0: the project only borrows idle CPUs
+    gpus: Quota
+    cpus: Quota = 0    # CPU quota; 0: the project only borrows idle CPUs
 
 
-class QuotaIn(BaseModel):
+class QuotaIn(Strict):
     # the quotas to change; one left out stays as it is
-    gpus: int | None = None
-    cpus: int | None = None
+    gpus: Quota | None = None
+    cpus: Quota | None = None
 
 
-class UserIn(BaseModel):
+class UserIn(Strict):
     name: str
-    projects: list[str] = []
+    projects: list[str] = Field(default_factory=list)
     admin: bool = False
 
 
-class JobIn(BaseModel):
+class JobIn(Strict):
     name: str
     project: str
     command: list[str]
@@ -68,12 +74,12 @@ class JobIn(BaseModel):
     parallelism: int = 1
     completions: int = 1
     cpu: int = 1
-    volumes: list[str] = []
-    env: dict[str, str] = {}
+    volumes: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
     image: str | None = None
     backoff_limit: int = 6
-    grace_period: float = 30.0
+    grace_period: Seconds = 30.0
 
 
 # async, like every route: FastAPI then runs nothing in worker threads, and the control
@@ -98,6 +104,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app.state.store = store
     app.state.cluster = cluster
     app.state.experiments = ExperimentIndex()
+    app.state.logins = LoginLimiter.from_env()
     app.include_router(web.router)
     # access imports this module's Me: so here, once this module is loaded
     from . import access, users_page
@@ -106,14 +113,19 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app.include_router(users_page.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
+    app.add_middleware(BodyLimit)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.exception_handler(PodsweepError)
     async def podsweep_error(request: Request, exc: PodsweepError) -> Response:
+        headers = ({"Retry-After": str(exc.retry_after)}
+                   if isinstance(exc, TooManyRequests) else None)
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
+            return JSONResponse({"detail": str(exc)}, status_code=http_status(exc),
+                                headers=headers)
         return web.templates.TemplateResponse(
             request, "error.html", {"user": None, "error": str(exc)},
-            status_code=http_status(exc))
+            status_code=http_status(exc), headers=headers)
 
     @app.exception_handler(OSError)
     @app.exception_handler(sqlite3.Error)
@@ -176,12 +188,14 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
         check_name("user", body.name)
         if store.user(body.name) is not None:
             raise UsageError(f"user {body.name!r} already exists")
-        for project in body.projects:
+        for i, project in enumerate(body.projects):
+            if project in body.projects[:i]:     # the members table holds each pair once
+                raise UsageError(f"project {project!r} is named twice")
             if not cluster.project_exists(project):
                 raise NotFound(f"project {project!r} not found")
         token = store.create_user(body.name, body.admin, tuple(body.projects))
         password = new_password()       # for the web UI; shown once, changeable there
-        store.set_password(body.name, hash_password(password))
+        store.set_password(body.name, await hash_password_async(password))
         return {"name": body.name, "token": token, "password": password,
                 "projects": body.projects}
 

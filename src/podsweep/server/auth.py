@@ -2,8 +2,12 @@
 
 Passwords are hashed with scrypt (memory-hard, in the standard library); a session is a
 random secret in an HttpOnly, SameSite=Strict cookie, stored only as a hash, with a CSRF
-token of its own that every form and htmx request carries back. Repeated failed logins for
-a name are answered ever more slowly.
+token of its own that every form and htmx request carries back.
+
+scrypt is slow on purpose, so the server never hashes on its event loop: it awaits
+:func:`verify_password` and :func:`hash_password_async`, which run the hash in a pool of
+at most :data:`HASH_THREADS` threads (hashlib releases the GIL while it hashes; the loop goes
+on answering). How many logins are hashed at all is :mod:`.limits`' business.
 """
 
 from __future__ import annotations
@@ -11,15 +15,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import secrets
-import time
+from concurrent.futures import ThreadPoolExecutor
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SESSION_COOKIE = "podsweep_session"
 SESSION_LIFETIME = 12 * 3600.0
-FREE_FAILURES = 3          # failed logins for a name before answers slow down
-FAILURE_WINDOW = 300.0     # seconds a failure is remembered
-MAX_DELAY = 5.0
+HASH_THREADS = 2
+_pool: ThreadPoolExecutor | None = None
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    """The hashing threads, made at the first hash: two at most, and never every CPU, so
+    that the event loop keeps one for itself. They run hashlib alone (no lock of ours, no
+    Python object shared), so a Python supervisor forked meanwhile inherits nothing it
+    could wait on."""
+    global _pool
+    if _pool is None:
+        threads = max(1, min(HASH_THREADS, len(os.sched_getaffinity(0)) - 1))
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="podsweep-scrypt")
+    return _pool
 
 
 def hash_password(password: str) -> str:
@@ -50,28 +66,13 @@ def new_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-class LoginThrottle:
-    """Remembers failed logins per name; past a few, each answer waits a little longer."""
+async def verify_password(password: str, stored: str | None) -> bool:
+    """:func:`check_password` in the hashing pool, off the event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_hash_pool(), check_password, password, stored)
 
-    def __init__(self) -> None:
-        self._failures: dict[str, list[float]] = {}
 
-    def _recent(self, name: str) -> list[float]:
-        now = time.monotonic()
-        if len(self._failures) > 10_000:     # names tried once and long ago: forget them
-            self._failures = {k: v for k, v in self._failures.items()
-                              if v and now - v[-1] < FAILURE_WINDOW}
-        recent = [t for t in self._failures.get(name, []) if now - t < FAILURE_WINDOW]
-        self._failures[name] = recent
-        return recent
-
-    async def delay(self, name: str) -> None:
-        excess = len(self._recent(name)) - FREE_FAILURES
-        if excess > 0:
-            await asyncio.sleep(min(MAX_DELAY, 0.5 * 2 ** (excess - 1)))
-
-    def failed(self, name: str) -> None:
-        self._recent(name).append(time.monotonic())
-
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(name, None)
+async def hash_password_async(password: str) -> str:
+    """:func:`hash_password` in the hashing pool, off the event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_hash_pool(), hash_password, password)

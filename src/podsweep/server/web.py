@@ -21,26 +21,20 @@ from fastapi.templating import Jinja2Templates
 
 from .. import __version__
 from ..cluster.base import Cluster, JobDetail
-from ..errors import Forbidden, NotFound, PodsweepError
+from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests
 from ..hpo import HPOError
-from ..model import JobSpec, Volume, parse_env
+from ..model import MAX_QUOTA, JobSpec, Volume, parse_env
 from ..store import Store, User
 from ..timefmt import age
-from .auth import (
-    SESSION_COOKIE,
-    SESSION_LIFETIME,
-    LoginThrottle,
-    check_password,
-    hash_password,
-)
+from .auth import SESSION_COOKIE, SESSION_LIFETIME, hash_password_async, verify_password
 from .experiments import Experiment, ExperimentIndex, Found
+from .limits import LoginLimiter
 from .visibility import visible_gpus
 
 HERE = Path(__file__).parent
 LOG_LINES = 2000                 # the log page shows the tail; podsweep logs has the rest
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
-throttle = LoginThrottle()
 
 
 class LoginRequired(Exception):
@@ -61,6 +55,15 @@ def _store(request: Request) -> Store:
 def _cluster(request: Request) -> Cluster:
     cluster: Cluster = request.app.state.cluster
     return cluster
+
+
+def _logins(request: Request) -> LoginLimiter:
+    limiter: LoginLimiter = request.app.state.logins
+    return limiter
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def session(request: Request) -> tuple[User, str]:
@@ -104,13 +107,22 @@ async def login_form(request: Request, next: str = "/jobs", error: str = "") -> 
 async def login(request: Request, username: str = Form(""), password: str = Form(""),
                 next: str = Form("/jobs")) -> Response:
     store = _store(request)
-    await throttle.delay(username)
-    if not check_password(password, store.password_hash(username)):
-        throttle.failed(username)
+    try:
+        # reserved before the hash: guesses sent at once are counted before any is answered
+        attempt = _logins(request).reserve(username, _client(request))
+    except TooManyRequests as exc:
+        return templates.TemplateResponse(
+            request, "login.html", {"next": next, "user": None, "username": username,
+                                    "error": str(exc)}, status_code=429,
+            headers={"Retry-After": str(exc.retry_after)})
+    with attempt:
+        ok = await verify_password(password, store.password_hash(username))
+        if ok:
+            attempt.succeeded()
+    if not ok:
         return templates.TemplateResponse(
             request, "login.html", {"next": next, "user": None, "username": username,
                                     "error": "Wrong username or password."}, status_code=401)
-    throttle.succeeded(username)
     secret, _ = store.create_session(username, SESSION_LIFETIME)
     target = next if next.startswith("/") and not next.startswith("//") else "/jobs"
     response = RedirectResponse(target, status_code=303)
@@ -146,12 +158,20 @@ async def change_password(request: Request, csrf: str = Form(""), current: str =
     user, token = session(request)
     check_csrf(request, token, csrf)
     store = _store(request)
-    if not check_password(current, store.password_hash(user.name)):
-        return back("/account", error="The current password is wrong.")
+    try:    # a guess at the current password, from a stolen session, is a login attempt
+        attempt = _logins(request).reserve(user.name, _client(request))
+    except TooManyRequests as exc:
+        return back("/account", error=str(exc))
+    with attempt:
+        if await verify_password(current, store.password_hash(user.name)):
+            attempt.succeeded()
+        else:
+            return back("/account", error="The current password is wrong.")
     if len(new) < 8 or new != again:
         return back("/account", error="The new password needs at least 8 characters, "
                                       "typed the same twice.")
-    store.set_password(user.name, hash_password(new))   # ends every session of the user
+    # ends every session of the user
+    store.set_password(user.name, await hash_password_async(new))
     return back("/login", message="Password changed; log in again.")
 
 
@@ -182,8 +202,8 @@ async def add_project(request: Request, csrf: str = Form(""), name: str = Form("
                       gpus: str = Form("0"), cpus: str = Form("0")) -> Response:
     admin_form(request, csrf)
     try:
-        cpu_quota = _int(cpus, "CPUs")
-        _cluster(request).create_project(name.strip(), _int(gpus, "GPUs"), cpu_quota)
+        cpu_quota = _int(cpus, "CPUs", MAX_QUOTA)
+        _cluster(request).create_project(name.strip(), _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     and_cpus = f" and {cpu_quota} CPU(s)" if cpu_quota else ""
@@ -196,9 +216,9 @@ async def set_quota(request: Request, name: str, csrf: str = Form(""),
     admin_form(request, csrf)
     cluster = _cluster(request)
     try:
-        cpu_quota = _int(cpus, "CPUs") if cpus.strip() else None
+        cpu_quota = _int(cpus, "CPUs", MAX_QUOTA) if cpus.strip() else None
         before = next((p.cpus for p in cluster.projects() if p.name == name), None)
-        cluster.set_quota(name, _int(gpus, "GPUs"), cpu_quota)
+        cluster.set_quota(name, _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     # the form sends both; the CPUs are news only if they changed
@@ -219,13 +239,16 @@ async def add_member(request: Request, name: str, csrf: str = Form(""),
     return back("/projects", message=f"{user} is now a member of {name}.")
 
 
-def _int(value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        from ..errors import UsageError
+def _int(value: str, what: str, maximum: int | None = None) -> int:
+    from ..errors import UsageError
 
+    try:
+        number = int(value)
+    except ValueError:
         raise UsageError(f"{what} must be a whole number, got {value!r}") from None
+    if maximum is not None and number > maximum:
+        raise UsageError(f"{what} must be at most {maximum:,}, got {value!r}")
+    return number
 
 
 # ------------------------------------------------------------------ jobs
