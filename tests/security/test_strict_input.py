@@ -83,9 +83,10 @@ JOB = {"name": "bad", "project": "team-a", "command": ["true"]}
     ("post", "/jobs", {**JOB, "grace_period": 10**6}, ["grace_period"]),
     # unknown fields are refused, not ignored
     ("post", "/users", {"name": "eve", "is_admin": True}, ["is_admin", "not permitted"]),
-    ("post", "/projects", {"name": "team-x", "gpus": 1, "cpus": 4}, ["cpus", "not permitted"]),
+    ("post", "/projects", {"name": "team-x", "gpus": 1, "cpu": 4}, ["cpu", "not permitted"]),
     ("post", "/jobs", {**JOB, "completion": 3}, ["completion", "not permitted"]),
-    ("put", "/projects/team-a/quota", {"gpu": 1}, ["gpu", "not permitted", "1 more"]),
+    ("put", "/projects/team-a/quota", {"gpu": 1}, ["gpu", "not permitted"]),
+    ("put", "/projects/team-a/quota", {"gpu": 1, "cpu": 1}, ["gpu", "not permitted", "1 more"]),
 ])
 def test_the_schema_refuses_in_one_line(api: Api, method: str, path: str, body: Any,
                                         words: list[str]):
