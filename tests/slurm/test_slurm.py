@@ -87,7 +87,9 @@ def test_a_job_runs_as_an_array_with_distinct_gpus_logs_and_delete(plane: SlurmP
     plane.run("submit", "sweep", "-p", "team-a", "-g", "1", "--parallelism", "3",
               "--completions", "5", "-e", "GREETING=hello world", "--",
               "sh", "-c", 'echo "$GREETING from $PODSWEEP_POD_NAME index $PODSWEEP_POD_INDEX '
-                          'gpu $CUDA_VISIBLE_DEVICES"; sleep 600')
+                          'gpu $CUDA_VISIBLE_DEVICES"; '
+                          # the control plane's own variables stay with it (sbatch --export=NONE)
+                          'echo "home ${PODSWEEP_HOME:-hidden} path ${PATH:+set}"; sleep 600')
     job = plane.until("3 tasks running", lambda: (lambda j: j if j["job"]["running"] == 3
                                                   else None)(plane.job("sweep", "team-a")))
     assert job["job"]["status"] == "Running" and job["job"]["allocated"] == 3
@@ -98,13 +100,14 @@ def test_a_job_runs_as_an_array_with_distinct_gpus_logs_and_delete(plane: SlurmP
 
     pods = {p["name"]: p for p in job["pods"]}
     assert set(pods) == {"sweep-0-0", "sweep-1-0", "sweep-2-0"}
-    logs = {n: plane.until(f"{n}'s log", lambda n=n: plane.run(
-        "logs", "sweep", "-p", "team-a", "--pod", n).stdout) for n in pods}
+    logs = {n: plane.until(f"{n}'s log", lambda n=n: (lambda out: out if "path" in out else None)(
+        plane.run("logs", "sweep", "-p", "team-a", "--pod", n).stdout)) for n in pods}
     gpus = []
     for name, text in logs.items():
         index = name.split("-")[1]
         assert text.startswith(f"hello world from {name} index {index} gpu "), text
-        gpus.append(text.split()[-1])
+        assert text.splitlines()[1] == "home hidden path set", text
+        gpus.append(text.splitlines()[0].split()[-1])
         assert [int(g) for g in gpus[-1].split(",")] == pods[name]["gpus"]
     assert len(set(gpus)) == 3, gpus           # each running task has a GPU of its own
     info = plane.json("status")

@@ -64,6 +64,7 @@ from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_
 from ..runtime import wrap_command
 from ..store import Job, Pod, Store
 from .base import ClusterInfo, JobInfo, ProjectInfo, refuse_cpu_quota
+from .podenv import base_env
 from .stored import StoredJobs
 
 log = logging.getLogger("podsweep.cluster.slurm")
@@ -576,7 +577,7 @@ class SlurmCluster(StoredJobs):
             if foreign is not None:
                 self._refused(job, foreign)
                 return
-            sbatch = ["sbatch", "--parsable",
+            sbatch = ["sbatch", "--parsable", "--export=NONE",
                       f"--array=0-{spec.completions - 1}%{spec.parallelism}",
                       f"--account={self.account(spec.project)}",
                       f"--qos={self.qos(spec.project)}", f"--partition={self.partition}",
@@ -632,8 +633,10 @@ class SlurmCluster(StoredJobs):
         lines = ["#!/bin/bash",
                  f"# podsweep job {spec.name} ({uid}) of project {spec.project}: one array "
                  f"task per pod"]
+        # sbatch --export=NONE: the task starts from Slurm's own variables, then gets the
+        # allowlist of the control plane's (podenv) and the job's, never PODSWEEP_HOME & co.
         # JobSpec allows plain names only; quoted all the same, as a second line of defence
-        lines += [f"export {q(k)}={q(v)}" for k, v in spec.env.items()]
+        lines += [f"export {q(k)}={q(v)}" for k, v in {**base_env(), **spec.env}.items()]
         lines += [f"export PODSWEEP_JOB_NAME={q(spec.name)} PODSWEEP_JOB_UID={uid} "
                   f"PODSWEEP_PROJECT={q(spec.project)}",
                   'export PODSWEEP_POD_INDEX="$SLURM_ARRAY_TASK_ID" '
