@@ -106,8 +106,11 @@ MIGRATIONS: dict[int, str] = {
     """,
     # a project's CPU quota beside its GPU quota; 0, like a GPU quota of 0, lets it only
     # borrow idle CPUs, which is what every project did before CPUs were scheduled
+    # ... and a job's events by the job: a job of 100,000 pods has 200,000 of them, and
+    # `podsweep get` of any job scanned every event of every job
     4: """
     ALTER TABLE projects ADD COLUMN cpus INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_job ON events(job_uid, id);
     """,
 }
 
@@ -456,9 +459,16 @@ class Store:
         return Pod(job_uid, index, attempt, name, PodStatus.RUNNING, gpus, seq, now, None,
                    None, None, pod_dir)
 
-    def pods(self, job_uid: str) -> list[Pod]:
+    def pods(self, job_uid: str, limit: int | None = None) -> list[Pod]:
+        """A job's pods by index and attempt; with ``limit``, only its running ones and the
+        latest started, ``limit`` in all."""
+        if limit is None:
+            return [self._pod(r) for r in self.db.execute(
+                "SELECT * FROM pods WHERE job_uid = ? ORDER BY idx, attempt", (job_uid,))]
         return [self._pod(r) for r in self.db.execute(
-            "SELECT * FROM pods WHERE job_uid = ? ORDER BY idx, attempt", (job_uid,))]
+            "SELECT * FROM (SELECT * FROM pods WHERE job_uid = ? ORDER BY status IN "
+            "('Running', 'Terminating') DESC, seq DESC LIMIT ?) ORDER BY idx, attempt",
+            (job_uid, limit))]
 
     def active_pods(self) -> list[Pod]:
         return [self._pod(r) for r in self.db.execute(
@@ -488,6 +498,8 @@ class Store:
         with self.transaction() as db:
             self._event(db, job_uid, kind, message)
 
-    def events(self, job_uid: str) -> list[Event]:
+    def events(self, job_uid: str, limit: int = -1) -> list[Event]:
+        """A job's events, oldest first; with ``limit``, its latest ``limit``."""
         return [Event(r["time"], r["kind"], r["message"]) for r in self.db.execute(
-            "SELECT time, kind, message FROM events WHERE job_uid = ? ORDER BY id", (job_uid,))]
+            "SELECT time, kind, message FROM (SELECT id, time, kind, message FROM events "
+            "WHERE job_uid = ? ORDER BY id DESC LIMIT ?) ORDER BY id", (job_uid, limit))]

@@ -72,6 +72,8 @@ CREATE TABLE users (
         password_hash TEXT,
         created REAL NOT NULL
     );
+-- index events_job
+CREATE INDEX events_job ON events(job_uid, id);
 -- index jobs_live_name
 CREATE UNIQUE INDEX jobs_live_name ON jobs(project, name) WHERE status != 'Deleted';
 -- index pods_active

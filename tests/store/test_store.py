@@ -79,3 +79,26 @@ def test_a_quota_change_sets_only_the_quotas_given(tmp_path):
     store.set_quota("team-a", gpus=1)
     project = store.project("team-a")
     assert (project.gpus, project.cpus) == (1, 3)
+
+
+def test_a_big_jobs_detail_reads_its_running_pods_and_latest_ones_only(tmp_path):
+    store = Store(tmp_path / "podsweep.db")
+    store.create_project("team-a", 1)
+    job = store.insert_job("u1", JobSpec(name="big", project="team-a", command=["true"],
+                                         completions=1500), "me")
+    with store.transaction():
+        for index in range(1500):
+            pod = store.insert_pod(job.uid, index, 0, f"big-{index}-0", (), "/tmp/x")
+            if index != 3:           # index 3 still runs, started long before the rest
+                store.update_pod(pod, status=PodStatus.SUCCEEDED, exit_code=0)
+            store.event(job.uid, "Started", f"pod big-{index}-0")
+    shown = store.pods(job.uid, 1000)
+    assert [p.index for p in shown] == [3, *range(501, 1500)]
+    assert len(store.pods(job.uid)) == 1500
+    events = store.events(job.uid, 1000)
+    assert [e.message for e in events] == [f"pod big-{i}-0" for i in range(500, 1500)]
+    assert len(store.events(job.uid)) == 1 + 1500      # with its Submitted
+    # the events are found by their job, not by a scan of every job's
+    plan = store.db.execute("EXPLAIN QUERY PLAN SELECT id FROM events WHERE job_uid = ? "
+                            "ORDER BY id DESC LIMIT 5", ("u1",)).fetchall()
+    assert "events_job" in " ".join(str(tuple(row)) for row in plan), plan

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from ..cluster.base import MAX_PODS_SHOWN
 from ..errors import NotFound, UsageError
 from ..timefmt import age
 from .common import OutputOption, ProjectOption, client, configured_project, emit
@@ -73,6 +74,9 @@ def get(
                  "-" if p["exit_code"] is None else p["exit_code"]] for p in pods]
     text += "\n\nPODS\n" + (table(["pod", "status", "gpus", "age", "attempt", "exit"], pod_rows)
                             if pod_rows else "none yet")
+    if len(pods) >= MAX_PODS_SHOWN:
+        text += f"\n(the running pods and the latest, {len(pods):,} in all; the counts above " \
+                f"are the whole job's)"
     event_rows = [[datetime.fromtimestamp(e["time"]).strftime("%H:%M:%S"), e["kind"],
                    e["message"]] for e in events]
     text += "\n\nEVENTS\n" + table(["time", "event", "message"], event_rows)

@@ -24,6 +24,10 @@ from typing import Any, Protocol
 
 from ..model import JobSpec
 
+MAX_PODS_SHOWN = 1000
+"""The most pods (running ones first, then the latest) and events a job's detail holds:
+a job of 100,000 pods is sent and shown in part (its fields count them all)."""
+
 
 @dataclass(frozen=True)
 class ProjectInfo:

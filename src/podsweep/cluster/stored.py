@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import NotFound
 from ..store import Job, Pod, Store
-from .base import EventInfo, JobDetail, JobInfo, PodInfo
+from .base import MAX_PODS_SHOWN, EventInfo, JobDetail, JobInfo, PodInfo
 from .logfile import follow_file
 
 
@@ -46,9 +46,13 @@ class StoredJobs:
 
     def job(self, project: str, name: str) -> JobDetail:
         job = self._find(project, name)
+        # a job of 100,000 pods is read, sent and shown in part: the server answers it on its
+        # only thread, and no one reads 100,000 rows (the counts are in the job's fields)
         pods = [PodInfo(p.name, p.index, p.attempt, p.status.value, list(p.gpus), p.created,
-                        p.finished, p.exit_code, p.reason) for p in self.store.pods(job.uid)]
-        events = [EventInfo(e.time, e.kind, e.message) for e in self.store.events(job.uid)]
+                        p.finished, p.exit_code, p.reason)
+                for p in self.store.pods(job.uid, MAX_PODS_SHOWN)]
+        events = [EventInfo(e.time, e.kind, e.message)
+                  for e in self.store.events(job.uid, MAX_PODS_SHOWN)]
         return JobDetail(self._job_info(job), pods, events, job.spec.to_dict())
 
     def pod_log(self, project: str, name: str, pod: str, tail: int | None = None,
@@ -56,7 +60,7 @@ class StoredJobs:
         job = self._find(project, name)
         found = self.store.pod(job.uid, pod)      # an exact name: no path ever built from it
         if found is None:
-            names = ", ".join(p.name for p in self.store.pods(job.uid)[-5:]) or "none yet"
+            names = ", ".join(p.name for p in self.store.pods(job.uid, 5)) or "none yet"
             raise NotFound(f"pod {pod!r} is not a pod of job {name!r} (its pods: {names})")
 
         def running() -> bool:
