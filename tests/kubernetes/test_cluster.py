@@ -19,6 +19,7 @@ pytest.importorskip("kubernetes")
 
 from podsweep.cluster import open_cluster
 from podsweep.cluster.kubernetes import KubernetesCluster
+from podsweep.cluster.kubernetes_objects import IDLE_QUEUE
 from podsweep.errors import Conflict, NotFound, Unavailable, UsageError
 from podsweep.model import JobSpec, Volume
 
@@ -92,14 +93,54 @@ def test_a_project_is_a_namespace_with_its_kueue_queues_and_quota(
         cluster.set_quota("team-c", 1)
     with pytest.raises(UsageError):
         cluster.create_project("team-d", -1)
-    # CPU quotas are not enforced here yet: refused, nothing created or changed
-    with pytest.raises(UsageError, match="CPU quotas are enforced on the local cluster only"):
-        cluster.create_project("team-e", 1, 4)
-    with pytest.raises(UsageError, match="CPU quotas"):
-        cluster.set_quota("team-a", cpus=2)
-    assert not cluster.project_exists("team-e")
-    cluster.set_quota("team-a", cpus=0)           # 0 is what every project has
-    assert {p.name: p.deserved for p in cluster.projects()}["team-a"] == 3
+    # CPU quotas: the queue's cpu quota binds; the idle CPUs' queue lends what no project has
+    assert quotas(fake, "team-a") == {"nvidia.com/gpu": 3, "cpu": 0}
+    idle = fake.get("ClusterQueue", None, IDLE_QUEUE)
+    assert idle is not None and idle["spec"]["cohort"] == "podsweep"
+    assert "namespaceSelector" not in idle["spec"]            # Kueue: no namespace at all
+    assert not [q for q in fake.all("LocalQueue") if q["spec"]["clusterQueue"] == IDLE_QUEUE]
+    assert quotas(fake, IDLE_QUEUE) == {"nvidia.com/gpu": 0, "cpu": 16}    # the node's 16
+    cluster.create_project("team-e", 1, 4)
+    assert quotas(fake, "team-e") == {"nvidia.com/gpu": 1, "cpu": 4}
+    assert quotas(fake, IDLE_QUEUE)["cpu"] == 12
+    cluster.set_quota("team-a", cpus=6)
+    assert quotas(fake, "team-a") == {"nvidia.com/gpu": 3, "cpu": 6}
+    assert quotas(fake, IDLE_QUEUE)["cpu"] == 6
+    cluster.set_quota("team-a", gpus=2)                       # its CPU quota stays
+    assert quotas(fake, "team-a") == {"nvidia.com/gpu": 2, "cpu": 6}
+    cluster.set_quota("team-e", cpus=20)                      # more than the nodes have
+    assert quotas(fake, IDLE_QUEUE)["cpu"] == 0
+    assert {p.name: (p.deserved, p.cpus) for p in cluster.projects()} == \
+        {"team-a": (2, 6), "team-b": (1, 0), "team-e": (1, 20)}
+    with pytest.raises(UsageError, match="--cpus"):
+        cluster.set_quota("team-a", cpus=-1)
+    with pytest.raises(UsageError, match="--cpus"):
+        cluster.create_project("team-f", 1, -2)
+    assert not cluster.project_exists("team-f")
+    assert quotas(fake, "team-a") == {"nvidia.com/gpu": 2, "cpu": 6}
+
+
+def quotas(fake: FakeApiServer, queue: str) -> dict[str, Any]:
+    """A ClusterQueue's nominal quotas by resource."""
+    found = fake.get("ClusterQueue", None, queue)
+    assert found is not None
+    return {r["name"]: r["nominalQuota"]
+            for r in found["spec"]["resourceGroups"][0]["flavors"][0]["resources"]}
+
+
+def test_a_queue_from_before_cpu_quotas_gets_the_default_at_up(
+        fake: FakeApiServer, tmp_path: Path, loop: asyncio.AbstractEventLoop):
+    from podsweep.cluster.kubernetes_objects import CPU_QUOTA, project_objects
+
+    old = next(o for o in project_objects("team-x", 2) if o["kind"] == "ClusterQueue")
+    old["spec"]["resourceGroups"][0]["flavors"][0]["resources"][1]["nominalQuota"] = CPU_QUOTA
+    assert raw(fake, "POST", "/apis/kueue.x-k8s.io/v1beta1/clusterqueues", old)[0] == 201
+    cluster = opened(fake, tmp_path, loop)          # up: recover()
+    try:
+        assert quotas(fake, "team-x") == {"nvidia.com/gpu": 2, "cpu": 0}
+        assert quotas(fake, IDLE_QUEUE)["cpu"] == 16
+    finally:
+        cluster.shutdown()
 
 
 def test_a_create_that_stopped_halfway_can_be_finished(fake: FakeApiServer,

@@ -124,16 +124,6 @@ class ClusterInfo:
     isolation: str = "environment only"
 
 
-def refuse_cpu_quota(kind: str, cpus: int | None) -> None:
-    """For engines that do not yet set a CPU quota: refuse one, rather than store a quota
-    that nothing enforces. (Their pods' ``--cpu`` is still what the engine reserves.)"""
-    if cpus:
-        from ..errors import UsageError
-
-        raise UsageError(f"--cpus {cpus}: CPU quotas are enforced on the local cluster only, "
-                         f"not yet on {kind}; leave --cpus out (or 0)")
-
-
 class Cluster(Protocol):
     """Where pods run: the local machine, Kubernetes or Slurm."""
 

@@ -41,15 +41,17 @@ from .base import (
     JobInfo,
     PodInfo,
     ProjectInfo,
-    refuse_cpu_quota,
 )
 from .kubernetes_objects import (
+    CPU_QUOTA,
     GPU,
+    IDLE_QUEUE,
     JOB_LABEL,
     KUEUE_API,
     PROJECT_LABEL,
     SPEC_ANNOTATION,
     USER_LABEL,
+    idle_queue,
     job_object,
     namespace,
     project_objects,
@@ -89,6 +91,12 @@ def _quantity(value: Any) -> int:
         return int(str(value))
     except ValueError:
         return 0
+
+
+def _cpu_quantity(value: Any) -> int:
+    """Whole CPUs of a quantity: ``16``, ``15500m`` (15)."""
+    text = str(value)
+    return _quantity(text[:-1]) // 1000 if text.endswith("m") else _quantity(text)
 
 
 def _owner(pod: dict[str, Any]) -> str | None:
@@ -316,6 +324,10 @@ class KubernetesCluster:
         except NotFound as exc:
             raise UsageError(f"Kueue is not installed in this cluster (no {KUEUE_API} "
                              f"ClusterQueue): install it first (see the README)") from exc
+        try:
+            self._sync_idle()
+        except PodsweepError as exc:    # projects are still usable; the next change retries
+            log.warning("could not set the idle CPUs' ClusterQueue: %s", exc)
 
     def shutdown(self) -> None:
         for response in list(self._streams):    # unblock the workers reading logs
@@ -352,10 +364,10 @@ class KubernetesCluster:
         return ClusterInfo(self.kind, gpus, shared_filesystem=False, isolation="containers")
 
     def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
-        refuse_cpu_quota(self.kind, cpus)
         check_name("project", name)
         check_count("--gpus", gpus, 0)
-        objects = {o["kind"]: o for o in project_objects(name, gpus)}
+        check_count("--cpus", cpus, 0)
+        objects = {o["kind"]: o for o in project_objects(name, gpus, cpus)}
         ns = objects["Namespace"]["metadata"]["name"]
         if self._missing("read a namespace", self.core.read_namespace, ns) is not None:
             raise Conflict(f"project {name!r} already exists (namespace {ns})")
@@ -373,31 +385,72 @@ class KubernetesCluster:
                 raise Conflict(f"a Kueue ClusterQueue {name!r} exists that is not podsweep's; "
                                f"choose another project name") from exc
             # podsweep's own, left by a create that stopped before the namespace: finish it
-            self._patch_quota(name, gpus)
+            self._patch_quota(name, gpus, cpus)
         self._call("create a namespace", self.core.create_namespace, objects["Namespace"])
         with contextlib.suppress(Conflict):
             self._call("create a LocalQueue", self.custom.create_namespaced_custom_object,
                        KUEUE_GROUP, KUEUE_VERSION, ns, "localqueues", objects["LocalQueue"])
-        return self._project_infos([name], {name: gpus})[0]
+        if cpus:
+            self._sync_idle()
+        return self._project_infos([name], {name: (gpus, cpus)})[0]
 
     def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
-        refuse_cpu_quota(self.kind, cpus)
-        if gpus is None:
-            if not self.project_exists(name):
-                raise NotFound(f"project {name!r} not found")
-            return
-        check_count("--gpus", gpus, 0)
+        if gpus is not None:
+            check_count("--gpus", gpus, 0)
+        if cpus is not None:
+            check_count("--cpus", cpus, 0)
         if not self.project_exists(name):
             raise NotFound(f"project {name!r} not found")
-        self._patch_quota(name, gpus)
+        if gpus is None and cpus is None:
+            return
+        queue = self._missing("read a ClusterQueue", self.custom.get_cluster_custom_object,
+                              KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", name) or {}
+        self._patch_quota(name, _nominal(queue, GPU) if gpus is None else gpus,
+                          _nominal(queue, "cpu") if cpus is None else cpus)
+        if cpus is not None:
+            self._sync_idle()
 
-    def _patch_quota(self, name: str, gpus: int) -> None:
-        queue = next(o for o in project_objects(name, gpus) if o["kind"] == "ClusterQueue")
-        # a merge patch replaces the list whole: the project's one group, its new quota
+    def _patch_quota(self, name: str, gpus: int, cpus: int) -> None:
+        queue = next(o for o in project_objects(name, gpus, cpus)
+                     if o["kind"] == "ClusterQueue")
+        # a merge patch replaces the list whole: the project's one group, its new quotas
         self._call("set a ClusterQueue's quota", self.custom.patch_cluster_custom_object,
                    KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", name,
                    {"spec": {"resourceGroups": queue["spec"]["resourceGroups"]}},
                    _content_type="application/merge-patch+json")
+
+    def _sync_idle(self) -> None:
+        """Set the idle queue's CPUs: the nodes' allocatable CPUs less the projects' CPU
+        quotas (none if they promise more), so that Kueue lends what no project holds and
+        a project within its quota reclaims what was lent. Read again at every ``up`` and
+        CPU quota change: nodes added meanwhile count from then."""
+        try:
+            nodes = self._call("list nodes", self.core.list_node)["items"]
+            total = sum(_cpu_quantity(((n.get("status") or {}).get("allocatable") or {})
+                                      .get("cpu", 0)) for n in nodes)
+        except Forbidden:
+            log.warning("may not list nodes: CPUs are lent without bound (%d)", CPU_QUOTA)
+            total = CPU_QUOTA
+        queues = self._call("list ClusterQueues", self.custom.list_cluster_custom_object,
+                            KUEUE_GROUP, KUEUE_VERSION, "clusterqueues",
+                            label_selector=PROJECT_LABEL)["items"]
+        for queue in queues:
+            if _nominal(queue, "cpu") == CPU_QUOTA:
+                # made before CPU quotas bound, with one that never did: now the default, 0
+                log.info("ClusterQueue %s: CPU quota %d -> 0", queue["metadata"]["name"],
+                         CPU_QUOTA)
+                self._patch_quota(queue["metadata"]["name"], _nominal(queue, GPU), 0)
+        body = idle_queue(max(0, total - sum(_nominal(q, "cpu") for q in queues
+                                             if _nominal(q, "cpu") != CPU_QUOTA)))
+        try:
+            self._call("create the idle CPUs' ClusterQueue",
+                       self.custom.create_cluster_custom_object, KUEUE_GROUP, KUEUE_VERSION,
+                       "clusterqueues", body)
+        except Conflict:
+            self._call("set the idle CPUs' ClusterQueue", self.custom.patch_cluster_custom_object,
+                       KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", IDLE_QUEUE,
+                       {"spec": {"resourceGroups": body["spec"]["resourceGroups"]}},
+                       _content_type="application/merge-patch+json")
 
     def project_exists(self, name: str) -> bool:
         try:
@@ -415,21 +468,22 @@ class KubernetesCluster:
         queues = self._call("list ClusterQueues", self.custom.list_cluster_custom_object,
                             KUEUE_GROUP, KUEUE_VERSION, "clusterqueues",
                             label_selector=PROJECT_LABEL)["items"]
-        quotas = {q["metadata"]["name"]: _nominal_gpus(q) for q in queues}
+        quotas = {q["metadata"]["name"]: (_nominal(q, GPU), _nominal(q, "cpu")) for q in queues}
         return self._project_infos(names, quotas)
 
-    def _project_infos(self, names: list[str], quotas: dict[str, int]) -> list[ProjectInfo]:
+    def _project_infos(self, names: list[str],
+                       quotas: dict[str, tuple[int, int]]) -> list[ProjectInfo]:
         jobs = self.jobs(names) if names else []
         out = []
         for name in names:
             mine = [j for j in jobs if j.project == name]
-            deserved = quotas.get(name, 0)
+            deserved, cpus = quotas.get(name, (0, 0))
             out.append(ProjectInfo(name, deserved, sum(j.allocated for j in mine),
                                    sum(j.running for j in mine),
                                    sum(j.pending for j in mine),
                                    # Kueue guarantees the nominal quota; what it lends
                                    # out idle is not a share podsweep computes
-                                   float(deserved)))
+                                   float(deserved), cpus=cpus, cpu_share=float(cpus)))
         return out
 
     # ------------------------------------------------------------ jobs
@@ -622,12 +676,13 @@ def _pod_gpus(pod: dict[str, Any]) -> int:
                for c in (pod.get("spec") or {}).get("containers") or [])
 
 
-def _nominal_gpus(queue: dict[str, Any]) -> int:
+def _nominal(queue: dict[str, Any], name: str) -> int:
+    """A ClusterQueue's nominal quota of a resource (GPUs or whole CPUs)."""
     for group in (queue.get("spec") or {}).get("resourceGroups") or []:
         for flavor in group.get("flavors") or []:
             for resource in flavor.get("resources") or []:
-                if resource.get("name") == GPU:
-                    return _quantity(resource.get("nominalQuota", 0))
+                if resource.get("name") == name:
+                    return _cpu_quantity(resource.get("nominalQuota", 0))
     return 0
 
 

@@ -1,9 +1,14 @@
 """The Kubernetes objects podsweep creates, as plain dicts: no client, no cluster needed.
 
 - A **project** is a namespace (``podsweep-<project>``) with a Kueue LocalQueue, bound to a
-  ClusterQueue whose nominal quota of ``nvidia.com/gpu`` is the project's GPUs. Every
-  ClusterQueue is in one cohort, so idle quota is borrowed and reclaimed
-  (``reclaimWithinCohort``): the walk-through's over-quota use and preemption.
+  ClusterQueue whose nominal quotas of ``nvidia.com/gpu`` and ``cpu`` are the project's
+  GPUs and CPUs. Every ClusterQueue is in one cohort, so idle quota is borrowed and
+  reclaimed (``reclaimWithinCohort``): the walk-through's over-quota use and preemption.
+- The **idle CPUs** are one more ClusterQueue of the cohort, :data:`IDLE_QUEUE`, whose ``cpu``
+  quota is the nodes' CPUs that no project has as quota. No LocalQueue points to it and it
+  selects no namespace, so it admits nothing: it only lends, and so a project with CPU
+  quota 0 runs on idle CPUs only, borrowed, and a project within its CPU quota takes them
+  back by preemption (as on the local cluster, quota 0 may only borrow).
 - A **job** is a batch/v1 Job: ``completionMode: Indexed``, ``parallelism``,
   ``completions``, ``restartPolicy: Never``, GPU limits, the image and command, the volumes,
   the ``PODSWEEP_*`` variables (from the pod's own metadata where Kubernetes knows them),
@@ -30,7 +35,9 @@ COHORT = "podsweep"
 FLAVOR = "default-flavor"
 GPU = "nvidia.com/gpu"
 CPU_QUOTA = 100_000
-"""Each project's CPU quota in Kueue: podsweep schedules GPUs; the nodes share their CPUs."""
+"""The idle queue's CPUs where the nodes cannot be read: then CPUs are lent without bound."""
+IDLE_QUEUE = "podsweep-idle-cpus"
+ROLE_LABEL = "podsweep.io/role"
 NAMESPACE_PREFIX = "podsweep-"
 PROJECT_LABEL = "podsweep.io/project"
 JOB_LABEL = "podsweep.io/job"
@@ -47,7 +54,24 @@ def namespace(project: str) -> str:
     return name
 
 
-def project_objects(project: str, gpus: int) -> list[dict[str, Any]]:
+def _resource_groups(gpus: int, cpus: int) -> list[dict[str, Any]]:
+    # Kueue admits no workload that requests a resource its queue does not cover
+    # ("resource cpu unavailable in ClusterQueue"), and every pod requests CPUs
+    return [{"coveredResources": [GPU, "cpu"],
+             "flavors": [{"name": FLAVOR,
+                          "resources": [{"name": GPU, "nominalQuota": gpus},
+                                        {"name": "cpu", "nominalQuota": cpus}]}]}]
+
+
+def idle_queue(cpus: int) -> dict[str, Any]:
+    """The ClusterQueue that lends the cohort the CPUs no project has as quota."""
+    return {"apiVersion": KUEUE_API, "kind": "ClusterQueue",
+            "metadata": {"name": IDLE_QUEUE, "labels": {ROLE_LABEL: "idle-cpus"}},
+            # no namespaceSelector (Kueue: no namespace) and no LocalQueue: it admits nothing
+            "spec": {"cohort": COHORT, "resourceGroups": _resource_groups(0, cpus)}}
+
+
+def project_objects(project: str, gpus: int, cpus: int = 0) -> list[dict[str, Any]]:
     """Namespace, ResourceFlavor, ClusterQueue and LocalQueue of one project."""
     ns = namespace(project)
     return [
@@ -59,16 +83,8 @@ def project_objects(project: str, gpus: int) -> list[dict[str, Any]]:
          "spec": {
              "cohort": COHORT,
              "namespaceSelector": {"matchLabels": {PROJECT_LABEL: project}},
-             # Kueue admits no workload that requests a resource its queue does not
-             # cover ("resource cpu unavailable in ClusterQueue"), and every pod requests
-             # CPUs: they are covered too, with a quota that never binds
-             "resourceGroups": [{
-                 "coveredResources": [GPU, "cpu"],
-                 "flavors": [{"name": FLAVOR,
-                              "resources": [{"name": GPU, "nominalQuota": gpus},
-                                            {"name": "cpu", "nominalQuota": CPU_QUOTA}]}],
-             }],
-             # borrow idle GPUs of the cohort; take lent ones back by preemption
+             "resourceGroups": _resource_groups(gpus, cpus),
+             # borrow idle GPUs and CPUs of the cohort; take lent ones back by preemption
              "preemption": {"reclaimWithinCohort": "Any",
                             "withinClusterQueue": "LowerPriority"},
          }},

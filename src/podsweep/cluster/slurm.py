@@ -3,7 +3,8 @@
 Mapping (``podsweep up --cluster slurm``):
 
 - A **project** is a Slurm account (``<prefix><project>``) with a QOS of its own,
-  ``ps-<prefix><project>``, that carries its quota: ``GrpTRES=gres/gpu=<quota>``. The quota
+  ``ps-<prefix><project>``, that carries its quotas: ``GrpTRES=gres/gpu=<quota>,cpu=<CPU
+  quota>`` (a CPU quota of 0 is no CPU limit; see :meth:`SlurmCluster._grp_tres`). The quota
   sits on the QOS, not on the account, because an account's limit binds every job of the
   account whatever its QOS, which would forbid borrowing (below).
 - A **job** is ``sbatch --array=0-(C-1)%P --gres=gpu:G --account=... --qos=ps-...`` of a
@@ -12,21 +13,22 @@ Mapping (``podsweep up --cluster slurm``):
   execs the command (under podsweep's sandbox when it has volumes, as on the local cluster).
 - A **pod** is an array task's attempt: ``<job>-<index>-<attempt>``, the attempt being
   Slurm's restart count.
-- **Borrowing**: a task that waits on its project's quota (reason ``QOSGrpGRES``) while GPUs
-  are idle is lent them: podsweep moves it to the shared QOS ``ps_<prefix>borrow`` (no GPU
-  limit, ``PreemptMode=requeue``) in the borrow partition (the same nodes). Every project's
-  QOS lists the borrow QOS in ``Preempt``, so when a project within its quota needs the GPUs
-  Slurm itself preempts the borrowed task: SIGTERM, then requeue; it runs again as the next
-  attempt and the HPO library hands it its preempted trial. A borrowed task that waits
-  again once its project has room goes back to the project's QOS. The borrow partition is
-  needed because Slurm's scheduler skips all other tasks of an array in the partition where
-  one of its tasks could not start: the over-quota tasks would hold the lent one back.
+- **Borrowing**: a task that waits on its project's quota (reason ``QOSGrpGRES`` or
+  ``QOSGrpCpuLimit``) while the GPUs and CPUs it needs are idle is lent them: podsweep
+  moves it to the shared QOS ``ps_<prefix>borrow`` (no limit, ``PreemptMode=requeue``) in
+  the borrow partition (the same nodes). Every project's QOS lists the borrow QOS in
+  ``Preempt``, so when a project within its quota needs the GPUs or CPUs Slurm itself
+  preempts the borrowed task: SIGTERM, then requeue; it runs again as the next attempt and
+  the HPO library hands it its preempted trial. A borrowed task that waits again once its
+  project has room goes back to the project's QOS. The borrow partition is needed because
+  Slurm's scheduler skips all other tasks of an array in the partition where one of its
+  tasks could not start: the over-quota tasks would hold the lent one back.
 
 Slurm is the truth for what runs. A poller on the event loop reads ``squeue --json`` (a
 few milliseconds) each second or when woken, records pods and their ends in the store (the
 same tables as the local cluster, so views and logs read the store), retries failed
-tasks up to the job's backoff limit (``scontrol requeue``), ends jobs, and lends GPUs.
-Tasks that Slurm has already forgotten (the control plane was down longer than
+tasks up to the job's backoff limit (``scontrol requeue``), ends jobs, and lends GPUs and
+CPUs. Tasks that Slurm has already forgotten (the control plane was down longer than
 ``MinJobAge``) are read from ``sacct``.
 
 Nothing slow runs on the event loop's time: ``sacctmgr`` changes (0.3-0.7 s each) are made
@@ -62,8 +64,8 @@ from typing import Any
 from ..errors import Conflict, NotFound, PodsweepError, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
 from ..runtime import wrap_command
-from ..store import Job, Pod, Store
-from .base import ClusterInfo, JobInfo, ProjectInfo, refuse_cpu_quota
+from ..store import Job, Pod, Project, Store
+from .base import ClusterInfo, JobInfo, ProjectInfo
 from .podenv import base_env
 from .stored import StoredJobs
 
@@ -74,7 +76,8 @@ COMMAND_TIMEOUT = 30.0       # a Slurm command that takes longer has failed
 DELETE_TIMEOUT = 120.0       # scancel to no task running: Slurm's KillWait and then some
 ASSOCIATION_TIMEOUT = 30.0   # sacctmgr's change to slurmctld knowing it (about a second)
 PRIVATE_ENV = {"PODSWEEP_TOKEN", "PODSWEEP_URL"}
-QUOTA_REASONS = {"QOSGrpGRES", "AssocGrpGRES"}
+# waiting on its project's quota of GPUs or of CPUs: what lending may help
+QUOTA_REASONS = {"QOSGrpGRES", "AssocGrpGRES", "QOSGrpCpuLimit", "AssocGrpCpuLimit"}
 STARTING_REASONS = {"None", "Priority", "Resources"}    # will run as soon as GPUs are free
 LIVE_STATES = {"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "REQUEUED",
                "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT",
@@ -111,6 +114,7 @@ class Task:
     start: float
     end: float
     accounting: bool = False     # read from sacct: its attempt numbers are its own
+    cpus_each: int = 1           # CPUs it asks for (--cpus-per-task)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class Node:
     gpus: int
     used: int
     usable: bool
+    cpus_used: int = 0
 
 
 def _gpus_of(tres: str) -> int:
@@ -160,6 +165,13 @@ def _exit_code(raw: Any) -> int | None:
     return raw >> 8 if raw & 0x7F == 0 else 128 + (raw & 0x7F)
 
 
+def _number(raw: Any, default: int) -> int:
+    """A count from ``squeue --json``: a plain number (22.05) or ``{"set", "number"}``."""
+    if isinstance(raw, dict):
+        raw = raw.get("number") if raw.get("set", True) else None
+    return raw if isinstance(raw, int) and raw > 0 else default
+
+
 def _task_from_json(job: dict[str, Any]) -> Task:
     index = job.get("array_task_id")
     rest = _indexes(job.get("array_task_string") or "") if index is None else ()
@@ -171,7 +183,7 @@ def _task_from_json(job: dict[str, Any]) -> Task:
                 _exit_code(job.get("exit_code")), _gpu_indexes(job.get("gres_detail") or []),
                 str(job.get("nodes") or ""), _gpus_of(str(job.get("tres_per_node") or "")),
                 int(job.get("array_max_tasks") or 0), float(job.get("start_time") or 0),
-                float(job.get("end_time") or 0))
+                float(job.get("end_time") or 0), cpus_each=_number(job.get("cpus_per_task"), 1))
 
 
 class SlurmCluster(StoredJobs):
@@ -320,7 +332,23 @@ class SlurmCluster(StoredJobs):
                     f"project; choose another name")
         return None
 
-    async def _ensure_project(self, name: str, gpus: int) -> None:
+    @staticmethod
+    def _grp_tres(gpus: int, cpus: int) -> str:
+        """The project QOS's limit. A CPU quota of 0 is no CPU limit (-1), not ``cpu=0``,
+        which would hold back every task of the project, GPU tasks within their GPU quota
+        included: a GPU-less job of such a project is submitted to the borrow QOS instead
+        (it runs on idle CPUs only), see :meth:`_home`."""
+        return f"GrpTRES=gres/gpu={gpus},cpu={cpus if cpus > 0 else -1}"
+
+    def _home(self, project: str, spec: JobSpec) -> tuple[str, str]:
+        """The QOS and partition a job is submitted to: its project's, or the borrow QOS
+        for a GPU-less job of a project with no CPU quota (it may only borrow CPUs)."""
+        stored = self.store.project(project)
+        if spec.gpus == 0 and stored is not None and stored.cpus == 0:
+            return self.borrow_qos, self.borrow_partition or str(self.partition)
+        return self.qos(project), str(self.partition)
+
+    async def _ensure_project(self, name: str, gpus: int, cpus: int) -> None:
         """The project's QOS, account and this user's association, as they should be."""
         await self._borrow_ready
         qos, account = self.qos(name), self.account(name)
@@ -334,7 +362,7 @@ class SlurmCluster(StoredJobs):
         if qos not in (await self._asacctmgr("show", "qos", "format=name")).split():
             await self._asacctmgr("add", "qos", qos)
         await self._asacctmgr("modify", "qos", "where", f"name={qos}", "set",
-                              f"GrpTRES=gres/gpu={gpus}", "Priority=10",
+                              self._grp_tres(gpus, cpus), "Priority=10",
                               f"Preempt={self.borrow_qos}")
         if not (await self._asacctmgr("show", "account", account, "format=account")).strip():
             await self._asacctmgr("add", "account", account,
@@ -387,7 +415,8 @@ class SlurmCluster(StoredJobs):
         catches up with what ran while the control plane was down)."""
         self._borrow_ready = self.loop.create_task(self._ensure_borrow_qos())
         for project in self.store.projects():
-            self._set_up(project.name, self._ensure_project(project.name, project.gpus))
+            self._set_up(project.name, self._ensure_project(project.name, project.gpus,
+                                                            project.cpus))
         for job in self.store.jobs(include_done=False):
             if job.engine_ref is None:
                 # the control plane stopped before it stored what sbatch answered, if sbatch
@@ -440,7 +469,8 @@ class SlurmCluster(StoredJobs):
         with self.store.transaction():
             self.store.update_job(job.uid, engine_ref=array_id)
             self.store.event(job.uid, "Slurm", f"array job {array_id} in account "
-                             f"{self.account(job.project)}, QOS {self.qos(job.project)}")
+                             f"{self.account(job.project)}, QOS "
+                             f"{self._home(job.project, job.spec)[0]}")
         self._wake.set()
 
     def shutdown(self) -> None:
@@ -478,33 +508,36 @@ class SlurmCluster(StoredJobs):
         return out
 
     def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
-        refuse_cpu_quota(self.kind, cpus)
         check_name("project", name)
         check_count("--gpus", gpus, 0)
+        check_count("--cpus", cpus, 0)
         if self.store.project(name) is not None:
             raise Conflict(f"project {name!r} already exists")
         foreign = self._foreign_account(name)      # as last read; set-up reads it again
         if foreign is not None:
             raise Conflict(foreign)
-        self.store.create_project(name, gpus)
-        self._set_up(name, self._ensure_project(name, gpus))
+        self.store.create_project(name, gpus, cpus)
+        self._set_up(name, self._ensure_project(name, gpus, cpus))
         return self._project_infos([name])[0]
 
     def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
-        refuse_cpu_quota(self.kind, cpus)
-        if gpus is None:
-            if not self.project_exists(name):
-                raise NotFound(f"project {name!r} not found")
-            return
-        check_count("--gpus", gpus, 0)
+        if gpus is not None:
+            check_count("--gpus", gpus, 0)
+        if cpus is not None:
+            check_count("--cpus", cpus, 0)
         if self.store.project(name) is None:
             raise NotFound(f"project {name!r} not found")
-        self.store.set_quota(name, gpus)
-        self._set_up(name, self._set_limit(name, gpus))
+        if gpus is None and cpus is None:
+            return
+        self.store.set_quota(name, gpus, cpus)
+        self._set_up(name, self._set_limit(name))
 
-    async def _set_limit(self, name: str, gpus: int) -> None:
+    async def _set_limit(self, name: str) -> None:
+        project = self.store.project(name)      # the latest quotas, when this one runs
+        if project is None:
+            return
         await self._asacctmgr("modify", "qos", "where", f"name={self.qos(name)}", "set",
-                              f"GrpTRES=gres/gpu={gpus}")
+                              self._grp_tres(project.gpus, project.cpus))
         self._wake.set()
 
     def project_exists(self, name: str) -> bool:
@@ -514,16 +547,20 @@ class SlurmCluster(StoredJobs):
         return self._project_infos([p.name for p in self.store.projects()])
 
     def _project_infos(self, names: list[str]) -> list[ProjectInfo]:
-        infos = {j.uid: self._job_info(j) for j in self.store.jobs(names, include_done=False)}
+        jobs = self.store.jobs(names, include_done=False)
+        infos = {j.uid: self._job_info(j) for j in jobs}
+        cpu = {j.uid: j.spec.cpu for j in jobs}
         out = []
         for name in names:
             project = self.store.project(name)
             if project is None:
                 raise NotFound(f"project {name!r} not found")
             mine = [i for i in infos.values() if i.project == name]
+            cpus = sum(i.running * cpu[i.uid] for i in mine)
             out.append(ProjectInfo(name, project.gpus, sum(i.allocated for i in mine),
                                    sum(i.running for i in mine), sum(i.pending for i in mine),
-                                   float(project.gpus)))
+                                   float(project.gpus), cpus=project.cpus,
+                                   allocated_cpus=cpus, cpu_share=float(project.cpus)))
         return out
 
     def submit(self, spec: JobSpec, user: str) -> JobInfo:
@@ -577,10 +614,11 @@ class SlurmCluster(StoredJobs):
             if foreign is not None:
                 self._refused(job, foreign)
                 return
+            qos, partition = self._home(spec.project, spec)
             sbatch = ["sbatch", "--parsable", "--export=NONE",
                       f"--array=0-{spec.completions - 1}%{spec.parallelism}",
                       f"--account={self.account(spec.project)}",
-                      f"--qos={self.qos(spec.project)}", f"--partition={self.partition}",
+                      f"--qos={qos}", f"--partition={partition}",
                       f"--job-name={self._array_name(job)}", f"--cpus-per-task={spec.cpu}",
                       f"--output={script.parent}/%A_%a.out", "--open-mode=append", "--requeue",
                       f"--chdir={script.parent}"]
@@ -830,9 +868,9 @@ class SlurmCluster(StoredJobs):
                 self.store.event(job.uid, "Succeeded", f"pod {pod.name}")
             elif status is PodStatus.PREEMPTED:
                 self.store.event(job.uid, "Preempted",
-                                 f"pod {pod.name}: it borrowed a GPU beyond its project's "
-                                 f"quota and Slurm requeued it for a project within its "
-                                 f"quota; index {pod.index} will run again")
+                                 f"pod {pod.name}: it borrowed GPUs or CPUs beyond its "
+                                 f"project's quota and Slurm requeued it for a project "
+                                 f"within its quota; index {pod.index} will run again")
             elif reason is not None:
                 self.store.event(job.uid, "Failed", f"pod {pod.name}: {reason}")
         return replace(pod, status=status, exit_code=code, reason=reason, finished=now)
@@ -922,41 +960,59 @@ class SlurmCluster(StoredJobs):
             state = fields.get("State", "")
             usable = not any(s in state for s in ("DRAIN", "DOWN", "FAIL", "NOT_RESPONDING"))
             cpus = int(fields["CPUTot"]) if fields.get("CPUTot", "").isdigit() else 0
-            nodes.append(Node(fields["NodeName"], cpus, total, used, usable))
+            cpus_used = int(fields["CPUAlloc"]) if fields.get("CPUAlloc", "").isdigit() else 0
+            nodes.append(Node(fields["NodeName"], cpus, total, used, usable, cpus_used))
         return nodes
 
     def _read_nodes(self) -> list[Node]:
         self._nodes = self._parse_nodes(self._run("scontrol", "-o", "show", "node"))
         return self._nodes
 
+    @staticmethod
+    def _has_room(project: Project, gpus: int, cpus: int, spec: JobSpec) -> bool:
+        """Whether one more task of ``spec`` fits its project's quotas, beside the ``gpus``
+        and ``cpus`` its tasks in the project's QOS hold. A project with no CPU quota has
+        no CPU limit for its GPU tasks (their GPU quota bounds them) and no room at all
+        for GPU-less ones: they only borrow (see :meth:`_grp_tres`)."""
+        if gpus + spec.gpus > project.gpus:
+            return False
+        if project.cpus > 0:
+            return cpus + spec.cpu <= project.cpus
+        return spec.gpus > 0
+
     async def _lend(self) -> None:
-        """Lend idle GPUs to tasks waiting on their quota; give back the quota's room."""
+        """Lend idle GPUs and CPUs to tasks waiting on their quota; give back the quota's
+        room."""
         ours = {self.qos(p.name): p for p in self.store.projects()}
         jobs = {int(j.engine_ref): j for j in self.store.jobs(include_done=False)
                 if j.engine_ref is not None and j.uid not in self._deleting}
-        # GPUs held within each project's quota
-        in_quota: dict[str, int] = {}
+        # GPUs and CPUs held within each project's quota
+        in_quota: dict[str, tuple[int, int]] = {}
         for task in self._all:
             if task.state in RUNNING_STATES and task.qos in ours:
-                in_quota[task.qos] = in_quota.get(task.qos, 0) + task.gpus_each
+                g, c = in_quota.get(task.qos, (0, 0))
+                in_quota[task.qos] = (g + task.gpus_each, c + task.cpus_each)
         # a borrowed task waiting again goes back once its project has room
         for task in self._all:
             job = jobs.get(task.array_id)
-            if job is None or task.qos != self.borrow_qos or task.state != "PENDING":
+            if job is None or task.qos != self.borrow_qos or task.state != "PENDING" \
+                    or task.index is None:      # a whole array submitted to borrow stays
                 continue
             qos = self.qos(job.project)
             project = ours.get(qos)
-            if project is not None and \
-                    in_quota.get(qos, 0) + job.spec.gpus <= project.gpus:
-                in_quota[qos] = in_quota.get(qos, 0) + job.spec.gpus
+            g, c = in_quota.get(qos, (0, 0))
+            if project is not None and self._has_room(project, g, c, job.spec):
+                in_quota[qos] = (g + job.spec.gpus, c + job.spec.cpu)
                 await self._move(job, task.job_id, qos, self.partition)
         running: dict[int, int] = {}     # array -> tasks running or lent
         for task in self._all:
             if task.state in RUNNING_STATES or \
                     (task.state == "PENDING" and task.qos == self.borrow_qos):
                 running[task.array_id] = running.get(task.array_id, 0) + 1
-        # idle GPUs: free on a usable node, less what waiting tasks will take anyway
-        free = max((n.gpus - n.used for n in self._nodes if n.usable), default=0)
+        # idle GPUs and CPUs: free on a usable node, less what waiting tasks will take anyway
+        usable = [n for n in self._nodes if n.usable]
+        free = max((n.gpus - n.used for n in usable), default=0)
+        free_cpus = max((n.cpus - n.cpus_used for n in usable), default=0)
         for task in self._all:
             if task.state != "PENDING":
                 continue
@@ -965,9 +1021,10 @@ class SlurmCluster(StoredJobs):
                 if task.throttle:
                     count = min(count, max(0, task.throttle - running.get(task.array_id, 0)))
                 free -= task.gpus_each * count
+                free_cpus -= task.cpus_each * count
         for array_id, job in sorted(jobs.items(), key=lambda kv: kv[1].seq):
-            gpus = job.spec.gpus
-            if not gpus or free < gpus:
+            gpus, cpus = job.spec.gpus, job.spec.cpu
+            if free < gpus or free_cpus < cpus:
                 continue
             waiting = [t for t in self._tasks.get(array_id, [])
                        if t.state == "PENDING" and t.reason in QUOTA_REASONS
@@ -975,11 +1032,13 @@ class SlurmCluster(StoredJobs):
             indexes = sorted(i for t in waiting for i in ((t.index,) if t.index is not None
                                                          else t.rest))
             for index in indexes:
-                if free < gpus or running.get(array_id, 0) >= job.spec.parallelism:
+                if free < gpus or free_cpus < cpus or \
+                        running.get(array_id, 0) >= job.spec.parallelism:
                     break
                 await self._move(job, f"{array_id}_{index}", self.borrow_qos,
                                  self.borrow_partition)
                 free -= gpus
+                free_cpus -= cpus
                 running[array_id] = running.get(array_id, 0) + 1
 
     async def _move(self, job: Job, task: int | str, qos: str, partition: str | None) -> None:
