@@ -18,11 +18,21 @@ app = typer.Typer(help="Projects and their GPU and CPU quotas.", no_args_is_help
 CPUS_HELP = "deserved CPUs (0: it only borrows CPUs no other project needs)"
 
 
+def check_quotas(gpus: int | None, cpus: int | None) -> None:
+    """Refused here, in the flags' own words, before the API says the same of its fields."""
+    from ..model import MAX_QUOTA, check_count
+
+    for flag, value in (("--gpus", gpus), ("--cpus", cpus)):
+        if value is not None:
+            check_count(flag, value, 0, MAX_QUOTA)
+
+
 @app.command()
 def create(name: str,
            gpus: Annotated[int, typer.Option("--gpus", "-g", help="deserved GPUs")] = 0,
            cpus: Annotated[int, typer.Option("--cpus", "-c", help=CPUS_HELP)] = 0) -> None:
     """Add a project with a GPU quota and a CPU quota (admin)."""
+    check_quotas(gpus, cpus)
     client().post("/projects", {"name": name, "gpus": gpus, "cpus": cpus})
     typer.echo(f"Project {name} created with {gpus} deserved GPU(s) and {cpus} deserved "
                f"CPU(s)")
@@ -58,6 +68,7 @@ def quota(name: str,
           cpus: Annotated[Optional[int], typer.Option("--cpus", "-c", help=CPUS_HELP)]
           = None) -> None:
     """Change a project's GPU quota, CPU quota or both (admin)."""
+    check_quotas(gpus, cpus)
     if gpus is None and cpus is None:
         from ..errors import UsageError
 
