@@ -1,8 +1,9 @@
 """The local control plane's cost per pod as a job grows, and the API's latency meanwhile.
 
 For jobs of 10^2, 10^3 and 10^4 completions (10^5 too with ``--full``) of ``true``, each
-in a fresh control plane with 4 virtual GPUs, one GPU per pod and ``parallelism`` equal to
-``completions`` (the shape of issue 10's submit: everything pending at once, 4 running):
+in a fresh control plane with 4 virtual GPUs and 4 CPUs, one of each per pod and
+``parallelism`` equal to ``completions`` (the shape of issue 10's submit: everything
+pending at once, 4 running):
 
 - wall time per pod, from the API call that submits the job to its end as the control
   plane recorded it;
@@ -56,7 +57,7 @@ class Row:
 
 
 def run(root: Path, pods: int) -> Row:
-    plane = Plane(root / f"home-{pods}", "--gpus", "4")
+    plane = Plane(root / f"home-{pods}", "--gpus", "4", "--cpus", "4")
     try:
         plane.cli("project", "create", "bench", "--gpus", "4")
         server = json.loads((plane.home / "server.json").read_text())

@@ -97,10 +97,6 @@ def engine(slurm: None, tmp_path: Path) -> Iterator[Engine]:
 def test_a_crash_inside_a_pods_end_loses_neither_a_success_nor_a_retry(engine: Engine):
     engine.project("team-a", 2)
     ok = engine.submit(JobSpec("ok", "team-a", ["true"]))
-    # fails on its first attempt, succeeds on the retry
-    retry = engine.submit(JobSpec("retry", "team-a", ["sh", "-c",
-                                                      'test "$PODSWEEP_POD_ATTEMPT" = 1'],
-                                  backoff_limit=2))
     store, cluster = engine.store, engine.cluster
 
     # the control plane dies as the success is counted
@@ -115,7 +111,11 @@ def test_a_crash_inside_a_pods_end_loses_neither_a_success_nor_a_retry(engine: E
     del store.update_job
     assert [p.status.value for p in store.pods(ok)] == ["Running"]   # nothing half-stored
 
-    # the control plane dies as it retries the failed task
+    # the control plane dies as it retries the failed task (submitted only now: had it
+    # failed before ok's end, the poll above would have retried it before its crash)
+    retry = engine.submit(JobSpec("retry", "team-a", ["sh", "-c",
+                                                      'test "$PODSWEEP_POD_ATTEMPT" = 1'],
+                                  backoff_limit=2))
     real_arun = cluster._arun
 
     async def crash_on_requeue(*argv: str, **kw: Any) -> str:
