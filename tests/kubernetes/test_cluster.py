@@ -408,3 +408,13 @@ def test_without_the_client_installed_the_error_says_what_to_install(
     monkeypatch.setitem(sys.modules, "kubernetes", None)     # as if not installed
     with pytest.raises(UsageError, match=r"pip install 'podsweep\[kubernetes\]'"):
         open_cluster(tmp_path, None, loop, {"cluster": "kubernetes"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text, whole", [
+    ("16", 16), (4, 4), ("15500m", 15), ("100k", 100_000), ("2k", 2000), ("1Gi", 1 << 30),
+    ("1e3", 1000), ("0.5", 0), ("", 0), ("lots", 0), (".", 0)])
+def test_quantities_read_back_in_any_form_the_api_server_writes(text: object, whole: int):
+    # the API server may hand back 100000 as "100k": a CPU quota read as 0 would be wrong
+    from podsweep.cluster.kubernetes import _quantity
+
+    assert _quantity(text) == whole

@@ -217,3 +217,10 @@ def test_a_job_stored_before_the_command_limit_still_loads():
     assert JobSpec.from_dict(old).command == old["command"]
     with pytest.raises(UsageError, match="131,072 bytes"):
         JobSpec(**old)
+
+
+def test_a_quota_change_answers_both_quotas_as_they_now_are(api: Api):
+    api.http.post("/projects", json={"name": "team-q", "gpus": 2, "cpus": 3})
+    answer = api.http.put("/projects/team-q/quota", json={"cpus": 5})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"name": "team-q", "deserved": 2, "cpus": 5}

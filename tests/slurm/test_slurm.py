@@ -88,7 +88,7 @@ def test_a_job_runs_as_an_array_with_distinct_gpus_logs_and_delete(plane: SlurmP
               "--completions", "5", "-e", "GREETING=hello world", "--",
               "sh", "-c", 'echo "$GREETING from $PODSWEEP_POD_NAME index $PODSWEEP_POD_INDEX '
                           'gpu $CUDA_VISIBLE_DEVICES"; '
-                          # the control plane's own variables stay with it (sbatch --export=NONE)
+                          # the control plane's own variables stay with it (sbatch --export=NIL)
                           'echo "home ${PODSWEEP_HOME:-hidden} path ${PATH:+set}"; sleep 600')
     job = plane.until("3 tasks running", lambda: (lambda j: j if j["job"]["running"] == 3
                                                   else None)(plane.job("sweep", "team-a")))

@@ -20,6 +20,7 @@ from .printers import Output, table
 
 START_TIMEOUT = 30.0
 MAX_VIRTUAL_GPUS = 4096     # the control plane keeps one record per GPU: no 10**30 of them
+MAX_MACHINE_CPUS = 4096     # a reconcile's work is bounded by the machine's CPUs
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 MIN_LOG_LIMIT = 64 << 10
 
@@ -60,8 +61,8 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     """Start the control plane in the background (does nothing if it runs)."""
     if gpus is not None and not 0 <= gpus <= MAX_VIRTUAL_GPUS:
         raise UsageError(f"--gpus must be from 0 to {MAX_VIRTUAL_GPUS}, got {gpus}")
-    if cpus is not None and cpus < 1:
-        raise UsageError(f"--cpus must be at least 1, got {cpus}")
+    if cpus is not None and not 1 <= cpus <= MAX_MACHINE_CPUS:
+        raise UsageError(f"--cpus must be from 1 to {MAX_MACHINE_CPUS}, got {cpus}")
     if cluster is not None and cluster not in ENGINES:
         raise UsageError(f"unknown cluster {cluster!r} (one of: {', '.join(ENGINES)})")
     where = home()
@@ -108,6 +109,9 @@ def up(gpus: Annotated[Optional[int], typer.Option(
     # asked for at each up, never remembered: isolation comes back with the next plain up
     settings.pop("isolation", None)
     if no_isolation:
+        if settings.get("cluster", "local") != "local":
+            raise UsageError(f"--no-isolation is for the local cluster; the "
+                             f"{settings['cluster']} cluster isolates pods its own way")
         settings["isolation"] = False
     before = read_json(config) if config.exists() else None
     # whole or not at all: a full disk must not leave an empty config behind

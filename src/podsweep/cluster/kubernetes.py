@@ -26,8 +26,10 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -86,17 +88,27 @@ def _time(stamp: Any) -> float | None:
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
 
+_SUFFIXES = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10) ** 3,
+             "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
+             "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10,
+             "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+             "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60}
+_QUANTITY = re.compile(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+
+
 def _quantity(value: Any) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
+    """The whole units of a Kubernetes quantity (``16``, ``15500m``, ``100k``, ``1Gi``);
+    0 if it is none. The API server may hand back a quantity in another form than it was
+    given (``100000`` as ``100k``)."""
+    match = _QUANTITY.fullmatch(str(value).strip())
+    if match is None:
         return 0
+    try:
+        number = Decimal(match[1]) * _SUFFIXES[match[2] or ""]
+    except ArithmeticError:
+        return 0
+    return int(number)      # towards zero: 15500m is 15 whole CPUs
 
-
-def _cpu_quantity(value: Any) -> int:
-    """Whole CPUs of a quantity: ``16``, ``15500m`` (15)."""
-    text = str(value)
-    return _quantity(text[:-1]) // 1000 if text.endswith("m") else _quantity(text)
 
 
 def _owner(pod: dict[str, Any]) -> str | None:
@@ -426,7 +438,7 @@ class KubernetesCluster:
         CPU quota change: nodes added meanwhile count from then."""
         try:
             nodes = self._call("list nodes", self.core.list_node)["items"]
-            total = sum(_cpu_quantity(((n.get("status") or {}).get("allocatable") or {})
+            total = sum(_quantity(((n.get("status") or {}).get("allocatable") or {})
                                       .get("cpu", 0)) for n in nodes)
         except Forbidden:
             log.warning("may not list nodes: CPUs are lent without bound (%d)", CPU_QUOTA)
@@ -682,7 +694,7 @@ def _nominal(queue: dict[str, Any], name: str) -> int:
         for flavor in group.get("flavors") or []:
             for resource in flavor.get("resources") or []:
                 if resource.get("name") == name:
-                    return _cpu_quantity(resource.get("nominalQuota", 0))
+                    return _quantity(resource.get("nominalQuota", 0))
     return 0
 
 

@@ -149,8 +149,8 @@ class JobState:
             self.requeued = sorted(self.queued)     # a sorted list is a heap
 
 
-# a project's quota counts towards the pods offered up to this much (quotas above it could
-# change only the shares shown, never what starts: the machine is smaller)
+# a project's quota (and the machine) count towards the pods offered up to this much (more
+# could change only the shares shown, never what starts: no machine here is larger)
 MAX_OFFERED_QUOTA = 4096
 
 
@@ -167,7 +167,7 @@ def offer_limit(room: int, needs: Iterable[tuple[int, int, int]]) -> int:
     these over the resources. Every local pod takes at least one CPU, so a reconcile starts
     at most the machine's CPUs' worth of pods, whatever the jobs' sizes.
     """
-    bounds = [(min(quota, MAX_OFFERED_QUOTA) + machine) // need + 1
+    bounds = [(min(quota, MAX_OFFERED_QUOTA) + min(machine, MAX_OFFERED_QUOTA)) // need + 1
               for need, quota, machine in needs if need > 0]
     return min(room, max(bounds)) if bounds else room
 
@@ -208,7 +208,8 @@ class LocalCluster(StoredJobs):
         self._idle: dict[str, asyncio.Event] = {}   # job uid -> set when no pod is active
         self.reconciles = 0
         # The native supervisor where it can be built; else the Python one, forked (the
-        # control plane runs no other thread).
+        # control plane's only other threads are the password hashers, which hold no lock
+        # a forked child could need: server/auth.py).
         self._supervisor: SupervisorKind = supervisor or (
             "native" if native_supervisor() else "fork")
 
@@ -537,6 +538,10 @@ class LocalCluster(StoredJobs):
                         self.cpus)
 
     def reconcile(self) -> None:
+        if self._paused:
+            # the disk is full: _retry reconciles once a second, nothing else does meanwhile
+            self._reconcile_scheduled = False
+            return
         self.reconciles += 1
         ended: list[tuple[str, PodProcess, int]] = []
         try:

@@ -615,7 +615,7 @@ class SlurmCluster(StoredJobs):
                 self._refused(job, foreign)
                 return
             qos, partition = self._home(spec.project, spec)
-            sbatch = ["sbatch", "--parsable", "--export=NONE",
+            sbatch = ["sbatch", "--parsable", "--export=NIL",
                       f"--array=0-{spec.completions - 1}%{spec.parallelism}",
                       f"--account={self.account(spec.project)}",
                       f"--qos={qos}", f"--partition={partition}",
@@ -671,10 +671,13 @@ class SlurmCluster(StoredJobs):
         lines = ["#!/bin/bash",
                  f"# podsweep job {spec.name} ({uid}) of project {spec.project}: one array "
                  f"task per pod"]
-        # sbatch --export=NONE: the task starts from Slurm's own variables, then gets the
-        # allowlist of the control plane's (podenv) and the job's, never PODSWEEP_HOME & co.
+        # sbatch --export=NIL: the task starts from Slurm's own variables (NONE would load
+        # the user's login environment on the node), then gets the allowlist of the control
+        # plane's (podenv) and the job's, never PODSWEEP_HOME & co. An srun in the pod passes
+        # all of that on to its steps (SLURM_EXPORT_ENV would say NIL to it).
         # JobSpec allows plain names only; quoted all the same, as a second line of defence
         lines += [f"export {q(k)}={q(v)}" for k, v in {**base_env(), **spec.env}.items()]
+        lines.append("export SLURM_EXPORT_ENV=ALL")
         lines += [f"export PODSWEEP_JOB_NAME={q(spec.name)} PODSWEEP_JOB_UID={uid} "
                   f"PODSWEEP_PROJECT={q(spec.project)}",
                   'export PODSWEEP_POD_INDEX="$SLURM_ARRAY_TASK_ID" '

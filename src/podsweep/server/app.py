@@ -180,7 +180,9 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
         if body.gpus is None and body.cpus is None:
             raise UsageError("give a new quota: gpus, cpus or both")
         cluster.set_quota(name, body.gpus, body.cpus)
-        return {"name": name, "deserved": body.gpus, "cpus": body.cpus}
+        # both quotas as they now are, the one left out included
+        now = next(p for p in cluster.projects() if p.name == name)
+        return {"name": name, "deserved": now.deserved, "cpus": now.cpus}
 
     @app.post("/api/v1/users", status_code=201)
     async def create_user(body: UserIn, user: Me) -> dict[str, Any]:
