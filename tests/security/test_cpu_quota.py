@@ -115,7 +115,8 @@ def test_bad_cpu_quotas_and_pods_are_refused_in_one_line(plane: ControlPlane):
         (("project", "quota", "team-a"), "give a new quota"),
         (("submit", "big", "-p", "team-a", "--cpu", "5", "--", "true"), "4 CPU(s)"),
         (("up", "--cpus", "8"), "already running with 4 CPU(s)"),
-        (("up", "--cpus", "0"), "--cpus must be at least 1"),
+        (("up", "--cpus", "0"), "--cpus must be from 1 to 4096, got 0"),
+        (("up", "--cpus", str(10**6)), "--cpus must be from 1 to 4096"),
     ]
     for args, said in cases:
         refused = plane.run(*args, check=False)

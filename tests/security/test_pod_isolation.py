@@ -164,3 +164,13 @@ def test_up_refuses_where_pods_cannot_be_isolated(tmp_path: Path) -> None:
         assert cp.json("status")["isolation"] == "environment only"
     finally:
         cp.stop()
+
+
+@pytest.mark.parametrize("cluster", ["slurm", "kubernetes"])
+def test_no_isolation_is_for_the_local_cluster_only(tmp_path: Path, cluster: str) -> None:
+    plane = ControlPlane(tmp_path / "home")
+    refused = plane.run("up", "--cluster", cluster, "--no-isolation", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr == (f"error: --no-isolation is for the local cluster; the {cluster} "
+                              f"cluster isolates pods its own way\n")
+    assert not (tmp_path / "home" / "config.json").exists()     # nothing stored
