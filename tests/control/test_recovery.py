@@ -96,8 +96,13 @@ def test_gpus_of_a_failed_jobs_stopping_pods_are_not_handed_out_twice(tmp_path: 
     failed = store.insert_job("f1", JobSpec(name="f", project="team-a",
                                             command=["sleep", "30"], gpus=1), "me")
     store.update_job(failed.uid, status=JobStatus.FAILED)
+    ready = tmp_path / "trapped"           # SIGTERM is ignored from here on: slow to stop
     proc, pod = launch(home, store, failed.uid, "f-0-0", (0,),
-                       ["sh", "-c", "trap '' TERM; sleep 30"], grace=3)   # slow to stop
+                       ["sh", "-c", f"trap '' TERM; touch {ready}; sleep 30"], grace=3)
+    deadline = time.monotonic() + 20
+    while not ready.exists():              # a SIGTERM before the trap would end it at once
+        assert time.monotonic() < deadline, "the pod never set its trap"
+        time.sleep(0.02)
     store.update_pod(pod, status=PodStatus.TERMINATING, reason=JOB_FAILED)
     big = store.insert_job("b1", JobSpec(name="b", project="team-a", command=["true"],
                                          gpus=4), "me")
