@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..hpo import HPOError, Results, results
+from ..hpoview import ranking
 
 JOURNAL = "hpo.jsonl"
 CHUNK = 1 << 20                 # bytes read at a time when scanning a journal
@@ -52,7 +53,8 @@ class Experiment:
     error: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        """What ``podsweep get`` shows: trials by status and the best one so far."""
+        """What ``podsweep get`` shows: trials by status and the best one so far (by the
+        metric that pick() declared, else the first one reported)."""
         out: dict[str, Any] = {"name": self.name, "path": str(self.path), "error": self.error,
                                "trials": 0, "size": None, "statuses": {}, "best": None}
         res = self.results
@@ -61,7 +63,7 @@ class Experiment:
         out.update(trials=len(res), size=res.size,
                    statuses=dict(Counter(t.status for t in res)))
         try:
-            metric, mode = res.resolve_metric(None, None)
+            metric, mode = ranking(res, None, None)
             best = res.best(metric, mode)
         except (HPOError, TypeError, ValueError):
             return out              # nothing reported yet (or nothing comparable)
