@@ -21,7 +21,11 @@ def summary(res: Results) -> str:
     counts: dict[str, int] = {}
     for t in res:
         counts[t.status] = counts.get(t.status, 0) + 1
-    size = "unbounded" if res.size is None else f"{res.size} configurations"
+    bound = res.header.get("trials")
+    if isinstance(bound, int):
+        size = f"up to {bound} trials"
+    else:
+        size = "unbounded" if res.size is None else f"{res.size} configurations"
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet"
     return (f"Experiment {res.experiment} ({res.header.get('strategy', '?')} search, {size}): "
             f"{len(res)} trials handed out — {states}")
@@ -85,11 +89,12 @@ def document(res: Results) -> dict[str, Any]:
     """The experiment for -o json|yaml: the library's export, with the declaration, the
     epochs each trial ran and the sweep's totals."""
     data: dict[str, Any] = json.loads(res.to_json())
-    data.setdefault("metric", res.metric)
-    data.setdefault("mode", res.mode)
-    data.setdefault("pruner", res.pruner)
-    data.setdefault("epochs_used", res.epochs_used)
-    data.setdefault("epochs_full", res.epochs_full)
-    for entry, t in zip(data.get("trials", []), res):
+    trials = data.pop("trials", [])
+    for entry, t in zip(trials, res):
         entry.setdefault("epochs", t.epochs)
+    for key, value in (("metric", res.metric), ("mode", res.mode), ("pruner", res.pruner),
+                       ("max_trials", res.header.get("trials")),
+                       ("epochs_used", res.epochs_used), ("epochs_full", res.epochs_full)):
+        data.setdefault(key, value)
+    data["trials"] = trials        # last: the long part
     return data

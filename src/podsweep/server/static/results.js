@@ -50,14 +50,15 @@ async function plotExperiment(url, metric, curvesId, parcoordsId) {
 // for a pruned trial, [0.1, 1] for the others, with a scale that is grey below 0.1.
 function parcoordsColours(data, values, trials) {
   const kept = values.filter((v, i) => trials[i].status !== "pruned");
-  const lo = Math.min(...kept), hi = Math.max(...kept), span = hi - lo || 1;
+  const lo = Math.min(...kept), hi = Math.max(...kept);
   const color = values.map((v, i) => {
     if (trials[i].status === "pruned") return 0;
-    const x = (v - lo) / span;
+    const x = hi > lo ? (v - lo) / (hi - lo) : 1;      // all alike: all at the best end
     return 0.1 + 0.9 * (data.mode === "min" ? 1 - x : x);
   });
   const viridis = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
   const colorscale = [[0, PRUNED_COLOUR], [0.0999, PRUNED_COLOUR],
-    ...viridis.map((c, i) => [0.1 + 0.9 * i / (viridis.length - 1), c])];
+    ...viridis.map((c, i) => [i === viridis.length - 1 ? 1 : 0.1 + 0.9 * i / (viridis.length - 1), c])];
+  // (the last stop exactly 1: Plotly drops a scale that ends at 0.9999… for its default)
   return {color: color, colorscale: colorscale, cmin: 0, cmax: 1, showscale: false};
 }
