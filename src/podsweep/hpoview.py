@@ -1,32 +1,14 @@
-"""What podsweep shows of an HPO experiment, the same in ``podsweep hpo show`` and on the
-job's page: which metric ranks the trials, and the epochs that early stopping saved.
+"""What podsweep shows of an HPO experiment the same in ``podsweep hpo show`` and on the
+job's page: the epochs that early stopping saved.
 
-Both read :class:`podsweep.hpo.Results` only; the printers and templates stay apart.
+It reads :class:`podsweep.hpo.Results` only; the printers and templates stay apart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .hpo import Results
-
-PRUNED = "pruned"
-
-
-def ranking(res: Results, metric: str | None, mode: str | None) -> tuple[str, str]:
-    """The metric and mode to rank by: those asked for, else the experiment's declared ones
-    (``pick(metric=, mode=)``), else the first metric reported and its usual direction.
-
-    A mode asked for without a metric applies to the declared metric; the declared mode
-    applies only to the declared metric. Raises HPOError when nothing was reported and
-    nothing declared, InvalidArgument for a mode other than max or min.
-    """
-    declared = res.metric
-    if metric is None and declared is not None:
-        metric = declared
-    if mode is None and metric is not None and metric == declared:
-        mode = res.mode
-    return res.resolve_metric(metric, mode)
+from .hpo import PRUNED, Results
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import UsageError
-from ..hpo import HPOError, Results, Trial, results
-from ..hpoview import PRUNED, epochs_saved, ranking
+from ..hpo import PRUNED, HPOError, Results, Trial, results
+from ..hpoview import epochs_saved
 from .printers import Output, table, to_yaml
 
 app = typer.Typer(help="Read HPO experiments: trials, results, the best run.",
@@ -57,8 +57,8 @@ def show(
     if not len(res):
         return
     if res.metrics or res.metric is not None or metric is not None:
-        try:
-            metric, mode = ranking(res, metric, mode)
+        try:   # by default the metric and mode the sweep declared, else the first reported
+            metric, mode = res.resolve_metric(metric, mode)
         except HPOError as exc:
             raise UsageError(str(exc)) from None
     ranked = res.ranked(metric, mode) if metric and mode else list(res)

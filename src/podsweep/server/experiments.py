@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from ..hpo import HPOError, Results, results
-from ..hpoview import ranking
 
 JOURNAL = "hpo.jsonl"
 CHUNK = 1 << 20                 # bytes read at a time when scanning a journal
@@ -63,7 +62,7 @@ class Experiment:
         out.update(trials=len(res), size=res.size,
                    statuses=dict(Counter(t.status for t in res)))
         try:
-            metric, mode = ranking(res, None, None)
+            metric, mode = res.resolve_metric(None, None)
             best = res.best(metric, mode)
         except (HPOError, TypeError, ValueError):
             return out              # nothing reported yet (or nothing comparable)

@@ -23,7 +23,7 @@ from .. import __version__
 from ..cluster.base import Cluster, JobDetail
 from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests
 from ..hpo import HPOError
-from ..hpoview import epochs_saved, ranking
+from ..hpoview import epochs_saved
 from ..model import MAX_QUOTA, JobSpec, Volume, parse_env
 from ..store import Store, User
 from ..timefmt import age
@@ -375,7 +375,7 @@ def experiment_view(e: Experiment, metric: str | None, mode: str | None) -> dict
         return view
     view["saved"] = epochs_saved(res)
     try:
-        metric, mode = ranking(res, metric, mode)
+        metric, mode = res.resolve_metric(metric, mode)
         view["table"] = {"metric": metric, "mode": mode, "best": res.best(metric, mode),
                          "rows": res.ranked(metric, mode), "parameters": res.parameters,
                          "metrics": res.metrics}
@@ -415,7 +415,7 @@ async def results_json(request: Request, project: str, name: str,
     # the plots mark the best trial by the same ranking as the page's table (its defaults)
     best: int | None = None
     try:
-        metric, mode = ranking(res, metric, mode)
+        metric, mode = res.resolve_metric(metric, mode)
         top = res.best(metric, mode)
         best = top.id if top is not None else None
     except (HPOError, TypeError, ValueError):
