@@ -180,9 +180,11 @@ def test_pruning_workers_agree_with_a_replay_of_the_journal(workers, pruner):
     assert {"pruned", "finished"} <= set(statuses.values()) <= {"pruned", "finished"}
     prunes = [r for r in workers.records() if r[0] == "X"]
     assert prunes and all(statuses[int(r[1])] == "pruned" for r in prunes)
+    for _, trial, attempt, epoch in prunes:    # the worker stopped at its prune
+        assert not [r for r in workers.records() if r[0] == "R" and r[1:3] == [trial, attempt]
+                    and int(r[3]) > int(epoch)]
     for t in res:
         if t.status == "pruned":
-            assert t.epochs < 9
             later = [e for e in evs if e["event"] == "assign" and e["trial"] == t.id
                      and e["time"] > t.ended]
             assert later == [], "a pruned trial is never handed out again"
