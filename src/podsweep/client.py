@@ -30,14 +30,17 @@ class Client:
 
     @staticmethod
     def _error(response: httpx.Response) -> PodsweepError:
+        kind = None
         try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
+            body = response.json()
+            detail, kind = body.get("detail", response.text), body.get("error")
+        except (ValueError, AttributeError):
             detail = response.text
         if isinstance(detail, list):      # a validation error from the API's schema
             detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}"
                                for d in detail)
-        return from_http(response.status_code, str(detail))
+        return from_http(response.status_code, str(detail),
+                         kind if isinstance(kind, str) else None)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items()

@@ -10,7 +10,13 @@
      ├── Forbidden           the user may not see or touch that                   exit 4
      ├── Unavailable         the control plane is not running or not reachable    exit 5
      │    └── TooManyRequests  refused for now (logins); retry_after seconds       exit 5
-     └── DiskFull            no space left where the control plane writes         exit 6
+     ├── DiskFull            no space left where the control plane writes         exit 6
+     ├── SetupError          this machine cannot do it as it is set up            exit 7
+     │    ├── StoreError     the database cannot be used (a newer podsweep's)
+     │    └── RuntimeSetupError  no pod can run as asked here (no compiler for the
+     │                           sandbox, a volume's source missing)
+     └── EngineError         the cluster engine failed a command                  exit 8
+          └── SlurmError     a Slurm command failed or is missing
 
 ``podsweep.hpo`` has a root of its own, :class:`podsweep.hpo.HPOError`, since it must not
 import the rest of podsweep; the CLI treats it like a PodsweepError. The server maps each
@@ -24,6 +30,7 @@ server and the CLI turn them into :class:`DiskFull` (HTTP 507), one line, nothin
 from __future__ import annotations
 
 import errno
+from typing import Optional
 
 
 class PodsweepError(Exception):
@@ -73,6 +80,33 @@ class DiskFull(PodsweepError):
     exit_code = 6
 
 
+class SetupError(PodsweepError):
+    """This machine, or the control plane's state, cannot do what was asked as it is set
+    up: an administrator's fix, not the user's input (HTTP 500)."""
+
+    exit_code = 7
+
+
+class StoreError(SetupError):
+    """The database cannot be used (e.g. it was written by a newer podsweep)."""
+
+
+class RuntimeSetupError(SetupError):
+    """This machine cannot run a pod as asked: no compiler for the sandbox, a volume's
+    source absent, a pod directory already taken."""
+
+
+class EngineError(PodsweepError):
+    """The cluster engine (Slurm, Kubernetes) failed a command or cannot be reached: the
+    control plane is well, what it drives is not (HTTP 502)."""
+
+    exit_code = 8
+
+
+class SlurmError(EngineError):
+    """A Slurm command failed or is missing."""
+
+
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL = 13            # SQLITE_FULL, as sqlite3.Error.sqlite_errorcode gives it
 
@@ -102,8 +136,18 @@ def disk_full(where: object) -> DiskFull:
 
 HTTP_STATUS: dict[type[PodsweepError], int] = {
     Conflict: 409, UsageError: 400, NotFound: 404, Unauthorized: 401, Forbidden: 403,
-    TooManyRequests: 429, Unavailable: 503, DiskFull: 507, PodsweepError: 500,
+    TooManyRequests: 429, Unavailable: 503, DiskFull: 507, EngineError: 502,
+    PodsweepError: 500, SetupError: 500,     # a bare 500 reads back as the root
 }
+
+BY_NAME: dict[str, type[PodsweepError]] = {
+    cls.__name__: cls for cls in (
+        PodsweepError, UsageError, Conflict, NotFound, Unauthorized, Forbidden, Unavailable,
+        TooManyRequests, DiskFull, SetupError, StoreError, RuntimeSetupError, EngineError,
+        SlurmError)
+}
+"""Every class by the name the API gives with its status (``"error"``), so that the CLI
+raises, and exits with, what the server raised."""
 
 
 def http_status(error: PodsweepError) -> int:
@@ -113,7 +157,11 @@ def http_status(error: PodsweepError) -> int:
     return 500
 
 
-def from_http(status: int, message: str) -> PodsweepError:
+def from_http(status: int, message: str, kind: Optional[str] = None) -> PodsweepError:
+    """The error an API answer stands for: the class it names, else one by its status."""
+    named = BY_NAME.get(kind or "")
+    if named is not None and named is not TooManyRequests:
+        return named(message)
     if status in (413, 422):   # too big, or refused by the API's schema: bad input too
         return UsageError(message)
     for cls, code in HTTP_STATUS.items():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Conflict, NotFound, PodsweepError, disk_full, is_disk_full
+from .errors import Conflict, NotFound, StoreError, disk_full, is_disk_full
 from .model import JobSpec, JobStatus, PodStatus
 
 SCHEMA_VERSION = 4
@@ -113,10 +113,6 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX events_job ON events(job_uid, id);
     """,
 }
-
-
-class StoreError(PodsweepError):
-    """The database cannot be used (e.g. it was written by a newer podsweep)."""
 
 
 def hash_token(token: str) -> str:

@@ -61,7 +61,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import Conflict, NotFound, PodsweepError, UsageError
+from ..errors import Conflict, NotFound, SlurmError, UsageError
 from ..model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
 from ..runtime import wrap_command
 from ..store import Job, Pod, Project, Store
@@ -87,10 +87,6 @@ STARTED_STATES = {"RUNNING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "SUSPENDED
 REQUEUED_STATES = {"PREEMPTED", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"}
 PREEMPTED, DELETED = "Preempted", "Deleted"
 PREFIX_RE = re.compile(r"^[a-z0-9-]*$")
-
-
-class SlurmError(PodsweepError):
-    """A Slurm command failed or is missing."""
 
 
 @dataclass(frozen=True)

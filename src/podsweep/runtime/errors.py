@@ -1,10 +1,10 @@
-"""The runtime's one error, apart so that every module of the runtime can raise it."""
+"""The runtime's one error, apart so that every module of the runtime can raise it.
+
+It lives in :mod:`podsweep.errors`'s tree (a :class:`~podsweep.errors.SetupError`).
+"""
 
 from __future__ import annotations
 
-from ..errors import PodsweepError
+from ..errors import RuntimeSetupError
 
-
-class RuntimeSetupError(PodsweepError):
-    """This machine cannot run a pod as asked: no compiler for the sandbox, a volume's
-    source absent, a pod directory already taken."""
+__all__ = ["RuntimeSetupError"]

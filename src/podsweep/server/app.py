@@ -121,8 +121,8 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
         headers = ({"Retry-After": str(exc.retry_after)}
                    if isinstance(exc, TooManyRequests) else None)
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": str(exc)}, status_code=http_status(exc),
-                                headers=headers)
+            return JSONResponse({"detail": str(exc), "error": type(exc).__name__},
+                                status_code=http_status(exc), headers=headers)
         return web.templates.TemplateResponse(
             request, "error.html", {"user": None, "error": str(exc)},
             status_code=http_status(exc), headers=headers)
