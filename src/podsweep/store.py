@@ -25,7 +25,7 @@ from typing import Any
 from .errors import Conflict, NotFound, StoreError, disk_full, is_disk_full
 from .model import JobSpec, JobStatus, PodStatus
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -111,6 +111,20 @@ MIGRATIONS: dict[int, str] = {
     4: """
     ALTER TABLE projects ADD COLUMN cpus INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX events_job ON events(job_uid, id);
+    """,
+    # a membership names a project of the cluster, which need not be the store's: Kubernetes
+    # keeps its projects in its API server, and a member of one failed the foreign key (the
+    # server checks that the project exists, by the cluster, before it adds a member). No
+    # project is ever deleted, so nothing is lost with the cascade.
+    5: """
+    ALTER TABLE members RENAME TO members_v4;
+    CREATE TABLE members (
+        project TEXT NOT NULL,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        PRIMARY KEY (project, user)
+    );
+    INSERT INTO members(project, user) SELECT project, user FROM members_v4;
+    DROP TABLE members_v4;
     """,
 }
 

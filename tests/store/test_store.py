@@ -35,10 +35,13 @@ def test_a_database_of_every_schema_version_loads_and_keeps_its_rows(tmp_path, v
     db.executescript((GOLDENS / f"schema-v{version}.sql").read_text())
     db.execute(f"PRAGMA user_version = {version}")
     db.execute("INSERT INTO projects(name, gpus, created) VALUES ('team-a', 2, 0)")
+    db.execute("INSERT INTO users(name, created) VALUES ('alice', 0)")
+    db.execute("INSERT INTO members(project, user) VALUES ('team-a', 'alice')")
     db.commit()
     db.close()
     store = Store(path)
     assert [(p.name, p.gpus) for p in store.projects()] == [("team-a", 2)]
+    assert store.user("alice").projects == ("team-a",)
     job = store.insert_job("u1", JobSpec(name="hpo1", project="team-a", command=["true"]), "me")
     pod = store.insert_pod(job.uid, 0, 0, "hpo1-0-0", (1,), "/tmp/x")
     store.update_pod(pod, status=PodStatus.SUCCEEDED, exit_code=0)
@@ -58,6 +61,18 @@ def test_a_database_from_a_newer_podsweep_is_refused_untouched(tmp_path):
         Store(path)
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == \
         SCHEMA_VERSION + 1
+
+
+def test_a_member_of_a_project_the_store_does_not_hold(tmp_path):
+    """Kubernetes keeps its projects in its API server: the server checks that a project
+    exists, by the cluster, and the store keeps the membership."""
+    store = Store(tmp_path / "db")
+    store.create_user("alice", projects=("team-a",))
+    store.add_member("team-b", "alice")
+    assert store.projects() == []
+    assert store.user("alice").projects == ("team-a", "team-b")
+    store.delete_user("alice")
+    assert store.db.execute("SELECT count(*) FROM members").fetchone()[0] == 0
 
 
 def test_a_job_name_is_free_again_once_deleted(tmp_path):
