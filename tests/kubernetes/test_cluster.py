@@ -19,7 +19,7 @@ pytest.importorskip("kubernetes")
 
 from podsweep.cluster import open_cluster
 from podsweep.cluster.kubernetes import KubernetesCluster
-from podsweep.cluster.kubernetes_objects import IDLE_QUEUE
+from podsweep.cluster.kubernetes.objects import IDLE_QUEUE
 from podsweep.errors import Conflict, NotFound, Unavailable, UsageError
 from podsweep.model import JobSpec, Volume
 
@@ -130,7 +130,7 @@ def quotas(fake: FakeApiServer, queue: str) -> dict[str, Any]:
 
 def test_a_queue_from_before_cpu_quotas_gets_the_default_at_up(
         fake: FakeApiServer, tmp_path: Path, loop: asyncio.AbstractEventLoop):
-    from podsweep.cluster.kubernetes_objects import CPU_QUOTA, project_objects
+    from podsweep.cluster.kubernetes.objects import CPU_QUOTA, project_objects
 
     old = next(o for o in project_objects("team-x", 2) if o["kind"] == "ClusterQueue")
     old["spec"]["resourceGroups"][0]["flavors"][0]["resources"][1]["nominalQuota"] = CPU_QUOTA
@@ -145,7 +145,7 @@ def test_a_queue_from_before_cpu_quotas_gets_the_default_at_up(
 
 def test_a_create_that_stopped_halfway_can_be_finished(fake: FakeApiServer,
                                                       cluster: KubernetesCluster):
-    from podsweep.cluster.kubernetes_objects import project_objects
+    from podsweep.cluster.kubernetes.objects import project_objects
 
     queues = "/apis/kueue.x-k8s.io/v1beta1/clusterqueues"
     half = next(o for o in project_objects("team-x", 1) if o["kind"] == "ClusterQueue")
@@ -249,7 +249,7 @@ def test_the_fake_refuses_what_a_real_api_server_would(fake: FakeApiServer,
                                                       cluster: KubernetesCluster):
     """The fake has teeth: an unknown field, a wrong apiVersion, a namespace that does not
     exist, a JSON patch, an Orphan delete's orphans."""
-    from podsweep.cluster.kubernetes_objects import job_object
+    from podsweep.cluster.kubernetes.objects import job_object
 
     jobs = f"/apis/batch/v1/namespaces/{NS}/jobs"
     body = job_object(spec(), "alice")
@@ -415,6 +415,6 @@ def test_without_the_client_installed_the_error_says_what_to_install(
     ("1e3", 1000), ("0.5", 0), ("", 0), ("lots", 0), (".", 0)])
 def test_quantities_read_back_in_any_form_the_api_server_writes(text: object, whole: int):
     # the API server may hand back 100000 as "100k": a CPU quota read as 0 would be wrong
-    from podsweep.cluster.kubernetes import _quantity
+    from podsweep.cluster.kubernetes.views import quantity
 
-    assert _quantity(text) == whole
+    assert quantity(text) == whole

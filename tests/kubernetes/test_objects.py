@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from podsweep.cluster.kubernetes_objects import job_object, project_objects
+from podsweep.cluster.kubernetes.objects import job_object, project_objects
 from podsweep.errors import UsageError
 from podsweep.model import JobSpec, Volume
 

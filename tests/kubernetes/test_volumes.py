@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from podsweep.cluster.kubernetes_objects import job_object
+from podsweep.cluster.kubernetes.objects import job_object
 from podsweep.errors import UsageError
 from podsweep.model import JobSpec, Volume
 

@@ -76,7 +76,7 @@ submit.__doc__ = "Submit a job: COMPLETIONS pods of COMMAND, PARALLELISM at a ti
 
 @functools.wraps(job_options)
 def render(*args: Any, **kwargs: Any) -> None:
-    from ..cluster.kubernetes_objects import job_object
+    from ..cluster.kubernetes.objects import job_object
     from ..model import JobSpec, Volume
 
     body, output = job_options(*args, **kwargs)

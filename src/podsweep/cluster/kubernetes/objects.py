@@ -18,8 +18,8 @@
   PersistentVolumeClaim (``-v pvc:CLAIM:DST``). What podsweep needs back (the submitting
   user, the spec as submitted) is kept on the Job itself: a label and an annotation.
 
-``podsweep render`` prints these for review; :mod:`podsweep.cluster.kubernetes` creates
-them through the official client.
+``podsweep render`` prints these for review; :mod:`podsweep.cluster.kubernetes.cluster`
+creates them through the official client.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import UsageError
-from ..model import JobSpec, Volume
+from ...errors import UsageError
+from ...model import JobSpec, Volume
 
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
 COHORT = "podsweep"
