@@ -15,7 +15,8 @@ patches only as ``application/merge-patch+json``; only the query parameters it k
 
 The test plays the rest of the cluster (Kueue, the job controller, the kubelets) through
 methods: :meth:`admit` a Job, :meth:`add_pod` with a phase, :meth:`set_pod` (a preemption is
-phase Failed with a ``DisruptionTarget`` condition), :meth:`write_log`. Job status follows
+phase Failed with a ``DisruptionTarget`` condition), :meth:`write_log`; :meth:`hold` keeps
+the next request waiting until the test lets it go. Job status follows
 its pods as the job controller would (succeeded, failed not counting disrupted pods,
 Complete and Failed conditions). Deleted pods terminate after ``termination_delay`` seconds,
 or, with ``None``, when the test calls :meth:`end_terminating`. Its clock advances one
@@ -116,6 +117,8 @@ class FakeApiServer:
         self.changed = threading.Condition()
         self._clock = time.time()
         self._stopping = False
+        self._held: tuple[threading.Event, threading.Event] | None = None
+        self.released_in_time: bool | None = None     # how the last held request ended
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
@@ -262,6 +265,23 @@ class FakeApiServer:
                     {"type": t, "status": st, "reason": r, "message": m,
                      "lastTransitionTime": self._now()} for t, st, r, m in conditions]}}
             self.changed.notify_all()
+
+    def hold(self) -> tuple[threading.Event, threading.Event]:
+        """The next request waits before it is answered: ``(arrived, release)``. The fake
+        sets ``arrived`` when it comes, and answers once the test sets ``release`` (or 30 s
+        have gone: then :attr:`released_in_time` is False)."""
+        arrived, release = threading.Event(), threading.Event()
+        with self.changed:
+            self._held = (arrived, release)
+            self.released_in_time = None
+        return arrived, release
+
+    def _wait_if_held(self) -> None:
+        with self.changed:
+            held, self._held = self._held, None
+        if held is not None:
+            held[0].set()
+            self.released_in_time = held[1].wait(30)
 
     def write_log(self, namespace: str, pod: str, text: str) -> None:
         with self.changed:
@@ -585,6 +605,7 @@ def _handler(fake: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             fake.requests.append((method, url.path))
+            fake._wait_if_held()
             try:
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     raise ApiError(401, "Unauthorized", "Unauthorized")

@@ -17,10 +17,10 @@ import pytest
 
 pytest.importorskip("kubernetes")
 
-from podsweep.cluster import open_cluster
+from podsweep.cluster import BlockingViews, open_cluster, run_view
 from podsweep.cluster.kubernetes import KubernetesCluster
 from podsweep.cluster.kubernetes.objects import IDLE_QUEUE
-from podsweep.errors import Conflict, NotFound, Unavailable, UsageError
+from podsweep.errors import Conflict, EngineError, NotFound, Unavailable, UsageError
 from podsweep.model import JobSpec, Volume
 
 from .fake_apiserver import TOKEN, FakeApiServer
@@ -359,6 +359,63 @@ def test_delete_returns_once_no_pod_of_the_job_runs(tmp_path: Path,
         with pytest.raises(NotFound):
             loop.run_until_complete(cluster.delete("team-a", "hpo1"))
         cluster.shutdown()
+
+
+def test_a_delete_that_cannot_see_its_pods_gone_fails_rather_than_return(
+        tmp_path: Path, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch):
+    """A node that never reports its pods gone (down, cut off): delete must not say they
+    stopped. The grace period and the slack set to 0 make its wait end at its first look."""
+    from podsweep.cluster.kubernetes import cluster as engine
+
+    monkeypatch.setattr(engine, "DELETE_SLACK", 0.0)
+    with FakeApiServer(termination_delay=None) as fake:
+        cluster = opened(fake, tmp_path, loop)
+        cluster.create_project("team-a", 2)
+        cluster.submit(spec(grace_period=0), "alice")
+        fake.admit(NS, "hpo1")
+        pods = [fake.add_pod(NS, "hpo1", i) for i in range(2)]
+        with pytest.raises(EngineError) as refused:
+            loop.run_until_complete(cluster.delete("team-a", "hpo1"))
+        assert str(refused.value) == (
+            f"job 'hpo1' is being deleted, but after 0 s Kubernetes still shows its pods "
+            f"{pods[0]}, {pods[1]} running or stopping: their nodes have not reported them "
+            f"gone; podsweep delete hpo1 -p team-a waits again")
+        detail = cluster.job("team-a", "hpo1")
+        assert detail.job.status == "Deleted"
+        assert {p.status for p in detail.pods} == {"Terminating"}
+        monkeypatch.setattr(engine, "DELETE_SLACK", 120.0)
+
+        async def again() -> None:
+            task = asyncio.create_task(cluster.delete("team-a", "hpo1"))
+            seen = len(fake.requests)
+            while not [p for m, p in fake.requests[seen:] if m == "GET" and
+                       p.endswith("/pods")]:         # it has looked at the pods
+                await asyncio.sleep(0.01)
+            assert not task.done()
+            fake.end_terminating()          # the nodes are back and report them gone
+            await asyncio.wait_for(task, 30)
+
+        loop.run_until_complete(again())
+        assert fake.all("Pod") == [] and fake.get("Job", NS, "hpo1") is None
+        cluster.shutdown()
+
+
+def test_the_views_wait_in_worker_threads_not_on_the_event_loop(
+        fake: FakeApiServer, cluster: KubernetesCluster, loop: asyncio.AbstractEventLoop):
+    assert isinstance(cluster, BlockingViews)
+    cluster.submit(spec(), "alice")
+    arrived, release = fake.hold()
+
+    async def scenario() -> list[str]:
+        view = asyncio.create_task(run_view(cluster, cluster.jobs, None))
+        # the API server holds the view's call; were the call on the loop, nothing here
+        # would run until the fake gave up holding it
+        await asyncio.to_thread(arrived.wait, 30)
+        release.set()
+        return [j.name for j in await view]
+
+    assert loop.run_until_complete(scenario()) == ["hpo1"]
+    assert fake.released_in_time is True
 
 
 def test_info_lists_the_nodes_gpus_and_their_holders(fake: FakeApiServer,

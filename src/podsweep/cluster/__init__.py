@@ -14,7 +14,17 @@ from typing import Any
 
 from ..errors import UsageError
 from ..store import Store
-from .base import Cluster, ClusterInfo, EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
+from .base import (
+    BlockingViews,
+    Cluster,
+    ClusterInfo,
+    EventInfo,
+    JobDetail,
+    JobInfo,
+    PodInfo,
+    ProjectInfo,
+    run_view,
+)
 
 ENGINES = {
     "local": "podsweep.cluster.local:LocalCluster",
@@ -36,5 +46,5 @@ def open_cluster(home: Path, store: Store, loop: asyncio.AbstractEventLoop,
     return cluster
 
 
-__all__ = ["ENGINES", "Cluster", "ClusterInfo", "EventInfo", "JobDetail", "JobInfo", "PodInfo",
-           "ProjectInfo", "open_cluster"]
+__all__ = ["ENGINES", "BlockingViews", "Cluster", "ClusterInfo", "EventInfo", "JobDetail",
+           "JobInfo", "PodInfo", "ProjectInfo", "open_cluster", "run_view"]

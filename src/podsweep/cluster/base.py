@@ -8,7 +8,13 @@ who may do what; a Cluster never sees users' tokens. Contract for every implemen
   before changing anything.
 - Views (:class:`ProjectInfo`, :class:`JobInfo`, :class:`JobDetail`) are plain values: the
   API serialises them as they are, so every implementation shows the same fields.
-- ``delete`` returns once no pod of the job runs any more.
+- ``delete`` returns once no pod of the job runs any more; where it cannot know that in
+  time, it raises rather than return.
+- The views and ``create_project``, ``set_quota``, ``project_exists``, ``submit`` and
+  ``pod_log`` are synchronous. The server awaits each through :func:`run_view`: on the
+  event loop for an engine whose views read the store (local, Slurm: quick, and the store
+  is the loop's), in a worker thread for one that is a :class:`BlockingViews` (Kubernetes:
+  HTTP calls of up to 13 s would stall every other request).
 - ``pod_log`` raises :class:`~podsweep.errors.NotFound` for a pod that is not the job's
   before it returns; the stream it returns yields the log from its start (or its last
   ``tail`` lines), then, with ``follow``, what the pod writes until it ends.
@@ -18,11 +24,16 @@ who may do what; a Cluster never sees users' tokens. Contract for every implemen
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from ..model import JobSpec
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 MAX_PODS_SHOWN = 1000
 """The most pods (running ones first, then the latest) and events a job's detail holds:
@@ -141,3 +152,25 @@ class Cluster(Protocol):
     async def delete(self, project: str, name: str) -> None: ...
     def recover(self) -> None: ...
     def shutdown(self) -> None: ...
+
+
+class BlockingViews:
+    """An engine whose views wait on the network, and so must not run on the event loop.
+
+    Its synchronous methods are safe to call from worker threads, several at once, and
+    touch no :class:`~podsweep.store.Store` (which is the loop's); :func:`run_view` runs
+    them in :meth:`off_loop`. An engine overrides :meth:`off_loop` to use threads of its own.
+    """
+
+    async def off_loop(self, call: Callable[[], T]) -> T:
+        return await asyncio.to_thread(call)
+
+
+async def run_view(cluster: Cluster, view: Callable[P, T], /, *args: P.args,
+                   **kwargs: P.kwargs) -> T:
+    """``view(*args, **kwargs)``, one of ``cluster``'s synchronous methods, called as the
+    protocol says: in a worker thread where the cluster is a :class:`BlockingViews`, else
+    here on the event loop. ``await run_view(cluster, cluster.jobs, projects)``."""
+    if isinstance(cluster, BlockingViews):
+        return await cluster.off_loop(functools.partial(view, *args, **kwargs))
+    return view(*args, **kwargs)

@@ -13,10 +13,13 @@ import concurrent.futures
 import contextlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ...errors import Conflict, Forbidden, NotFound, PodsweepError, Unavailable, UsageError
+from ..base import BlockingViews
 from .objects import KUEUE_API
+
+T = TypeVar("T")
 
 REQUEST_TIMEOUT = (3.0, 10.0)
 """Seconds to connect and to read, for every call but a followed log's."""
@@ -27,9 +30,10 @@ FOLLOW_TIMEOUT = (3.0, 24 * 3600.0)
 KUEUE_GROUP, _, KUEUE_VERSION = KUEUE_API.partition("/")
 
 
-class ApiCalls:
+class ApiCalls(BlockingViews):
     """The client's APIs, and calls to them; every call blocks, so each runs in a worker
-    thread of :attr:`_pool` where the caller waits on the event loop (:meth:`_in_thread`)."""
+    thread of :attr:`_pool`: a view's whole (:meth:`off_loop`, as the server calls it), or
+    each call of a coroutine (:meth:`_in_thread`)."""
 
     def __init__(self, api_client: Any, loop: asyncio.AbstractEventLoop) -> None:
         from kubernetes import client
@@ -64,6 +68,10 @@ class ApiCalls:
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.loop.run_in_executor(self._pool, fn, *args)
+
+    async def off_loop(self, call: Callable[[], T]) -> T:
+        # the engine's own threads: shutdown cancels what still waits for one
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def _missing(self, what: str, fn: Callable[..., Any], *args: Any,
                  **kwargs: Any) -> dict[str, Any] | None:

@@ -8,10 +8,12 @@ official ``kubernetes`` client (an optional extra, imported when this cluster is
 The objects are those :mod:`.objects` renders; :mod:`.views` reads what the API server
 sends back; :mod:`.api` makes the calls.
 
-The protocol's views are synchronous and run on the server's event loop: each is a few API
-calls with a short timeout (:data:`~.api.REQUEST_TIMEOUT`), so an unreachable API server
-stalls the loop for seconds at most and the request fails with one line. What waits for
-long (a delete's wait for its pods, a log that follows a pod) runs in worker threads.
+The protocol's views are synchronous, and each is a few API calls with a short timeout
+(:data:`~.api.REQUEST_TIMEOUT`), so an unreachable API server fails a request with one line
+within seconds. They wait in worker threads, never on the server's event loop: the engine is
+a :class:`~podsweep.cluster.base.BlockingViews`, whose views the server awaits through
+:func:`~podsweep.cluster.base.run_view`; ``delete`` and a log's reading are coroutines whose
+each call runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ...errors import Conflict, Forbidden, NotFound, PodsweepError, UsageError
+from ...errors import Conflict, EngineError, Forbidden, NotFound, PodsweepError, UsageError
 from ...model import JobSpec, check_count, check_name
 from ...store import Store
 from ..base import ClusterInfo, JobDetail, JobInfo, ProjectInfo
@@ -374,7 +376,8 @@ class KubernetesCluster(ApiCalls):
             await self._in_thread(lambda: self._call(
                 "delete a Job", self.batch.delete_namespaced_job, name, ns,
                 propagation_policy="Foreground"))
-        deadline = self.loop.time() + (spec.grace_period if spec else 30.0) + DELETE_SLACK
+        wait = (spec.grace_period if spec else 30.0) + DELETE_SLACK
+        deadline = self.loop.time() + wait
         while True:
             pods = await self._in_thread(lambda: self._call(
                 "list pods", self.core.list_namespaced_pod, ns,
@@ -387,7 +390,15 @@ class KubernetesCluster(ApiCalls):
                 if now is None or now["metadata"].get("uid") != uid:
                     return
             if self.loop.time() > deadline:
-                log.warning("job %s/%s deleted, but the API still shows it or its pods %s",
-                            project, name, ", ".join(left) or "(none running)")
-                return
+                if not left:    # no pod runs: the Job's own removal is the collector's
+                    log.info("job %s/%s deleted; the API still shows the Job", project, name)
+                    return
+                # the contract is that no pod runs once delete returns: a node that never
+                # reports its pods gone (down, cut off) leaves that unknown, so say so
+                shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more"
+                                               if len(left) > 5 else "")
+                raise EngineError(
+                    f"job {name!r} is being deleted, but after {wait:.0f} s Kubernetes still "
+                    f"shows its pods {shown} running or stopping: their nodes have not "
+                    f"reported them gone; podsweep delete {name} -p {project} waits again")
             await asyncio.sleep(DELETE_POLL)
