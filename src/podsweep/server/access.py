@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ..cluster.base import Cluster
+from ..cluster.base import Cluster, run_view
 from ..errors import Forbidden, NotFound
 from ..store import Store, User
 from .app import Me
@@ -58,7 +58,7 @@ async def remove_member(request: Request, project: str, name: str,
                         user: Me) -> dict[str, Any]:
     store = _admin(request, user)
     cluster: Cluster = request.app.state.cluster    # the engine holds the projects
-    if not cluster.project_exists(project):
+    if not await run_view(cluster, cluster.project_exists, project):
         raise NotFound(f"project {project!r} not found")
     _existing(store, name)
     store.remove_member(project, name)

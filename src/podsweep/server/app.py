@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
 from .. import __version__
-from ..cluster.base import Cluster
+from ..cluster.base import Cluster, run_view
 from ..errors import (
     Forbidden,
     NotFound,
@@ -143,8 +143,10 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
         if not user.admin:
             raise Forbidden(f"user {user.name!r} is not an admin")
 
-    def may_use(user: User, project: str) -> None:
-        if not cluster.project_exists(project):
+    # every call of the cluster through run_view: a Kubernetes' views wait on the network,
+    # off the loop (podsweep.cluster.base)
+    async def may_use(user: User, project: str) -> None:
+        if not await run_view(cluster, cluster.project_exists, project):
             raise NotFound(f"project {project!r} not found")
         if not user.admin and project not in user.projects:
             raise Forbidden(f"user {user.name!r} is not a member of project {project!r}")
@@ -154,7 +156,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
 
     @app.get("/api/v1/status")
     async def status(user: Me) -> dict[str, Any]:
-        info = cluster.info()
+        info = await run_view(cluster, cluster.info)
         return {"version": __version__, "cluster": info.kind,
                 "gpus": visible_gpus(user, info.gpus),
                 "shared_filesystem": info.shared_filesystem, "isolation": info.isolation,
@@ -167,21 +169,24 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     @app.get("/api/v1/projects")
     async def projects(user: Me) -> list[dict[str, Any]]:
         allowed = visible(user)
-        return [p.to_dict() for p in cluster.projects() if allowed is None or p.name in allowed]
+        return [p.to_dict() for p in await run_view(cluster, cluster.projects)
+                if allowed is None or p.name in allowed]
 
     @app.post("/api/v1/projects", status_code=201)
     async def create_project(body: ProjectIn, user: Me) -> dict[str, Any]:
         admin_only(user)
-        return cluster.create_project(body.name, body.gpus, body.cpus).to_dict()
+        created = await run_view(cluster, cluster.create_project, body.name, body.gpus,
+                                 body.cpus)
+        return created.to_dict()
 
     @app.put("/api/v1/projects/{name}/quota")
     async def set_quota(name: str, body: QuotaIn, user: Me) -> dict[str, Any]:
         admin_only(user)
         if body.gpus is None and body.cpus is None:
             raise UsageError("give a new quota: gpus, cpus or both")
-        cluster.set_quota(name, body.gpus, body.cpus)
+        await run_view(cluster, cluster.set_quota, name, body.gpus, body.cpus)
         # both quotas as they now are, the one left out included
-        now = next(p for p in cluster.projects() if p.name == name)
+        now = next(p for p in await run_view(cluster, cluster.projects) if p.name == name)
         return {"name": name, "deserved": now.deserved, "cpus": now.cpus}
 
     @app.post("/api/v1/users", status_code=201)
@@ -193,7 +198,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
         for i, project in enumerate(body.projects):
             if project in body.projects[:i]:     # the members table holds each pair once
                 raise UsageError(f"project {project!r} is named twice")
-            if not cluster.project_exists(project):
+            if not await run_view(cluster, cluster.project_exists, project):
                 raise NotFound(f"project {project!r} not found")
         token = store.create_user(body.name, body.admin, tuple(body.projects))
         password = new_password()       # for the web UI; shown once, changeable there
@@ -209,39 +214,39 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
 
     @app.post("/api/v1/jobs", status_code=201)
     async def submit(body: JobIn, user: Me) -> dict[str, Any]:
-        may_use(user, body.project)
+        await may_use(user, body.project)
         spec = JobSpec(name=body.name, project=body.project, command=body.command,
                        gpus=body.gpus, parallelism=body.parallelism,
                        completions=body.completions, cpu=body.cpu,
                        volumes=[Volume.parse(v) for v in body.volumes], env=body.env,
                        working_dir=body.working_dir, image=body.image,
                        backoff_limit=body.backoff_limit, grace_period=body.grace_period)
-        return cluster.submit(spec, user.name).to_dict()
+        return (await run_view(cluster, cluster.submit, spec, user.name)).to_dict()
 
     @app.get("/api/v1/jobs")
     async def jobs(user: Me, project: str | None = None) -> list[dict[str, Any]]:
         if project is not None:
-            may_use(user, project)
-            return [j.to_dict() for j in cluster.jobs([project])]
-        return [j.to_dict() for j in cluster.jobs(visible(user))]
+            await may_use(user, project)
+            return [j.to_dict() for j in await run_view(cluster, cluster.jobs, [project])]
+        return [j.to_dict() for j in await run_view(cluster, cluster.jobs, visible(user))]
 
     @app.get("/api/v1/jobs/{project}/{name}")
     async def get_job(project: str, name: str, user: Me) -> dict[str, Any]:
-        may_use(user, project)
-        return cluster.job(project, name).to_dict()
+        await may_use(user, project)
+        return (await run_view(cluster, cluster.job, project, name)).to_dict()
 
     @app.get("/api/v1/jobs/{project}/{name}/experiments")
     async def experiments(project: str, name: str, user: Me) -> dict[str, Any]:
         """The HPO experiments the job's pods wrote to, each with its trials and best."""
-        may_use(user, project)
-        job = cluster.job(project, name).job
+        await may_use(user, project)
+        job = (await run_view(cluster, cluster.job, project, name)).job
         found: dict[str, Any] = app.state.experiments.find(job.name, job.uid,
                                                            job.hpo_dirs).to_dict()
         return found
 
     @app.delete("/api/v1/jobs/{project}/{name}")
     async def delete_job(project: str, name: str, user: Me) -> dict[str, Any]:
-        may_use(user, project)
+        await may_use(user, project)
         await cluster.delete(project, name)
         return {"deleted": name, "project": project}
 
@@ -250,11 +255,12 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     @app.get("/api/v1/jobs/{project}/{name}/logs", response_model=None)
     async def logs(project: str, name: str, pod: str, user: Me, tail: int | None = None,
                    follow: bool = False) -> StreamingResponse:
-        may_use(user, project)
+        await may_use(user, project)
         if tail is not None and tail < 0:
             raise UsageError(f"tail must be at least 0, got {tail}")
         # pod_log checks the pod before it returns, so a bad name is a 404, not a stream
-        stream = cluster.pod_log(project, name, pod, tail=tail, follow=follow)
+        stream = await run_view(cluster, cluster.pod_log, project, name, pod, tail=tail,
+                                follow=follow)
         return StreamingResponse(stream, media_type="text/plain")
 
     return app

@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__
-from ..cluster.base import Cluster, JobDetail
+from ..cluster.base import Cluster, JobDetail, ProjectInfo, run_view
 from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests
 from ..hpo import HPOError
 from ..hpoview import epochs_saved
@@ -181,7 +181,7 @@ async def change_password(request: Request, csrf: str = Form(""), current: str =
 @router.get("/projects", response_class=HTMLResponse)
 async def projects(request: Request, message: str = "", error: str = "") -> HTMLResponse:
     user, csrf = session(request)
-    rows = [p for p in _cluster(request).projects() if user.admin or p.name in user.projects]
+    rows = [p for p in await _projects(request) if user.admin or p.name in user.projects]
     members: dict[str, list[str]] = {}
     for u in _store(request).users():
         for project in u.projects:
@@ -204,7 +204,9 @@ async def add_project(request: Request, csrf: str = Form(""), name: str = Form("
     admin_form(request, csrf)
     try:
         cpu_quota = _int(cpus, "CPUs", MAX_QUOTA)
-        _cluster(request).create_project(name.strip(), _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
+        cluster = _cluster(request)
+        await run_view(cluster, cluster.create_project, name.strip(),
+                       _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     and_cpus = f" and {cpu_quota} CPU(s)" if cpu_quota else ""
@@ -218,8 +220,9 @@ async def set_quota(request: Request, name: str, csrf: str = Form(""),
     cluster = _cluster(request)
     try:
         cpu_quota = _int(cpus, "CPUs", MAX_QUOTA) if cpus.strip() else None
-        before = next((p.cpus for p in cluster.projects() if p.name == name), None)
-        cluster.set_quota(name, _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
+        before = next((p.cpus for p in await _projects(request) if p.name == name), None)
+        await run_view(cluster, cluster.set_quota, name, _int(gpus, "GPUs", MAX_QUOTA),
+                       cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     # the form sends both; the CPUs are news only if they changed
@@ -234,7 +237,8 @@ async def add_member(request: Request, name: str, csrf: str = Form(""),
     store = _store(request)
     if store.user(user.strip()) is None:
         return back("/projects", error=f"No user named {user!r}.")
-    if not _cluster(request).project_exists(name):
+    cluster = _cluster(request)
+    if not await run_view(cluster, cluster.project_exists, name):
         return back("/projects", error=f"No project named {name!r}.")
     store.add_member(name, user.strip())
     return back("/projects", message=f"{user} is now a member of {name}.")
@@ -254,23 +258,30 @@ def _int(value: str, what: str, maximum: int | None = None) -> int:
 
 # ------------------------------------------------------------------ jobs
 
-def visible_jobs(request: Request, user: User) -> list[Any]:
-    return _cluster(request).jobs(None if user.admin else list(user.projects))
+async def visible_jobs(request: Request, user: User) -> list[Any]:
+    cluster = _cluster(request)
+    return await run_view(cluster, cluster.jobs, None if user.admin else list(user.projects))
+
+
+async def _projects(request: Request) -> list[ProjectInfo]:
+    cluster = _cluster(request)
+    return await run_view(cluster, cluster.projects)
 
 
 @router.get("/jobs", response_class=HTMLResponse)
 async def jobs(request: Request, message: str = "", error: str = "") -> HTMLResponse:
     user, csrf = session(request)
-    projects = [p.name for p in _cluster(request).projects()
+    projects = [p.name for p in await _projects(request)
                 if user.admin or p.name in user.projects]
-    return page(request, "jobs.html", user, csrf, jobs=visible_jobs(request, user),
+    return page(request, "jobs.html", user, csrf, jobs=await visible_jobs(request, user),
                 projects=projects, message=message, error=error)
 
 
 @router.get("/jobs/table", response_class=HTMLResponse)
 async def jobs_table(request: Request) -> HTMLResponse:
     user, csrf = session(request)
-    return page(request, "_jobs_table.html", user, csrf, jobs=visible_jobs(request, user))
+    return page(request, "_jobs_table.html", user, csrf,
+                jobs=await visible_jobs(request, user))
 
 
 @router.post("/jobs")
@@ -294,15 +305,17 @@ async def submit(request: Request, csrf: str = Form(""), name: str = Form(""),
                        image=image.strip() or None,
                        backoff_limit=_int(backoff_limit, "backoff limit"),
                        grace_period=float(grace_period))
-        _cluster(request).submit(spec, user.name)
+        cluster = _cluster(request)
+        await run_view(cluster, cluster.submit, spec, user.name)
     except (PodsweepError, ValueError) as exc:
         return back("/jobs", error=str(exc))
     return back(f"/jobs/{project}/{spec.name}", message=f"Job {spec.name} submitted.")
 
 
-def find_job(request: Request, user: User, project: str, name: str) -> JobDetail:
+async def find_job(request: Request, user: User, project: str, name: str) -> JobDetail:
     may_see(user, project)
-    return _cluster(request).job(project, name)
+    cluster = _cluster(request)
+    return await run_view(cluster, cluster.job, project, name)
 
 
 @router.get("/jobs/{project}/{name}", response_class=HTMLResponse)
@@ -310,7 +323,7 @@ async def job_page(request: Request, project: str, name: str, message: str = "",
                    experiment: str | None = None, metric: str | None = None,
                    mode: str | None = None) -> HTMLResponse:
     user, csrf = session(request)
-    detail = find_job(request, user, project, name)
+    detail = await find_job(request, user, project, name)
     found = job_experiments(request, detail)
     # the ranking asked for applies to the experiment whose form was sent (or the only one)
     only = len(found.experiments) == 1
@@ -324,7 +337,7 @@ async def job_page(request: Request, project: str, name: str, message: str = "",
 @router.get("/jobs/{project}/{name}/pods", response_class=HTMLResponse)
 async def job_pods(request: Request, project: str, name: str) -> HTMLResponse:
     user, csrf = session(request)
-    detail = find_job(request, user, project, name)
+    detail = await find_job(request, user, project, name)
     return page(request, "_pods.html", user, csrf, detail=detail, job=detail.job)
 
 
@@ -341,8 +354,10 @@ async def delete(request: Request, project: str, name: str, csrf: str = Form("")
 async def log_page(request: Request, project: str, name: str, pod: str,
                    partial: bool = False) -> HTMLResponse:
     user, csrf = session(request)
-    detail = find_job(request, user, project, name)
-    chunks = [c async for c in _cluster(request).pod_log(project, name, pod, tail=LOG_LINES)]
+    detail = await find_job(request, user, project, name)
+    cluster = _cluster(request)
+    stream = await run_view(cluster, cluster.pod_log, project, name, pod, tail=LOG_LINES)
+    chunks = [c async for c in stream]
     text = b"".join(chunks).decode(errors="replace")
     running = any(p.name == pod and p.status in ("Running", "Terminating")
                   for p in detail.pods)
@@ -398,7 +413,7 @@ async def results_json(request: Request, project: str, name: str,
     only one), for the plots: the best one by ``metric``/``mode`` (default: as declared),
     and the epochs the sweep used against a full run of every trial."""
     user, _ = session(request)
-    found = job_experiments(request, find_job(request, user, project, name))
+    found = job_experiments(request, await find_job(request, user, project, name))
     if experiment is not None:
         chosen = found.get(experiment)
     else:
@@ -437,8 +452,9 @@ async def results_json(request: Request, project: str, name: str,
 @router.get("/cluster", response_class=HTMLResponse)
 async def cluster_page(request: Request) -> HTMLResponse:
     user, csrf = session(request)
-    info = _cluster(request).info()
-    projects = [p for p in _cluster(request).projects() if user.admin or p.name in user.projects]
+    cluster = _cluster(request)
+    info = await run_view(cluster, cluster.info)
+    projects = [p for p in await _projects(request) if user.admin or p.name in user.projects]
     chart = json.dumps({"names": [p.name for p in projects],
                         "allocated": [p.allocated for p in projects],
                         "deserved": [p.deserved for p in projects]})
