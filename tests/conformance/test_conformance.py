@@ -225,3 +225,16 @@ def test_the_readme_sweep_as_written(engine: Engine, tmp_path: Path) -> None:
     assert len(trials) == 12 and all(t["status"] == "finished" for t in trials), trials
     configs = {(t["config"]["batch_size"], t["config"]["lr"]) for t in trials}
     assert len(configs) == 12
+
+
+def test_a_user_joins_a_project_that_exists_and_not_one_that_does_not(engine: Engine) -> None:
+    """Memberships name a project of the engine: on Kubernetes the store holds none."""
+    plane = engine.plane
+    project = engine.project(1)
+    user = f"u{uuid.uuid4().hex[:8]}"
+    plane.run("user", "create", user, "-p", project)
+    assert {u["name"]: u["projects"] for u in plane.json("user", "list")}[user] == [project]
+    missing = plane.run("user", "create", f"{user}x", "-p", f"{project}x", check=False)
+    assert missing.returncode == 3
+    assert missing.stderr.strip().splitlines() == [f"error: project '{project}x' not found"]
+    assert f"{user}x" not in [u["name"] for u in plane.json("user", "list")]
