@@ -1,65 +1,27 @@
-"""The API's routes that take access away: delete a user, remove a member, revoke or rotate
-a user's token. Admins only.
+"""What of the machine a user may see: the one filter the API and the web UI share.
 
-Each change is one committed transaction before the answer, and the token check reads the
-database on every request (no cache), so a revoked or rotated token, or a deleted user's,
-is refused from the very next request. A user's jobs stay when the user goes: they are the
-project's history. The last admin cannot be deleted.
+An admin sees every GPU with the pod that holds it and that pod's project. A user sees the
+same GPUs, but a GPU held by a pod of a project they are not a member of shows only that it
+is in use: a pod's name is its job's name, and a job's name can say what another team works
+on. Every engine's :meth:`~podsweep.cluster.base.Cluster.info` names each holder's project,
+so the filter needs no engine of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-
-from ..cluster.base import Cluster
-from ..errors import Forbidden, NotFound
-from ..store import Store, User
-from .app import Me
-
-router = APIRouter(prefix="/api/v1")
+from ..store import User
 
 
-def _admin(request: Request, user: User) -> Store:
-    if not user.admin:
-        raise Forbidden(f"user {user.name!r} is not an admin")
-    store: Store = request.app.state.store
-    return store
-
-
-def _existing(store: Store, name: str) -> None:
-    if store.user(name) is None:
-        raise NotFound(f"user {name!r} not found")
-
-
-@router.delete("/users/{name}")
-async def delete_user(request: Request, name: str, user: Me) -> dict[str, Any]:
-    _admin(request, user).delete_user(name)
-    return {"deleted": name}
-
-
-@router.post("/users/{name}/token")
-async def rotate_token(request: Request, name: str, user: Me) -> dict[str, Any]:
-    """A new token for the user; every older one stops working."""
-    token = _admin(request, user).rotate_token(name)
-    return {"name": name, "token": token}
-
-
-@router.delete("/users/{name}/token")
-async def revoke_token(request: Request, name: str, user: Me) -> dict[str, Any]:
-    """No token of the user works any more (until an admin rotates in a new one)."""
-    revoked = _admin(request, user).revoke_tokens(name)
-    return {"name": name, "revoked": revoked}
-
-
-@router.delete("/projects/{project}/members/{name}")
-async def remove_member(request: Request, project: str, name: str,
-                        user: Me) -> dict[str, Any]:
-    store = _admin(request, user)
-    cluster: Cluster = request.app.state.cluster    # the engine holds the projects
-    if not cluster.project_exists(project):
-        raise NotFound(f"project {project!r} not found")
-    _existing(store, name)
-    store.remove_member(project, name)
-    return {"project": project, "removed": name}
+def visible_gpus(user: User, gpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each GPU as ``user`` may see it: index, name, in_use, and pod and project (None for
+    an idle GPU, or one held by a project the user is not a member of)."""
+    shown = []
+    for gpu in gpus:
+        in_use = gpu.get("pod") is not None
+        mine = user.admin or gpu.get("project") in user.projects
+        shown.append({"index": gpu["index"], "name": gpu["name"], "in_use": in_use,
+                      "pod": gpu.get("pod") if mine else None,
+                      "project": gpu.get("project") if mine else None})
+    return shown
