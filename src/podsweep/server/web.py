@@ -181,7 +181,8 @@ async def projects(request: Request, message: str = "", error: str = "") -> HTML
 
 
 def admin_form(request: Request, csrf: str) -> User:
-    """The admin who sent a form; refused (403) before the form is read otherwise."""
+    """The admin who sent a form. Anyone else is refused here, with a 403, before the
+    route's own errors become a message on the page it returns to."""
     user, token = session(request)
     check_csrf(request, token, csrf)
     access.admin_only(user)
