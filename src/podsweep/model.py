@@ -11,7 +11,9 @@ from __future__ import annotations
 import enum
 import os
 import re
-from dataclasses import InitVar, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, InitVar, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 from .errors import UsageError
@@ -244,12 +246,31 @@ class JobSpec:
                 "backoff_limit": self.backoff_limit, "grace_period": self.grace_period}
 
     @classmethod
+    def from_request(cls, body: Mapping[str, Any]) -> JobSpec:
+        """A new job from a request in the API's form: the API's JSON, the web UI's form
+        once its text is read, the CLI's options. Volumes are their ``-v`` text; a field
+        left out takes its default here (:data:`JOB_DEFAULTS`), the one place defaults are
+        written; a field JobSpec does not have is refused."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(k for k in body if k not in names)
+        if unknown:
+            raise UsageError(f"unknown job field(s): {', '.join(map(repr, unknown))}")
+        return cls(**{**body, "volumes": [Volume.parse(v) for v in body.get("volumes", [])]})
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         names = {f.name for f in fields(cls)}
         known = {k: v for k, v in data.items() if k in names}
         known["volumes"] = [Volume.parse(v) for v in data.get("volumes", [])]
         known["command"] = list(data.get("command", []))
         return cls(**known, stored=True)
+
+
+# What a job gets for each field a request leaves out, read from JobSpec's own defaults so
+# that the API's schema, the CLI's options and the web UI's form say the same: the fields
+# with a plain default (volumes and env default to empty).
+JOB_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {f.name: f.default for f in fields(JobSpec) if f.default is not MISSING})
 
 
 def pod_name(job: str, index: int, attempt: int) -> str:

@@ -165,12 +165,13 @@ def test_a_reconcile_that_raises_stops_the_control_plane_and_the_next_one_recove
 import asyncio, logging, sys
 from pathlib import Path
 import podsweep.cluster.local as local
+import podsweep.cluster.local.loop as loop   # the reconcile calls the policy from there
 from podsweep.model import JobSpec
 from podsweep.runtime import virtual_gpus
 from podsweep.store import Store
 
 logging.basicConfig(stream=sys.stderr)
-decide = local.decide
+decide = loop.decide
 
 def failing(snapshot):
     if any(s.succeeded for s in cluster._states.values()):    # pod 0's end accounted
@@ -182,7 +183,7 @@ async def main():
     cluster = local.LocalCluster(Path({str(home)!r}), Store(Path({str(home)!r}) / "podsweep.db"),
                                  virtual_gpus(4), asyncio.get_running_loop())
     cluster.recover()
-    local.decide = failing
+    loop.decide = failing
     cluster.submit(JobSpec(name="j", project="team-a", command=["true"], completions=2),
                    "me")
     await asyncio.sleep(5)

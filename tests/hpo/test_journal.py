@@ -22,6 +22,9 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "hpo-format1.jsonl"
 # format 1 as written since trials record their holder (a pod) and are taken over by the
 # rerun of a dead holder's index; its last assign has a holder that does not parse
 GOLDEN_HOLDERS = GOLDEN.with_name("hpo-format1-holders.jsonl")
+# format 2: a TPE sweep with ASHA and trials=5 — a prune, a preempted trial resumed, a
+# diverged one failed
+GOLDEN_2 = GOLDEN.with_name("hpo-format2.jsonl")
 
 
 def test_a_torn_last_line_is_cut_before_the_next_append(tmp_path):
@@ -185,6 +188,55 @@ def test_writers_emit_exactly_the_golden_shapes(tmp_path, monkeypatch):
         assert keys <= golden[kind], (kind, keys, golden[kind])
     assert [e.get("reclaimed") for e in events(tmp_path / "p" / "hpo.jsonl")
             if e["event"] == "assign"] == [None, "holder-gone"]
+
+
+def test_golden_format_2_journal_reads_and_folds():
+    """The declaration, the pruned status and each trial's epochs; the picking fold's
+    pruner tables and TPE model as the events left them."""
+    res = hpo.results(GOLDEN_2)
+    assert (res.metric, res.mode, res.size) == ("accuracy", "max", 5)
+    assert res.pruner == {"name": "asha", "min_epoch": 1, "reduction_factor": 2,
+                          "min_trials": 1}
+    table = [(t.id, t.status, t.attempts, t.epochs, t.last("accuracy")) for t in res]
+    assert table == [
+        (1, "finished", 1, 3, 0.9),
+        (2, "pruned", 1, 2, 0.55),
+        (3, "finished", 2, 3, 0.91),
+        (4, "failed", 1, 1, None),
+    ]
+    assert (res.epochs_used, res.epochs_full) == (9, 12)
+    assert res.best().id == 3
+
+    ledger = Ledger()
+    for event in Reader(GOLDEN_2).read_new():
+        ledger.apply(event)
+    assert ledger.pruning is not None and ledger.tpe is not None
+    assert ledger.pruning.rungs == [[0.55, 0.82, 0.86], [0.9, 0.91]]
+    assert [t for _, t in ledger.tpe.ranked] == [3, 1, 2]    # finished by value, then pruned
+    assert sorted(ledger.tpe.points) == [1, 2, 3]            # the failed one left out
+    assert ledger.next_trial(0.0) == (5, None) and ledger.config(4)["width"] == 16
+
+
+def test_format_2_writers_emit_exactly_the_golden_shapes(tmp_path):
+    """A sweep with a goal writes the header and the pruned event format 2 documents."""
+    golden = {}
+    for e in events(GOLDEN_2):
+        golden.setdefault(e["event"], set()).add(tuple(sorted(e)))
+    s = Session(tmp_path, "e")
+    pick = dict(grid={"lr": hpo.loguniform(1e-4, 1.0), "width": [16, 32, 64]},
+                strategy=hpo.Strategy.TPE, metric="accuracy", mode="max",
+                pruner=hpo.ASHA(min_epoch=1, reduction_factor=2), trials=5)
+    s.pick(**pick)
+    s.report(1, {"accuracy": 0.9})
+    s.end("finished")
+    s.pick(**pick)
+    s.report(1, {"accuracy": 0.1})
+    assert s.should_prune()
+    written = {}
+    for e in events(tmp_path / "e" / "hpo.jsonl"):
+        written.setdefault(e["event"], set()).add(tuple(sorted(e)))
+    for kind in ("experiment", "assign", "report", "finished", "pruned"):
+        assert written[kind] <= golden[kind], (kind, written[kind], golden[kind])
 
 
 def test_holders_come_from_the_pods_environment():

@@ -334,7 +334,7 @@ def test_the_admin_takes_access_away_with_the_api(plane: ControlPlane):
 
     refused = api(plane, "DELETE", "/users/admin", bob)
     assert refused.status_code == 403 and refused.json() == {
-        "detail": "user 'bob' is not an admin"}
+        "detail": "user 'bob' is not an admin", "error": "Forbidden"}
     last = api(plane, "DELETE", "/users/admin", admin)
     assert last.status_code == 409 and "last admin" in last.json()["detail"]
 
@@ -349,7 +349,7 @@ def test_the_admin_takes_access_away_with_the_api(plane: ControlPlane):
     assert api(plane, "GET", "/whoami", new).json()["projects"] == []
     assert api(plane, "DELETE", "/projects/team-a/members/bob", admin).status_code == 404
     assert api(plane, "DELETE", "/projects/team-a/members/nobody", admin).json() == {
-        "detail": "user 'nobody' not found"}
+        "detail": "user 'nobody' not found", "error": "NotFound"}
 
     revoked = api(plane, "DELETE", "/users/bob/token", admin)
     assert revoked.json() == {"name": "bob", "revoked": 1}

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..model import check_command_size, check_grace_period, parse_env
+from ..model import JOB_DEFAULTS, check_command_size, check_grace_period, parse_env
 from .common import OutputOption, ProjectOption, client, default_project, emit
 from .printers import Output, to_yaml
 
@@ -21,9 +21,11 @@ def job_options(
     name: Annotated[str, typer.Argument(help="the job's name")],
     command: Annotated[Optional[list[str]], typer.Argument(
         help="the command each pod runs, after --")] = None,
-    gpu: Annotated[int, typer.Option("--gpu", "-g", help="GPUs per pod")] = 0,
-    parallelism: Annotated[int, typer.Option(help="pods running at once, at most")] = 1,
-    completions: Annotated[int, typer.Option(help="pods that must succeed")] = 1,
+    gpu: Annotated[int, typer.Option("--gpu", "-g", help="GPUs per pod")] = JOB_DEFAULTS["gpus"],
+    parallelism: Annotated[int, typer.Option(
+        help="pods running at once, at most")] = JOB_DEFAULTS["parallelism"],
+    completions: Annotated[int, typer.Option(
+        help="pods that must succeed")] = JOB_DEFAULTS["completions"],
     volume: Annotated[list[str], typer.Option(
         "--volume", "-v", help="SRC:DST[:ro], repeatable; on Kubernetes also "
         "nfs://SERVER/EXPORT:DST[:ro] and pvc:CLAIM:DST[:ro]")] = [],  # noqa: B006
@@ -31,12 +33,17 @@ def job_options(
         "--environment", "-e", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
     working_dir: Annotated[Optional[str], typer.Option(
         help="where the command runs (default: the directory you submit from, where pods "
-             "share this filesystem: local, Slurm; on Kubernetes the image's own)")] = None,
-    image: Annotated[Optional[str], typer.Option("--image", "-i", help="container image")] = None,
-    cpu: Annotated[int, typer.Option(help="CPUs per pod (sets OMP_NUM_THREADS)")] = 1,
-    backoff_limit: Annotated[int, typer.Option(help="failed pods tolerated")] = 6,
+             "share this filesystem: local, Slurm; on Kubernetes the image's own)")
+    ] = JOB_DEFAULTS["working_dir"],
+    image: Annotated[Optional[str], typer.Option(
+        "--image", "-i", help="container image")] = JOB_DEFAULTS["image"],
+    cpu: Annotated[int, typer.Option(
+        help="CPUs per pod (sets OMP_NUM_THREADS)")] = JOB_DEFAULTS["cpu"],
+    backoff_limit: Annotated[int, typer.Option(
+        help="failed pods tolerated")] = JOB_DEFAULTS["backoff_limit"],
     grace_period: Annotated[float, typer.Option(
-        help="seconds between SIGTERM and SIGKILL when a pod is stopped")] = 30.0,
+        help="seconds between SIGTERM and SIGKILL when a pod is stopped"
+    )] = JOB_DEFAULTS["grace_period"],
     project: Annotated[Optional[str], ProjectOption] = None,
     output: Annotated[Output, OutputOption] = Output.table,
 ) -> tuple[dict[str, Any], Output]:
@@ -77,11 +84,10 @@ submit.__doc__ = "Submit a job: COMPLETIONS pods of COMMAND, PARALLELISM at a ti
 @functools.wraps(job_options)
 def render(*args: Any, **kwargs: Any) -> None:
     from ..cluster.kubernetes.objects import job_object
-    from ..model import JobSpec, Volume
+    from ..model import JobSpec
 
     body, output = job_options(*args, **kwargs)
-    body["volumes"] = [Volume.parse(v) for v in body["volumes"]]
-    job = job_object(JobSpec(**body), user=os.environ.get("USER", "podsweep"))
+    job = job_object(JobSpec.from_request(body), user=os.environ.get("USER", "podsweep"))
     if output is Output.json:
         import json
 

@@ -6,6 +6,8 @@
 - :mod:`~podsweep.runtime.process`: :class:`PodProcess`, the control plane's handle on one
   pod: launched under a supervisor, watched through a pidfd, signalled as a process group,
   and adopted again after the control plane restarts.
+- :mod:`~podsweep.runtime.spawn`: :class:`PodLaunch`, what starting a pod takes, and the
+  starting of its supervisor (posix_spawned or forked).
 - :mod:`~podsweep.runtime.supervisor`: the per-pod supervisor process itself (standard
   library only); ``supervisor.c`` is the same in C.
 - :mod:`~podsweep.runtime.native`: builds the C programs on first use, into a cache.
@@ -18,8 +20,9 @@ from __future__ import annotations
 from .errors import RuntimeSetupError
 from .gpus import GPU, discover_gpus, virtual_gpus
 from .native import native_supervisor
-from .process import PodLaunch, PodProcess
+from .process import PodProcess
 from .sandbox import wrap_command
+from .spawn import PodLaunch
 
 __all__ = [
     "GPU",

@@ -1,7 +1,9 @@
-"""The HTTP API: who may see or touch what, in front of a Cluster.
+"""The HTTP API in front of a Cluster, and the server that holds it and the web UI.
 
 Every route needs ``Authorization: Bearer <token>``. Admins manage projects and users and see
-everything; a user sees and touches only the jobs of the projects they belong to. Errors are
+everything; a user sees and touches only the jobs of the projects they belong to
+(:mod:`.access`). A route reads its request and calls :class:`.service.Service`, as the web
+UI's do. Errors are
 JSON ``{"detail": "<one line>"}`` with the status of their class
 (:func:`podsweep.errors.http_status`).
 """
@@ -10,9 +12,9 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     JSONResponse,
@@ -24,26 +26,22 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
 from .. import __version__
-from ..cluster.base import Cluster, run_view
+from ..cluster.base import Cluster
 from ..errors import (
-    Forbidden,
-    NotFound,
     PodsweepError,
     TooManyRequests,
-    Unauthorized,
-    UsageError,
     disk_full,
     http_status,
     is_disk_full,
 )
-from ..model import JobSpec, Volume, check_name
-from ..store import Store, User
-from . import web
-from .auth import hash_password_async, new_password
+from ..model import JOB_DEFAULTS
+from ..store import Store
+from . import revoke, users_page, web
+from .access import Me
 from .experiments import ExperimentIndex
 from .limits import LoginLimiter
+from .service import Service
 from .strict import BodyLimit, Quota, Seconds, Strict, validation_error
-from .visibility import visible_gpus
 
 # Request bodies are Strict: exact JSON types, no unknown field (podsweep.server.strict).
 # Counts and sizes are bounded where they are checked (podsweep.model); quotas here.
@@ -70,33 +68,17 @@ class JobIn(Strict):
     name: str
     project: str
     command: list[str]
-    gpus: int = 0
-    parallelism: int = 1
-    completions: int = 1
-    cpu: int = 1
+    # the JSON type of each field; the defaults are JobSpec's
+    gpus: int = JOB_DEFAULTS["gpus"]
+    parallelism: int = JOB_DEFAULTS["parallelism"]
+    completions: int = JOB_DEFAULTS["completions"]
+    cpu: int = JOB_DEFAULTS["cpu"]
     volumes: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
-    working_dir: str | None = None
-    image: str | None = None
-    backoff_limit: int = 6
-    grace_period: Seconds = 30.0
-
-
-# async, like every route: FastAPI then runs nothing in worker threads, and the control
-# plane can fork pod supervisors from its one thread
-async def current_user(request: Request,
-                 authorization: Annotated[str | None, Header()] = None) -> User:
-    if not authorization or not authorization.startswith("Bearer "):
-        raise Unauthorized("no token: log in with podsweep login")
-    store: Store = request.app.state.store
-    user = store.user_for_token(authorization.removeprefix("Bearer ").strip())
-    if user is None:
-        raise Unauthorized("invalid token: log in again with podsweep login")
-    return user
-
-
-# At module level: FastAPI resolves these (string) annotations in the module's globals.
-Me = Annotated[User, Depends(current_user)]
+    working_dir: str | None = JOB_DEFAULTS["working_dir"]
+    image: str | None = JOB_DEFAULTS["image"]
+    backoff_limit: int = JOB_DEFAULTS["backoff_limit"]
+    grace_period: Seconds = JOB_DEFAULTS["grace_period"]
 
 
 def create_app(cluster: Cluster, store: Store) -> FastAPI:
@@ -104,12 +86,11 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     app.state.store = store
     app.state.cluster = cluster
     app.state.experiments = ExperimentIndex()
+    # every read and change of the API and the web UI alike, checked there
+    service = app.state.service = Service(cluster, store, app.state.experiments)
     app.state.logins = LoginLimiter.from_env()
     app.include_router(web.router)
-    # access imports this module's Me: so here, once this module is loaded
-    from . import access, users_page
-
-    app.include_router(access.router)
+    app.include_router(revoke.router)
     app.include_router(users_page.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
@@ -139,26 +120,10 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     async def login_required(_: Request, exc: web.LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={exc.next_url}", status_code=303)
 
-    def admin_only(user: User) -> None:
-        if not user.admin:
-            raise Forbidden(f"user {user.name!r} is not an admin")
-
-    # every call of the cluster through run_view: a Kubernetes' views wait on the network,
-    # off the loop (podsweep.cluster.base)
-    async def may_use(user: User, project: str) -> None:
-        if not await run_view(cluster, cluster.project_exists, project):
-            raise NotFound(f"project {project!r} not found")
-        if not user.admin and project not in user.projects:
-            raise Forbidden(f"user {user.name!r} is not a member of project {project!r}")
-
-    def visible(user: User) -> list[str] | None:
-        return None if user.admin else list(user.projects)
-
     @app.get("/api/v1/status")
     async def status(user: Me) -> dict[str, Any]:
-        info = await run_view(cluster, cluster.info)
-        return {"version": __version__, "cluster": info.kind,
-                "gpus": visible_gpus(user, info.gpus),
+        info, gpus = service.info(user)
+        return {"version": __version__, "cluster": info.kind, "gpus": gpus,
                 "shared_filesystem": info.shared_filesystem, "isolation": info.isolation,
                 "user": user.name, "admin": user.admin}
 
@@ -168,86 +133,51 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
 
     @app.get("/api/v1/projects")
     async def projects(user: Me) -> list[dict[str, Any]]:
-        allowed = visible(user)
-        return [p.to_dict() for p in await run_view(cluster, cluster.projects)
-                if allowed is None or p.name in allowed]
+        return [p.to_dict() for p in service.projects(user)]
 
     @app.post("/api/v1/projects", status_code=201)
     async def create_project(body: ProjectIn, user: Me) -> dict[str, Any]:
-        admin_only(user)
-        created = await run_view(cluster, cluster.create_project, body.name, body.gpus,
-                                 body.cpus)
-        return created.to_dict()
+        return service.create_project(user, body.name, body.gpus, body.cpus).to_dict()
 
     @app.put("/api/v1/projects/{name}/quota")
     async def set_quota(name: str, body: QuotaIn, user: Me) -> dict[str, Any]:
-        admin_only(user)
-        if body.gpus is None and body.cpus is None:
-            raise UsageError("give a new quota: gpus, cpus or both")
-        await run_view(cluster, cluster.set_quota, name, body.gpus, body.cpus)
-        # both quotas as they now are, the one left out included
-        now = next(p for p in await run_view(cluster, cluster.projects) if p.name == name)
+        now = service.set_quota(user, name, body.gpus, body.cpus)
         return {"name": name, "deserved": now.deserved, "cpus": now.cpus}
 
     @app.post("/api/v1/users", status_code=201)
     async def create_user(body: UserIn, user: Me) -> dict[str, Any]:
-        admin_only(user)
-        check_name("user", body.name)
-        if store.user(body.name) is not None:
-            raise UsageError(f"user {body.name!r} already exists")
-        for i, project in enumerate(body.projects):
-            if project in body.projects[:i]:     # the members table holds each pair once
-                raise UsageError(f"project {project!r} is named twice")
-            if not await run_view(cluster, cluster.project_exists, project):
-                raise NotFound(f"project {project!r} not found")
-        token = store.create_user(body.name, body.admin, tuple(body.projects))
-        password = new_password()       # for the web UI; shown once, changeable there
-        store.set_password(body.name, await hash_password_async(password))
+        token, password = await service.create_user(user, body.name, body.projects,
+                                                     body.admin)
         return {"name": body.name, "token": token, "password": password,
                 "projects": body.projects}
 
     @app.get("/api/v1/users")
     async def users(user: Me) -> list[dict[str, Any]]:
-        admin_only(user)
         return [{"name": u.name, "admin": u.admin, "projects": list(u.projects)}
-                for u in store.users()]
+                for u in service.users(user)]
 
     @app.post("/api/v1/jobs", status_code=201)
     async def submit(body: JobIn, user: Me) -> dict[str, Any]:
-        await may_use(user, body.project)
-        spec = JobSpec(name=body.name, project=body.project, command=body.command,
-                       gpus=body.gpus, parallelism=body.parallelism,
-                       completions=body.completions, cpu=body.cpu,
-                       volumes=[Volume.parse(v) for v in body.volumes], env=body.env,
-                       working_dir=body.working_dir, image=body.image,
-                       backoff_limit=body.backoff_limit, grace_period=body.grace_period)
-        return (await run_view(cluster, cluster.submit, spec, user.name)).to_dict()
+        return service.submit(user, body.model_dump()).to_dict()
 
     @app.get("/api/v1/jobs")
     async def jobs(user: Me, project: str | None = None) -> list[dict[str, Any]]:
-        if project is not None:
-            await may_use(user, project)
-            return [j.to_dict() for j in await run_view(cluster, cluster.jobs, [project])]
-        return [j.to_dict() for j in await run_view(cluster, cluster.jobs, visible(user))]
+        return [j.to_dict() for j in service.jobs(user, project)]
 
     @app.get("/api/v1/jobs/{project}/{name}")
     async def get_job(project: str, name: str, user: Me) -> dict[str, Any]:
-        await may_use(user, project)
-        return (await run_view(cluster, cluster.job, project, name)).to_dict()
+        return service.job(user, project, name).to_dict()
 
     @app.get("/api/v1/jobs/{project}/{name}/experiments")
     async def experiments(project: str, name: str, user: Me) -> dict[str, Any]:
         """The HPO experiments the job's pods wrote to, each with its trials and best."""
-        await may_use(user, project)
-        job = (await run_view(cluster, cluster.job, project, name)).job
-        found: dict[str, Any] = app.state.experiments.find(job.name, job.uid,
-                                                           job.hpo_dirs).to_dict()
+        found: dict[str, Any] = service.job_experiments(
+            service.job(user, project, name)).to_dict()
         return found
 
     @app.delete("/api/v1/jobs/{project}/{name}")
     async def delete_job(project: str, name: str, user: Me) -> dict[str, Any]:
-        await may_use(user, project)
-        await cluster.delete(project, name)
+        await service.delete(user, project, name)
         return {"deleted": name, "project": project}
 
     # the pod is a query parameter: a name with slashes or dots then reaches the exact-name
@@ -255,12 +185,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     @app.get("/api/v1/jobs/{project}/{name}/logs", response_model=None)
     async def logs(project: str, name: str, pod: str, user: Me, tail: int | None = None,
                    follow: bool = False) -> StreamingResponse:
-        await may_use(user, project)
-        if tail is not None and tail < 0:
-            raise UsageError(f"tail must be at least 0, got {tail}")
-        # pod_log checks the pod before it returns, so a bad name is a 404, not a stream
-        stream = await run_view(cluster, cluster.pod_log, project, name, pod, tail=tail,
-                                follow=follow)
+        stream = service.pod_log(user, project, name, pod, tail=tail, follow=follow)
         return StreamingResponse(stream, media_type="text/plain")
 
     return app

@@ -1,7 +1,8 @@
 """The web UI: server-rendered pages (Jinja2) with htmx for the parts that refresh.
 
-It is a client of the same Cluster and store as the API, with the same rules: an admin
-manages projects and sees everything; a user sees the jobs of their projects only. Every
+It reads and changes what the API does through the same :class:`.service.Service`, so with
+the same rules (:mod:`.access`): an admin manages projects and sees everything; a user sees
+the jobs of their projects only. Every
 script and style sheet is served from here (htmx vendored, plotly.js from the plotly
 package): the UI works offline.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,17 +23,18 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__
-from ..cluster.base import Cluster, JobDetail, ProjectInfo, run_view
-from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests
+from ..cluster.base import JobDetail
+from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests, UsageError
 from ..hpo import HPOError
 from ..hpoview import epochs_saved
-from ..model import MAX_QUOTA, JobSpec, Volume, parse_env
+from ..model import JOB_DEFAULTS, MAX_QUOTA, parse_env
 from ..store import Store, User
 from ..timefmt import age
+from . import access
 from .auth import SESSION_COOKIE, SESSION_LIFETIME, hash_password_async, verify_password
-from .experiments import Experiment, ExperimentIndex, Found
+from .experiments import Experiment
 from .limits import LoginLimiter
-from .visibility import visible_gpus
+from .service import service_of
 
 HERE = Path(__file__).parent
 LOG_LINES = 2000                 # the log page shows the tail; podsweep logs has the rest
@@ -51,11 +55,6 @@ templates.env.globals.update(version=__version__, age=age)
 def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
-
-
-def _cluster(request: Request) -> Cluster:
-    cluster: Cluster = request.app.state.cluster
-    return cluster
 
 
 def _logins(request: Request) -> LoginLimiter:
@@ -79,11 +78,6 @@ def check_csrf(request: Request, csrf: str, form_token: str | None) -> None:
     sent = form_token or request.headers.get("X-CSRF-Token")
     if not sent or sent != csrf:
         raise Forbidden("the form is out of date (CSRF token missing or wrong); reload the page")
-
-
-def may_see(user: User, project: str) -> None:
-    if not user.admin and project not in user.projects:
-        raise Forbidden(f"user {user.name!r} is not a member of project {project!r}")
 
 
 def page(request: Request, name: str, user: User, csrf: str, **context: Any) -> HTMLResponse:
@@ -181,32 +175,28 @@ async def change_password(request: Request, csrf: str = Form(""), current: str =
 @router.get("/projects", response_class=HTMLResponse)
 async def projects(request: Request, message: str = "", error: str = "") -> HTMLResponse:
     user, csrf = session(request)
-    rows = [p for p in await _projects(request) if user.admin or p.name in user.projects]
-    members: dict[str, list[str]] = {}
-    for u in _store(request).users():
-        for project in u.projects:
-            members.setdefault(project, []).append(u.name)
-    return page(request, "projects.html", user, csrf, projects=rows, members=members,
-                message=message, error=error)
+    service = service_of(request)
+    return page(request, "projects.html", user, csrf, projects=service.projects(user),
+                members=service.members(user), message=message, error=error)
 
 
 def admin_form(request: Request, csrf: str) -> User:
+    """The admin who sent a form. Anyone else is refused here, with a 403, before the
+    route's own errors become a message on the page it returns to."""
     user, token = session(request)
     check_csrf(request, token, csrf)
-    if not user.admin:
-        raise Forbidden(f"user {user.name!r} is not an admin")
+    access.admin_only(user)
     return user
 
 
 @router.post("/projects")
 async def add_project(request: Request, csrf: str = Form(""), name: str = Form(""),
                       gpus: str = Form("0"), cpus: str = Form("0")) -> Response:
-    admin_form(request, csrf)
+    admin = admin_form(request, csrf)
     try:
         cpu_quota = _int(cpus, "CPUs", MAX_QUOTA)
-        cluster = _cluster(request)
-        await run_view(cluster, cluster.create_project, name.strip(),
-                       _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
+        service_of(request).create_project(admin, name.strip(), _int(gpus, "GPUs", MAX_QUOTA),
+                                         cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     and_cpus = f" and {cpu_quota} CPU(s)" if cpu_quota else ""
@@ -216,13 +206,12 @@ async def add_project(request: Request, csrf: str = Form(""), name: str = Form("
 @router.post("/projects/{name}/quota")
 async def set_quota(request: Request, name: str, csrf: str = Form(""),
                     gpus: str = Form("0"), cpus: str = Form("")) -> Response:
-    admin_form(request, csrf)
-    cluster = _cluster(request)
+    admin = admin_form(request, csrf)
+    service = service_of(request)
     try:
         cpu_quota = _int(cpus, "CPUs", MAX_QUOTA) if cpus.strip() else None
-        before = next((p.cpus for p in await _projects(request) if p.name == name), None)
-        await run_view(cluster, cluster.set_quota, name, _int(gpus, "GPUs", MAX_QUOTA),
-                       cpu_quota)
+        before = next((p.cpus for p in service.projects(admin) if p.name == name), None)
+        service.set_quota(admin, name, _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     # the form sends both; the CPUs are news only if they changed
@@ -233,20 +222,15 @@ async def set_quota(request: Request, name: str, csrf: str = Form(""),
 @router.post("/projects/{name}/members")
 async def add_member(request: Request, name: str, csrf: str = Form(""),
                      user: str = Form("")) -> Response:
-    admin_form(request, csrf)
-    store = _store(request)
-    if store.user(user.strip()) is None:
-        return back("/projects", error=f"No user named {user!r}.")
-    cluster = _cluster(request)
-    if not await run_view(cluster, cluster.project_exists, name):
-        return back("/projects", error=f"No project named {name!r}.")
-    store.add_member(name, user.strip())
+    admin = admin_form(request, csrf)
+    try:
+        service_of(request).add_member(admin, name, user.strip())
+    except PodsweepError as exc:
+        return back("/projects", error=str(exc))
     return back("/projects", message=f"{user} is now a member of {name}.")
 
 
 def _int(value: str, what: str, maximum: int | None = None) -> int:
-    from ..errors import UsageError
-
     try:
         number = int(value)
     except ValueError:
@@ -258,64 +242,68 @@ def _int(value: str, what: str, maximum: int | None = None) -> int:
 
 # ------------------------------------------------------------------ jobs
 
-async def visible_jobs(request: Request, user: User) -> list[Any]:
-    cluster = _cluster(request)
-    return await run_view(cluster, cluster.jobs, None if user.admin else list(user.projects))
-
-
-async def _projects(request: Request) -> list[ProjectInfo]:
-    cluster = _cluster(request)
-    return await run_view(cluster, cluster.projects)
-
-
 @router.get("/jobs", response_class=HTMLResponse)
 async def jobs(request: Request, message: str = "", error: str = "") -> HTMLResponse:
     user, csrf = session(request)
-    projects = [p.name for p in await _projects(request)
-                if user.admin or p.name in user.projects]
-    return page(request, "jobs.html", user, csrf, jobs=await visible_jobs(request, user),
-                projects=projects, message=message, error=error)
+    service = service_of(request)
+    return page(request, "jobs.html", user, csrf, jobs=service.jobs(user),
+                projects=[p.name for p in service.projects(user)], defaults=JOB_DEFAULTS,
+                message=message, error=error)
 
 
 @router.get("/jobs/table", response_class=HTMLResponse)
 async def jobs_table(request: Request) -> HTMLResponse:
     user, csrf = session(request)
-    return page(request, "_jobs_table.html", user, csrf,
-                jobs=await visible_jobs(request, user))
+    return page(request, "_jobs_table.html", user, csrf, jobs=service_of(request).jobs(user))
+
+
+def _shell_line(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:       # an unclosed quote
+        raise UsageError(f"cannot read the command as a shell line: {exc}") from None
+
+
+def job_request(form: Mapping[str, str]) -> dict[str, Any]:
+    """The submit form's text as the API's fields, for :meth:`JobSpec.from_request`: the
+    command as a shell line, volumes and KEY=VALUE pairs space-separated, numbers as text. A
+    field left blank takes its default, which JobSpec holds."""
+    body: dict[str, Any] = {
+        "name": form.get("name", "").strip(), "project": form.get("project", ""),
+        "command": _shell_line(form.get("command", "")),
+        "volumes": form.get("volumes", "").split(),
+        "env": parse_env(form.get("env", "").split())}
+    for field, default in JOB_DEFAULTS.items():
+        text = form.get(field, "").strip()
+        what = field.replace("_", " ")
+        if not text:
+            continue
+        if isinstance(default, int):
+            body[field] = _int(text, what)
+        elif isinstance(default, float):
+            try:
+                body[field] = float(text)
+            except ValueError:
+                raise UsageError(f"{what} must be a number, got {text!r}") from None
+        else:
+            body[field] = text
+    return body
 
 
 @router.post("/jobs")
-async def submit(request: Request, csrf: str = Form(""), name: str = Form(""),
-                 project: str = Form(""), command: str = Form(""), gpus: str = Form("0"),
-                 parallelism: str = Form("1"), completions: str = Form("1"),
-                 volumes: str = Form(""), env: str = Form(""), working_dir: str = Form(""),
-                 cpu: str = Form("1"), image: str = Form(""), backoff_limit: str = Form("6"),
-                 grace_period: str = Form("30")) -> Response:
+async def submit(request: Request, csrf: str = Form("")) -> Response:
     user, token = session(request)
     check_csrf(request, token, csrf)
-    import shlex
-
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     try:
-        may_see(user, project)
-        spec = JobSpec(name=name.strip(), project=project, command=shlex.split(command),
-                       gpus=_int(gpus, "GPUs"), parallelism=_int(parallelism, "parallelism"),
-                       completions=_int(completions, "completions"), cpu=_int(cpu, "CPUs"),
-                       volumes=[Volume.parse(v) for v in volumes.split()],
-                       env=parse_env(env.split()), working_dir=working_dir.strip() or None,
-                       image=image.strip() or None,
-                       backoff_limit=_int(backoff_limit, "backoff limit"),
-                       grace_period=float(grace_period))
-        cluster = _cluster(request)
-        await run_view(cluster, cluster.submit, spec, user.name)
-    except (PodsweepError, ValueError) as exc:
+        job = service_of(request).submit(user, job_request(form))
+    except PodsweepError as exc:
         return back("/jobs", error=str(exc))
-    return back(f"/jobs/{project}/{spec.name}", message=f"Job {spec.name} submitted.")
+    return back(f"/jobs/{job.project}/{job.name}", message=f"Job {job.name} submitted.")
 
 
-async def find_job(request: Request, user: User, project: str, name: str) -> JobDetail:
-    may_see(user, project)
-    cluster = _cluster(request)
-    return await run_view(cluster, cluster.job, project, name)
+def find_job(request: Request, user: User, project: str, name: str) -> JobDetail:
+    return service_of(request).job(user, project, name)
 
 
 @router.get("/jobs/{project}/{name}", response_class=HTMLResponse)
@@ -323,8 +311,8 @@ async def job_page(request: Request, project: str, name: str, message: str = "",
                    experiment: str | None = None, metric: str | None = None,
                    mode: str | None = None) -> HTMLResponse:
     user, csrf = session(request)
-    detail = await find_job(request, user, project, name)
-    found = job_experiments(request, detail)
+    detail = find_job(request, user, project, name)
+    found = service_of(request).job_experiments(detail)
     # the ranking asked for applies to the experiment whose form was sent (or the only one)
     only = len(found.experiments) == 1
     shown = [experiment_view(e, *((metric, mode) if only or str(e.path) == experiment
@@ -337,7 +325,7 @@ async def job_page(request: Request, project: str, name: str, message: str = "",
 @router.get("/jobs/{project}/{name}/pods", response_class=HTMLResponse)
 async def job_pods(request: Request, project: str, name: str) -> HTMLResponse:
     user, csrf = session(request)
-    detail = await find_job(request, user, project, name)
+    detail = find_job(request, user, project, name)
     return page(request, "_pods.html", user, csrf, detail=detail, job=detail.job)
 
 
@@ -345,8 +333,7 @@ async def job_pods(request: Request, project: str, name: str) -> HTMLResponse:
 async def delete(request: Request, project: str, name: str, csrf: str = Form("")) -> Response:
     user, token = session(request)
     check_csrf(request, token, csrf)
-    may_see(user, project)
-    await _cluster(request).delete(project, name)
+    await service_of(request).delete(user, project, name)
     return back("/jobs", message=f"Job {name} deleted.")
 
 
@@ -354,10 +341,9 @@ async def delete(request: Request, project: str, name: str, csrf: str = Form("")
 async def log_page(request: Request, project: str, name: str, pod: str,
                    partial: bool = False) -> HTMLResponse:
     user, csrf = session(request)
-    detail = await find_job(request, user, project, name)
-    cluster = _cluster(request)
-    stream = await run_view(cluster, cluster.pod_log, project, name, pod, tail=LOG_LINES)
-    chunks = [c async for c in stream]
+    detail = find_job(request, user, project, name)
+    chunks = [c async for c in service_of(request).pod_log(user, project, name, pod,
+                                                          tail=LOG_LINES)]
     text = b"".join(chunks).decode(errors="replace")
     running = any(p.name == pod and p.status in ("Running", "Terminating")
                   for p in detail.pods)
@@ -366,17 +352,6 @@ async def log_page(request: Request, project: str, name: str, pod: str,
 
 
 # ------------------------------------------------------------------ results
-
-def _experiments(request: Request) -> ExperimentIndex:
-    index: ExperimentIndex = request.app.state.experiments
-    return index
-
-
-def job_experiments(request: Request, detail: JobDetail) -> Found:
-    """The HPO experiments the job's pods wrote to in its mounted directories."""
-    job = detail.job
-    return _experiments(request).find(job.name, job.uid, job.hpo_dirs)
-
 
 def experiment_view(e: Experiment, metric: str | None, mode: str | None) -> dict[str, Any]:
     """What the job page shows of one experiment: its ranked table, or why there is none."""
@@ -413,7 +388,7 @@ async def results_json(request: Request, project: str, name: str,
     only one), for the plots: the best one by ``metric``/``mode`` (default: as declared),
     and the epochs the sweep used against a full run of every trial."""
     user, _ = session(request)
-    found = job_experiments(request, await find_job(request, user, project, name))
+    found = service_of(request).job_experiments(find_job(request, user, project, name))
     if experiment is not None:
         chosen = found.get(experiment)
     else:
@@ -452,14 +427,13 @@ async def results_json(request: Request, project: str, name: str,
 @router.get("/cluster", response_class=HTMLResponse)
 async def cluster_page(request: Request) -> HTMLResponse:
     user, csrf = session(request)
-    cluster = _cluster(request)
-    info = await run_view(cluster, cluster.info)
-    projects = [p for p in await _projects(request) if user.admin or p.name in user.projects]
+    service = service_of(request)
+    _, gpus = service.info(user)
+    projects = service.projects(user)
     chart = json.dumps({"names": [p.name for p in projects],
                         "allocated": [p.allocated for p in projects],
                         "deserved": [p.deserved for p in projects]})
-    return page(request, "cluster.html", user, csrf, gpus=visible_gpus(user, info.gpus),
-                projects=projects,
+    return page(request, "cluster.html", user, csrf, gpus=gpus, projects=projects,
                 chart=chart)
 
 

@@ -1,0 +1,202 @@
+"""The local cluster's face: the Cluster protocol over the engine's parts.
+
+:class:`LocalCluster` is what ``podsweep up --cluster local`` opens: projects, submits and
+deletes, and the views, on top of the reconcile loop (:mod:`.loop`), recovery
+(:mod:`.recovery`) and the pod lifecycle (:mod:`.pods`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ...errors import Conflict, DiskFull, NotFound, UsageError
+from ...model import JobSpec, JobStatus, check_count, check_name
+from ...runtime import discover_gpus, virtual_gpus, wrap_command
+from ...runtime.sandbox import Isolation, control_plane_dirs, hidden_source, probe
+from ...runtime.supervisor import DEFAULT_LOG_LIMIT
+from ...store import Job, Pod, Project, Store
+from ..base import ClusterInfo, JobInfo, ProjectInfo
+from .engine import DELETED
+from .loop import ReconcileLoop
+from .state import JobState
+
+
+class LocalCluster(ReconcileLoop):
+    """Pods as local processes; see the package docstring."""
+
+    kind = "local"
+
+    @classmethod
+    def open(cls, home: Path, store: Store, loop: asyncio.AbstractEventLoop,
+             settings: dict[str, Any]) -> LocalCluster:
+        """The GPUs NVML finds, or ``settings["gpus"]`` virtual ones (``podsweep up --gpus``);
+        the CPUs of this process's affinity, or ``settings["cpus"]`` (``podsweep up --cpus``)."""
+        count = settings.get("gpus")
+        gpus = virtual_gpus(int(count)) if count is not None else discover_gpus()
+        isolation = None
+        if settings.get("isolation", True):
+            isolation = Isolation(control_plane_dirs(home))
+            why = probe(isolation)
+            if why is not None:
+                raise UsageError(f"pods cannot be isolated here ({why}); podsweep up "
+                                 f"--no-isolation runs them without (docs/security.md)")
+        cpus = settings.get("cpus")
+        return cls(home, store, gpus, loop,
+                   log_limit=int(settings.get("log_limit") or DEFAULT_LOG_LIMIT),
+                   cpus=int(cpus) if cpus is not None else None, isolation=isolation)
+
+    # ------------------------------------------------------------ the Cluster protocol
+
+    def info(self) -> ClusterInfo:
+        holders: dict[int, tuple[str, str | None]] = {}    # GPU -> (pod, its project)
+        for pod in self.store.active_pods():
+            state = self._states.get(pod.job_uid)
+            job = state.job if state else self.store.job(pod.job_uid)
+            for g in pod.gpus:
+                holders[g] = (pod.name, job.project if job else None)
+        return ClusterInfo(self.kind, [{"index": g.index, "name": g.name,
+                                        "pod": holders.get(g.index, (None, None))[0],
+                                        "project": holders.get(g.index, (None, None))[1]}
+                                       for g in self.gpus],
+                           cpus=self.cpus,
+                           isolation="namespaces" if self.isolation else "environment only")
+
+    def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
+        check_name("project", name)
+        check_count("--gpus", gpus, 0)
+        check_count("--cpus", cpus, 0)
+        if self.store.project(name) is not None:
+            raise Conflict(f"project {name!r} already exists")
+        self.store.create_project(name, gpus, cpus)
+        self.schedule_reconcile()
+        return self._project_info(name)
+
+    def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
+        if gpus is not None:
+            check_count("--gpus", gpus, 0)
+        if cpus is not None:
+            check_count("--cpus", cpus, 0)
+        if self.store.project(name) is None:
+            raise NotFound(f"project {name!r} not found")
+        self.store.set_quota(name, gpus, cpus)
+        self.schedule_reconcile()
+
+    def project_exists(self, name: str) -> bool:
+        return self.store.project(name) is not None
+
+    def projects(self) -> list[ProjectInfo]:
+        return self._project_infos(self.store.projects())
+
+    def _project_info(self, name: str) -> ProjectInfo:
+        project = self.store.project(name)
+        if project is None:
+            raise NotFound(f"project {name!r} not found")
+        return self._project_infos([project])[0]
+
+    def _project_infos(self, projects: list[Project]) -> list[ProjectInfo]:
+        # one pass over the jobs and one read of the active pods, whatever the projects
+        running: dict[str, int] = {}
+        pending: dict[str, int] = {}
+        allocated: dict[str, int] = {}
+        cpus: dict[str, int] = {}
+        for state in self._states.values():
+            name = state.job.project
+            running[name] = running.get(name, 0) + len(state.active)
+            pending[name] = pending.get(name, 0) + state.pending_count()
+        for pod in self.store.active_pods():
+            holder = self._states.get(pod.job_uid)
+            if holder is not None:
+                name = holder.job.project
+                allocated[name] = allocated.get(name, 0) + len(pod.gpus)
+                cpus[name] = cpus.get(name, 0) + holder.job.spec.cpu
+        return [ProjectInfo(p.name, p.gpus, allocated.get(p.name, 0), running.get(p.name, 0),
+                            pending.get(p.name, 0), round(self._shares.get(p.name, 0.0), 2),
+                            p.cpus, cpus.get(p.name, 0),
+                            round(self._cpu_shares.get(p.name, 0.0), 2))
+                for p in projects]
+
+    def submit(self, spec: JobSpec, user: str) -> JobInfo:
+        if self.store.project(spec.project) is None:
+            raise NotFound(f"project {spec.project!r} not found; an admin creates it with "
+                           f"podsweep project create {spec.project} --gpus N")
+        if spec.image:
+            raise UsageError(f"-i {spec.image}: this cluster runs pods as local processes and "
+                             f"has no container runtime configured; drop -i")
+        if spec.gpus > len(self.gpus):
+            raise UsageError(f"-g {spec.gpus}: this machine has {len(self.gpus)} GPU(s)")
+        if spec.cpu > self.cpus:
+            raise UsageError(f"--cpu {spec.cpu}: pods here share {self.cpus} CPU(s) "
+                             f"(podsweep up --cpus N)")
+        for volume in spec.volumes:
+            volume.require_host("local")
+            if not os.path.exists(volume.src):
+                raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
+            hidden = self.isolation and hidden_source(volume, self.isolation)
+            if hidden:
+                raise UsageError(f"-v {volume}: {volume.src} lies in {hidden}, the control "
+                                 f"plane's, which pods may not see")
+        if spec.volumes:
+            wrap_command(spec.command, spec.volumes, spec.working_dir)   # a sandbox here?
+        if spec.working_dir and not os.path.isdir(spec.working_dir):
+            raise UsageError(f"--working-dir {spec.working_dir} does not exist")
+        if self.store.job_by_name(spec.project, spec.name) is not None:
+            raise Conflict(f"job {spec.name!r} already exists in project {spec.project!r}; "
+                           f"delete it first or choose another name")
+        job = self.store.insert_job(uuid.uuid4().hex[:8], spec, user)
+        self._states[job.uid] = JobState(job)
+        self.schedule_reconcile()
+        return self._job_info(job)
+
+    async def delete(self, project: str, name: str) -> None:
+        await self._delete(self._find(project, name))
+
+    async def _delete(self, job: Job) -> None:
+        """Stop the job's pods and end it as deleted; returns once its pods are gone.
+
+        The job's end is committed with its pods' stops, in one transaction: a crash at any
+        later point leaves a job that recover() knows is deleted, never one whose indexes
+        it would run again.
+        """
+        state = self._states.get(job.uid)
+        if state is not None:
+            state.deleting = True
+        # its active pods from memory, which holds every one the store does: a job of
+        # 100,000 pods is as quick to delete as one of 10
+        active = [p for p in self._pods.values() if p.job_uid == job.uid]
+        try:
+            with self._batch():
+                for pod in active:
+                    self._stop(pod, DELETED)
+                if job.status is not JobStatus.DELETED:
+                    fields: dict[str, Any] = {"status": JobStatus.DELETED,
+                                              "finished": time.time()}
+                    if state is not None:
+                        self._update_job(state, **fields)
+                    else:
+                        self.store.update_job(job.uid, **fields)
+        except DiskFull:
+            # nothing was committed and no pod signalled: the job runs on as it was
+            self._reload()
+            raise
+        if active:
+            idle = self._idle.setdefault(job.uid, asyncio.Event())
+            await idle.wait()
+        self._states.pop(job.uid, None)
+        self._idle.pop(job.uid, None)
+        self.schedule_reconcile()
+
+    # ------------------------------------------------------------ views
+
+    def _pod_counts(self, job: Job) -> tuple[int, int]:
+        state = self._states.get(job.uid)    # callers pass the job as the store has it
+        running = len(state.active) if state else 0
+        pending = state.pending_count() if state and not job.status.done else 0
+        return running, pending
+
+    def _log_path(self, pod: Pod) -> Path:
+        return Path(pod.dir) / "pod.log"
