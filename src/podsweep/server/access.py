@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
-from ..cluster.base import Cluster, ProjectInfo
+from ..cluster.base import Cluster, ProjectInfo, run_view
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..store import Store, User
 
@@ -47,14 +47,14 @@ def admin_only(user: User) -> None:
         raise Forbidden(f"user {user.name!r} is not an admin")
 
 
-def may_use(cluster: Cluster, user: User, project: str) -> None:
+async def may_use(cluster: Cluster, user: User, project: str) -> None:
     """Raise unless ``user`` may see and touch the jobs of ``project``, which exists.
 
     Membership is asked first: a non-member hears Forbidden for a project that exists and
     for one that does not alike."""
     if not user.admin and project not in user.projects:
         raise Forbidden(f"user {user.name!r} is not a member of project {project!r}")
-    if not cluster.project_exists(project):
+    if not await run_view(cluster, cluster.project_exists, project):
         raise NotFound(f"project {project!r} not found")
 
 

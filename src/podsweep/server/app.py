@@ -122,7 +122,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
 
     @app.get("/api/v1/status")
     async def status(user: Me) -> dict[str, Any]:
-        info, gpus = service.info(user)
+        info, gpus = await service.info(user)
         return {"version": __version__, "cluster": info.kind, "gpus": gpus,
                 "shared_filesystem": info.shared_filesystem, "isolation": info.isolation,
                 "user": user.name, "admin": user.admin}
@@ -133,15 +133,15 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
 
     @app.get("/api/v1/projects")
     async def projects(user: Me) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in service.projects(user)]
+        return [p.to_dict() for p in await service.projects(user)]
 
     @app.post("/api/v1/projects", status_code=201)
     async def create_project(body: ProjectIn, user: Me) -> dict[str, Any]:
-        return service.create_project(user, body.name, body.gpus, body.cpus).to_dict()
+        return (await service.create_project(user, body.name, body.gpus, body.cpus)).to_dict()
 
     @app.put("/api/v1/projects/{name}/quota")
     async def set_quota(name: str, body: QuotaIn, user: Me) -> dict[str, Any]:
-        now = service.set_quota(user, name, body.gpus, body.cpus)
+        now = await service.set_quota(user, name, body.gpus, body.cpus)
         return {"name": name, "deserved": now.deserved, "cpus": now.cpus}
 
     @app.post("/api/v1/users", status_code=201)
@@ -158,21 +158,21 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
 
     @app.post("/api/v1/jobs", status_code=201)
     async def submit(body: JobIn, user: Me) -> dict[str, Any]:
-        return service.submit(user, body.model_dump()).to_dict()
+        return (await service.submit(user, body.model_dump())).to_dict()
 
     @app.get("/api/v1/jobs")
     async def jobs(user: Me, project: str | None = None) -> list[dict[str, Any]]:
-        return [j.to_dict() for j in service.jobs(user, project)]
+        return [j.to_dict() for j in await service.jobs(user, project)]
 
     @app.get("/api/v1/jobs/{project}/{name}")
     async def get_job(project: str, name: str, user: Me) -> dict[str, Any]:
-        return service.job(user, project, name).to_dict()
+        return (await service.job(user, project, name)).to_dict()
 
     @app.get("/api/v1/jobs/{project}/{name}/experiments")
     async def experiments(project: str, name: str, user: Me) -> dict[str, Any]:
         """The HPO experiments the job's pods wrote to, each with its trials and best."""
         found: dict[str, Any] = service.job_experiments(
-            service.job(user, project, name)).to_dict()
+            await service.job(user, project, name)).to_dict()
         return found
 
     @app.delete("/api/v1/jobs/{project}/{name}")
@@ -185,7 +185,7 @@ def create_app(cluster: Cluster, store: Store) -> FastAPI:
     @app.get("/api/v1/jobs/{project}/{name}/logs", response_model=None)
     async def logs(project: str, name: str, pod: str, user: Me, tail: int | None = None,
                    follow: bool = False) -> StreamingResponse:
-        stream = service.pod_log(user, project, name, pod, tail=tail, follow=follow)
+        stream = await service.pod_log(user, project, name, pod, tail=tail, follow=follow)
         return StreamingResponse(stream, media_type="text/plain")
 
     return app

@@ -42,5 +42,5 @@ async def revoke_token(request: Request, name: str, user: Me) -> dict[str, Any]:
 @router.delete("/projects/{project}/members/{name}")
 async def remove_member(request: Request, project: str, name: str,
                         user: Me) -> dict[str, Any]:
-    service_of(request).remove_member(user, project, name)
+    await service_of(request).remove_member(user, project, name)
     return {"project": project, "removed": name}

@@ -6,6 +6,11 @@ token and by the web UI from its session), asks :mod:`.access` whether they may,
 or changes the Cluster or the Store. The routes only turn a request into a call here and
 the answer into JSON or a page; so a rule written here holds for both, and neither can go
 around it.
+
+Every call of the Cluster goes through :func:`~podsweep.cluster.base.run_view`: a
+Kubernetes' views wait on the network, so they run in worker threads, off the event loop;
+the other engines' run on it, where their store is. So each method that calls the Cluster is
+a coroutine.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 from fastapi import Request
 
-from ..cluster.base import Cluster, ClusterInfo, JobDetail, JobInfo, ProjectInfo
+from ..cluster.base import Cluster, ClusterInfo, JobDetail, JobInfo, ProjectInfo, run_view
 from ..errors import NotFound, UsageError
 from ..model import JobSpec, check_name
 from ..store import Store, User
@@ -34,29 +39,32 @@ class Service:
 
     # ------------------------------------------------------------------ the machine
 
-    def info(self, user: User) -> tuple[ClusterInfo, list[dict[str, Any]]]:
+    async def info(self, user: User) -> tuple[ClusterInfo, list[dict[str, Any]]]:
         """The cluster, and its GPUs as ``user`` may see them."""
-        info = self.cluster.info()
+        info = await run_view(self.cluster, self.cluster.info)
         return info, access.visible_gpus(user, info.gpus)
 
     # ------------------------------------------------------------------ projects
 
-    def projects(self, user: User) -> list[ProjectInfo]:
-        return access.visible_projects(user, self.cluster.projects())
+    async def projects(self, user: User) -> list[ProjectInfo]:
+        return access.visible_projects(user, await run_view(self.cluster,
+                                                            self.cluster.projects))
 
-    def create_project(self, user: User, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
+    async def create_project(self, user: User, name: str, gpus: int,
+                             cpus: int = 0) -> ProjectInfo:
         access.admin_only(user)
-        return self.cluster.create_project(name, gpus, cpus)
+        return await run_view(self.cluster, self.cluster.create_project, name, gpus, cpus)
 
-    def set_quota(self, user: User, name: str, gpus: int | None,
+    async def set_quota(self, user: User, name: str, gpus: int | None,
                   cpus: int | None) -> ProjectInfo:
         """Change the quotas given (one left None stays as it is); the project as it now is."""
         access.admin_only(user)
         if gpus is None and cpus is None:
             raise UsageError("give a new quota: gpus, cpus or both")
-        self.cluster.set_quota(name, gpus, cpus)
+        await run_view(self.cluster, self.cluster.set_quota, name, gpus, cpus)
         # both quotas as they now are, the one left out included
-        return next(p for p in self.cluster.projects() if p.name == name)
+        return next(p for p in await run_view(self.cluster, self.cluster.projects)
+                    if p.name == name)
 
     def members(self, user: User) -> dict[str, list[str]]:
         """The members of each project ``user`` may see."""
@@ -67,18 +75,19 @@ class Service:
                     members.setdefault(project, []).append(u.name)
         return members
 
-    def _project_and_user(self, user: User, project: str, name: str) -> None:
+    async def _project_and_user(self, user: User, project: str, name: str) -> None:
         access.admin_only(user)
-        if not self.cluster.project_exists(project):    # the engine holds the projects
+        # the engine holds the projects
+        if not await run_view(self.cluster, self.cluster.project_exists, project):
             raise NotFound(f"project {project!r} not found")
         access.existing_user(self.store, name)
 
-    def add_member(self, user: User, project: str, name: str) -> None:
-        self._project_and_user(user, project, name)
+    async def add_member(self, user: User, project: str, name: str) -> None:
+        await self._project_and_user(user, project, name)
         self.store.add_member(project, name)
 
-    def remove_member(self, user: User, project: str, name: str) -> None:
-        self._project_and_user(user, project, name)
+    async def remove_member(self, user: User, project: str, name: str) -> None:
+        await self._project_and_user(user, project, name)
         self.store.remove_member(project, name)
 
     # ------------------------------------------------------------------ users
@@ -97,7 +106,7 @@ class Service:
         for i, project in enumerate(projects):
             if project in projects[:i]:     # the members table holds each pair once
                 raise UsageError(f"project {project!r} is named twice")
-            if not self.cluster.project_exists(project):
+            if not await run_view(self.cluster, self.cluster.project_exists, project):
                 raise NotFound(f"project {project!r} not found")
         token = self.store.create_user(name, admin, tuple(projects))
         password = new_password()
@@ -118,21 +127,22 @@ class Service:
 
     # ------------------------------------------------------------------ jobs
 
-    def submit(self, user: User, body: Mapping[str, Any]) -> JobInfo:
+    async def submit(self, user: User, body: Mapping[str, Any]) -> JobInfo:
         """A new job from a request's fields (:meth:`JobSpec.from_request`)."""
-        access.may_use(self.cluster, user, body.get("project", ""))
-        return self.cluster.submit(JobSpec.from_request(body), user.name)
+        await access.may_use(self.cluster, user, body.get("project", ""))
+        return await run_view(self.cluster, self.cluster.submit, JobSpec.from_request(body),
+                              user.name)
 
-    def jobs(self, user: User, project: str | None = None) -> list[JobInfo]:
+    async def jobs(self, user: User, project: str | None = None) -> list[JobInfo]:
         """The jobs of ``project``, or of every project ``user`` may see."""
         if project is not None:
-            access.may_use(self.cluster, user, project)
-            return self.cluster.jobs([project])
-        return self.cluster.jobs(access.visible(user))
+            await access.may_use(self.cluster, user, project)
+            return await run_view(self.cluster, self.cluster.jobs, [project])
+        return await run_view(self.cluster, self.cluster.jobs, access.visible(user))
 
-    def job(self, user: User, project: str, name: str) -> JobDetail:
-        access.may_use(self.cluster, user, project)
-        return self.cluster.job(project, name)
+    async def job(self, user: User, project: str, name: str) -> JobDetail:
+        await access.may_use(self.cluster, user, project)
+        return await run_view(self.cluster, self.cluster.job, project, name)
 
     def job_experiments(self, detail: JobDetail) -> Found:
         """The HPO experiments the job's pods wrote to in its mounted directories (of a job
@@ -141,16 +151,17 @@ class Service:
         return self.experiments.find(job.name, job.uid, job.hpo_dirs)
 
     async def delete(self, user: User, project: str, name: str) -> None:
-        access.may_use(self.cluster, user, project)
+        await access.may_use(self.cluster, user, project)
         await self.cluster.delete(project, name)
 
-    def pod_log(self, user: User, project: str, name: str, pod: str, tail: int | None = None,
-                follow: bool = False) -> AsyncIterator[bytes]:
-        access.may_use(self.cluster, user, project)
+    async def pod_log(self, user: User, project: str, name: str, pod: str,
+                      tail: int | None = None, follow: bool = False) -> AsyncIterator[bytes]:
+        await access.may_use(self.cluster, user, project)
         if tail is not None and tail < 0:
             raise UsageError(f"tail must be at least 0, got {tail}")
         # pod_log checks the pod before it returns, so a bad name is a 404, not a stream
-        return self.cluster.pod_log(project, name, pod, tail=tail, follow=follow)
+        return await run_view(self.cluster, self.cluster.pod_log, project, name, pod,
+                              tail=tail, follow=follow)
 
 
 def service_of(request: Request) -> Service:

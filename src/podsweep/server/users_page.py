@@ -69,7 +69,7 @@ async def remove_member(request: Request, name: str, project: str,
                         csrf: str = Form("")) -> Response:
     admin = admin_form(request, csrf)
     try:
-        service_of(request).remove_member(admin, project, name)
+        await service_of(request).remove_member(admin, project, name)
     except PodsweepError as exc:
         return back("/users", error=str(exc))
     return back("/users", message=f"{name} is no longer a member of {project}.")

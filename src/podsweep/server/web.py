@@ -176,7 +176,7 @@ async def change_password(request: Request, csrf: str = Form(""), current: str =
 async def projects(request: Request, message: str = "", error: str = "") -> HTMLResponse:
     user, csrf = session(request)
     service = service_of(request)
-    return page(request, "projects.html", user, csrf, projects=service.projects(user),
+    return page(request, "projects.html", user, csrf, projects=await service.projects(user),
                 members=service.members(user), message=message, error=error)
 
 
@@ -195,7 +195,7 @@ async def add_project(request: Request, csrf: str = Form(""), name: str = Form("
     admin = admin_form(request, csrf)
     try:
         cpu_quota = _int(cpus, "CPUs", MAX_QUOTA)
-        service_of(request).create_project(admin, name.strip(), _int(gpus, "GPUs", MAX_QUOTA),
+        await service_of(request).create_project(admin, name.strip(), _int(gpus, "GPUs", MAX_QUOTA),
                                          cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
@@ -210,8 +210,9 @@ async def set_quota(request: Request, name: str, csrf: str = Form(""),
     service = service_of(request)
     try:
         cpu_quota = _int(cpus, "CPUs", MAX_QUOTA) if cpus.strip() else None
-        before = next((p.cpus for p in service.projects(admin) if p.name == name), None)
-        service.set_quota(admin, name, _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
+        before = next((p.cpus for p in await service.projects(admin) if p.name == name),
+                      None)
+        await service.set_quota(admin, name, _int(gpus, "GPUs", MAX_QUOTA), cpu_quota)
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     # the form sends both; the CPUs are news only if they changed
@@ -224,7 +225,7 @@ async def add_member(request: Request, name: str, csrf: str = Form(""),
                      user: str = Form("")) -> Response:
     admin = admin_form(request, csrf)
     try:
-        service_of(request).add_member(admin, name, user.strip())
+        await service_of(request).add_member(admin, name, user.strip())
     except PodsweepError as exc:
         return back("/projects", error=str(exc))
     return back("/projects", message=f"{user} is now a member of {name}.")
@@ -246,15 +247,15 @@ def _int(value: str, what: str, maximum: int | None = None) -> int:
 async def jobs(request: Request, message: str = "", error: str = "") -> HTMLResponse:
     user, csrf = session(request)
     service = service_of(request)
-    return page(request, "jobs.html", user, csrf, jobs=service.jobs(user),
-                projects=[p.name for p in service.projects(user)], defaults=JOB_DEFAULTS,
+    return page(request, "jobs.html", user, csrf, jobs=await service.jobs(user),
+                projects=[p.name for p in await service.projects(user)], defaults=JOB_DEFAULTS,
                 message=message, error=error)
 
 
 @router.get("/jobs/table", response_class=HTMLResponse)
 async def jobs_table(request: Request) -> HTMLResponse:
     user, csrf = session(request)
-    return page(request, "_jobs_table.html", user, csrf, jobs=service_of(request).jobs(user))
+    return page(request, "_jobs_table.html", user, csrf, jobs=await service_of(request).jobs(user))
 
 
 def _shell_line(text: str) -> list[str]:
@@ -296,14 +297,14 @@ async def submit(request: Request, csrf: str = Form("")) -> Response:
     check_csrf(request, token, csrf)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     try:
-        job = service_of(request).submit(user, job_request(form))
+        job = await service_of(request).submit(user, job_request(form))
     except PodsweepError as exc:
         return back("/jobs", error=str(exc))
     return back(f"/jobs/{job.project}/{job.name}", message=f"Job {job.name} submitted.")
 
 
-def find_job(request: Request, user: User, project: str, name: str) -> JobDetail:
-    return service_of(request).job(user, project, name)
+async def find_job(request: Request, user: User, project: str, name: str) -> JobDetail:
+    return await service_of(request).job(user, project, name)
 
 
 @router.get("/jobs/{project}/{name}", response_class=HTMLResponse)
@@ -311,7 +312,7 @@ async def job_page(request: Request, project: str, name: str, message: str = "",
                    experiment: str | None = None, metric: str | None = None,
                    mode: str | None = None) -> HTMLResponse:
     user, csrf = session(request)
-    detail = find_job(request, user, project, name)
+    detail = await find_job(request, user, project, name)
     found = service_of(request).job_experiments(detail)
     # the ranking asked for applies to the experiment whose form was sent (or the only one)
     only = len(found.experiments) == 1
@@ -325,7 +326,7 @@ async def job_page(request: Request, project: str, name: str, message: str = "",
 @router.get("/jobs/{project}/{name}/pods", response_class=HTMLResponse)
 async def job_pods(request: Request, project: str, name: str) -> HTMLResponse:
     user, csrf = session(request)
-    detail = find_job(request, user, project, name)
+    detail = await find_job(request, user, project, name)
     return page(request, "_pods.html", user, csrf, detail=detail, job=detail.job)
 
 
@@ -341,9 +342,9 @@ async def delete(request: Request, project: str, name: str, csrf: str = Form("")
 async def log_page(request: Request, project: str, name: str, pod: str,
                    partial: bool = False) -> HTMLResponse:
     user, csrf = session(request)
-    detail = find_job(request, user, project, name)
-    chunks = [c async for c in service_of(request).pod_log(user, project, name, pod,
-                                                          tail=LOG_LINES)]
+    detail = await find_job(request, user, project, name)
+    stream = await service_of(request).pod_log(user, project, name, pod, tail=LOG_LINES)
+    chunks = [c async for c in stream]
     text = b"".join(chunks).decode(errors="replace")
     running = any(p.name == pod and p.status in ("Running", "Terminating")
                   for p in detail.pods)
@@ -388,7 +389,7 @@ async def results_json(request: Request, project: str, name: str,
     only one), for the plots: the best one by ``metric``/``mode`` (default: as declared),
     and the epochs the sweep used against a full run of every trial."""
     user, _ = session(request)
-    found = service_of(request).job_experiments(find_job(request, user, project, name))
+    found = service_of(request).job_experiments(await find_job(request, user, project, name))
     if experiment is not None:
         chosen = found.get(experiment)
     else:
@@ -428,8 +429,8 @@ async def results_json(request: Request, project: str, name: str,
 async def cluster_page(request: Request) -> HTMLResponse:
     user, csrf = session(request)
     service = service_of(request)
-    _, gpus = service.info(user)
-    projects = service.projects(user)
+    _, gpus = await service.info(user)
+    projects = await service.projects(user)
     chart = json.dumps({"names": [p.name for p in projects],
                         "allocated": [p.allocated for p in projects],
                         "deserved": [p.deserved for p in projects]})
