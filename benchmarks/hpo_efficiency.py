@@ -472,6 +472,26 @@ def simulate(task: Task, driver: Driver, curves: Curves) -> Tuple[List[TrialRun]
     return trials, timeline, overhead
 
 
+def epochs_to_within(trials: List[TrialRun], timeline: List[int], best: float) -> int:
+    """Epochs used until the best so far came within WITHIN of ``best`` for good.
+
+    The best so far after an epoch is the largest latest value of any trial begun (a
+    checkpoint one could keep); it may fall back while a trial's accuracy drops, hence "for
+    good": the count ends where it last came within reach.
+    """
+    done = [0] * len(trials)
+    latest: Dict[int, float] = {}
+    so_far: List[float] = []
+    for index in timeline:
+        latest[index] = trials[index].values[done[index]]
+        done[index] += 1
+        so_far.append(max(latest.values()))
+    count = len(timeline)
+    while count > 1 and so_far[count - 2] >= best - WITHIN - 1e-12:
+        count -= 1
+    return count
+
+
 def measure(task: Task, arm: Arm, seed: int, curves: Curves, root: Path) -> Run:
     driver: Driver
     if arm.system == "podsweep":
@@ -483,20 +503,8 @@ def measure(task: Task, arm: Arm, seed: int, curves: Curves, root: Path) -> Run:
     recorded = driver.close()
 
     best = max(t.values[-1] for t in trials)
-    # The best so far after each epoch: the largest latest value of any trial begun (a
-    # checkpoint one could keep). It may fall back while a trial's accuracy drops, so the
-    # count is of epochs until it came within WITHIN of the final best for good.
-    done = [0] * len(trials)
-    latest: Dict[int, float] = {}
-    so_far: List[float] = []
-    for index in timeline:
-        latest[index] = trials[index].values[done[index]]
-        done[index] += 1
-        so_far.append(max(latest.values()))
-    to_within = len(timeline)
-    while to_within > 1 and so_far[to_within - 2] >= best - WITHIN - 1e-12:
-        to_within -= 1
-    return Run(task.name, arm.name, seed, best, len(timeline), to_within, len(trials),
+    return Run(task.name, arm.name, seed, best, len(timeline),
+               epochs_to_within(trials, timeline, best), len(trials),
                sum(t.status == "pruned" for t in trials), overhead, recorded,
                [asdict(t) for t in trials])
 
