@@ -8,6 +8,14 @@ directory, so that a preempted trial resumes where it stopped.
     python examples/hpo_digits.py --hpo-dir /nfs/hpo         # one trial
     podsweep submit hpo1 -g 1 --parallelism 3 --completions 12 -v /nfs:/nfs/hpo \\
         -- python examples/hpo_digits.py                       # the whole sweep
+
+With ``--strategy tpe`` it searches a wider space (the learning rate on a log scale, the
+width of the hidden layer, the batch size) with a tree-structured Parzen estimator, and
+``--prune asha`` (or ``median``) stops trials that fall behind, at a rung, the others at the
+same epoch: their pods exit 0 and their GPUs go to the next trial.
+
+    podsweep submit hpo2 -g 1 --parallelism 4 --completions 40 -v /nfs:/nfs/hpo \\
+        -- python examples/hpo_digits.py --strategy tpe --prune asha --epochs 20
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import pickle
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -34,6 +43,10 @@ from sklearn.neural_network import MLPClassifier
 import podsweep.hpo as hpo
 
 GRID = dict(batch_size=[32, 64, 128], lr=[1, 0.1, 0.01, 0.001])
+# The space for random search and TPE: a range for the learning rate, lists for the rest.
+SPACE = dict(lr=hpo.loguniform(1e-4, 1.0), width=[16, 32, 64, 128], batch_size=[32, 64, 128])
+STRATEGIES = {"grid": hpo.Strategy.GridSearch, "random": hpo.Strategy.RandomSearch,
+              "tpe": hpo.Strategy.TPE}
 
 
 def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -57,14 +70,30 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--epoch-seconds", type=float, default=0.0,
                         help="extra time per epoch, to watch a sweep (and preempt it)")
-    parser.add_argument("--strategy", choices=["grid", "random"], default="grid")
+    parser.add_argument("--strategy", choices=list(STRATEGIES), default="grid",
+                        help="grid walks the walk-through's 12 points; random and tpe "
+                             "search a wider space")
+    parser.add_argument("--prune", choices=["asha", "median", "none"], default="none",
+                        help="stop trials that fall behind the others early")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials to hand out (default: 40 for random and tpe; grid: "
+                             "every point once)")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    strategy = (hpo.Strategy.GridSearch if args.strategy == "grid"
-                else hpo.Strategy.RandomSearch)
     hpo.init(args.hpo_dir, args.experiment)
+    kwargs: dict[str, Any] = {}
+    if args.strategy != "grid" or args.prune != "none":
+        # declared in the journal: every pod ranks and prunes by the same metric
+        kwargs.update(metric="accuracy", mode="max",
+                      pruner=None if args.prune == "none" else args.prune)
+    if args.strategy != "grid":
+        kwargs["trials"] = args.trials if args.trials is not None else 40
+    elif args.trials is not None:
+        kwargs["trials"] = args.trials
     try:
-        config = hpo.pick(grid=GRID, strategy=strategy)
+        config = hpo.pick(grid=GRID if args.strategy == "grid" else SPACE,
+                          strategy=STRATEGIES[args.strategy], seed=args.seed, **kwargs)
     except hpo.NoTrialsLeft as exc:   # more pods than configurations: nothing left to do
         print(f"Nothing to do: {exc}", flush=True)
         return
@@ -80,7 +109,8 @@ def main() -> None:
         print(f"Resuming from checkpoint {checkpoint} after epoch {state['epoch']}",
               flush=True)
     else:
-        model = MLPClassifier(hidden_layer_sizes=(64,), solver="sgd", momentum=0.0,
+        model = MLPClassifier(hidden_layer_sizes=(config.get("width", 64),), solver="sgd",
+                              momentum=0.0,
                               learning_rate_init=config["lr"],
                               batch_size=config["batch_size"], random_state=trial.id)
 
@@ -96,6 +126,10 @@ def main() -> None:
         save_checkpoint(checkpoint, model, epoch)
         hpo.report(epoch=epoch, metrics={"accuracy": accuracy})
         print(f"epoch {epoch}: validation accuracy {accuracy:.4f}", flush=True)
+        if hpo.should_prune():      # the trial is recorded pruned; the pod exits 0
+            print(f"Pruned after epoch {epoch}: behind the other trials at this epoch",
+                  flush=True)
+            break
 
 
 if __name__ == "__main__":

@@ -181,8 +181,8 @@ def test_results_best_and_exports(tmp_path):
     assert hpo.best(tmp_path / "e" / "hpo.jsonl", "accuracy").id == 2
     assert res.resolve_metric("loss", None) == ("loss", "min")
     csv_lines = res.to_csv().splitlines()
-    assert csv_lines[0] == "trial,status,attempts,epoch,lr,loss,accuracy,error"
-    assert csv_lines[2] == "2,finished,1,1,0.1,0.2,0.9,"
+    assert csv_lines[0] == "trial,status,attempts,epoch,epochs,lr,loss,accuracy,error"
+    assert csv_lines[2] == "2,finished,1,1,2,0.1,0.2,0.9,"
     data = json.loads(res.to_json())
     assert data["trials"][1]["reports"][1]["metrics"] == {"loss": 0.2, "accuracy": 0.9}
     with pytest.raises(hpo.InvalidArgument):
@@ -219,9 +219,10 @@ def test_results_of_a_path_that_is_not_an_experiment(tmp_path):
 
 def test_public_api_is_pinned():
     assert sorted(hpo.__all__) == sorted([
-        "DEFAULT_LEASE_SECONDS", "Assignment", "HPOError", "InvalidArgument", "InvalidSpace",
-        "JournalError", "NoTrialsLeft", "NotInitialized", "Report", "Results", "Session",
-        "SpaceMismatch", "Strategy", "Trial", "best", "finish", "init", "loguniform", "pick",
-        "randint", "report", "results", "trial", "trial_dir", "uniform"])
+        "ASHA", "DEFAULT_LEASE_SECONDS", "PRUNED", "Assignment", "HPOError", "InvalidArgument",
+        "InvalidSpace", "JournalError", "Median", "NoTrialsLeft", "NotInitialized", "Report",
+        "Results", "Session", "SpaceMismatch", "Strategy", "Trial", "best", "finish", "init",
+        "loguniform", "pick", "randint", "report", "results", "should_prune", "trial",
+        "trial_dir", "uniform"])
     for name in hpo.__all__:
         assert getattr(hpo, name) is not None

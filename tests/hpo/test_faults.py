@@ -144,7 +144,11 @@ def test_sigterm_inside_the_critical_section_never_deadlocks(workers):
     """runai.hpo's handler retook its own lock: 4 of 10 workers hung. Here none may."""
     procs = [workers.start("--size", "100000", "--reports", "1000000", "--lease", "0.3")
              for _ in range(10)]
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60          # each holds a trial (a loaded machine is slow)
+    while sum(r[0] == "P" for r in workers.records()) < 10:
+        assert time.monotonic() < deadline, "the workers never picked"
+        time.sleep(0.05)
+    time.sleep(0.2)                           # and is deep in its reports
     rng = random.Random(2)
     for p in procs:
         time.sleep(rng.uniform(0, 0.05))

@@ -201,7 +201,7 @@ def test_a_newer_format_is_refused(tmp_path):
     journal = tmp_path / "e" / "hpo.jsonl"
     journal.parent.mkdir()
     shutil.copy(GOLDEN, journal)
-    data = journal.read_text().replace('"format":1', '"format":2', 1)
+    data = journal.read_text().replace('"format":1', '"format":3', 1)
     journal.write_text(data)
     with pytest.raises(hpo.JournalError, match="newer"):
         hpo.results(journal)

@@ -15,6 +15,7 @@ from ..holder import add_holders
 from .conftest import UI, login, shot
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hpo_digits.py"
+TRAINER = Path(__file__).resolve().parents[1] / "pruned_trainer.py"
 
 
 def test_login_refuses_a_wrong_password_and_sets_a_strict_cookie(page: Any, ui: UI):
@@ -207,6 +208,63 @@ def test_a_script_that_names_its_experiment_has_its_results_and_plots_on_the_job
     expect(page.get_by_role("region")).to_have_count(1)
     expect(page.locator("main")).not_to_contain_text("their-sweep")
     shot(page, screenshots, "job-named-experiment")
+
+
+def test_a_sweep_with_pruned_trials_shows_them_apart_and_the_epochs_saved(
+        page: Any, ui: UI, tmp_path: Path, screenshots: Path):
+    nfs = tmp_path / "nfs"
+    nfs.mkdir()
+    ui.plane.run("project", "create", "team-a", "--gpus", "1")
+    # one pod at a time, so the outcome is known (see pruned_trainer): trial 1 runs its 10
+    # epochs, trials 2 to 4 are pruned after 2; a pruned pod exits 0
+    ui.plane.run("submit", "prune", "-p", "team-a", "-g", "1", "--parallelism", "1",
+                 "--completions", "4", "-v", f"{nfs}:/nfs/hpo", "--", sys.executable,
+                 str(TRAINER), "/nfs/hpo")
+    job = ui.plane.until("prune done", lambda: (lambda j: j if j["job"]["status"] in (
+        "Succeeded", "Failed") else None)(ui.plane.job("prune", "team-a")), timeout=180)
+    assert job["job"]["status"] == "Succeeded", job
+    uid = job["job"]["uid"]
+
+    login(page, ui)
+    page.goto(ui.url + "/jobs/team-a/prune")
+    results = page.get_by_role("region", name=f"Results: experiment prune-{uid}")
+    expect(results.locator(".epochs-saved")).to_have_text(
+        "Epochs: 16 used of 40 for a full run of every trial (60% saved by stopping "
+        "unpromising trials early)")
+    # ranked by the declared metric, though the trainer reports loss first
+    expect(results.locator(".best-trial")).to_contain_text("Best by accuracy (max): trial #1")
+    expect(results.locator("tr.best")).to_contain_text("★ best")
+    pruned = results.locator("tr.pruned")
+    expect(pruned).to_have_count(3)
+    expect(pruned.locator(".status-pruned")).to_have_count(3)
+    expect(pruned.first).to_contain_text("pruned at epoch 1")
+    expect(results.locator(".curves-plot .scatterlayer .trace")).to_have_count(4)
+    expect(results.locator(".parcoords-plot canvas").first).to_be_attached()
+    shot(page, screenshots, "job-pruned")
+    # what the plots were given: pruned curves dashed and faded, the best one thick and
+    # starred, pruned trials at the grey end of the parallel coordinates' colour scale
+    curves = page.evaluate("""() => document.querySelector('.curves-plot').data.map(d =>
+        ({trial: d.meta.trial, dash: d.line.dash, width: d.line.width, opacity: d.opacity,
+          name: d.name}))""")
+    by_trial = {c["trial"]: c for c in curves}
+    assert sorted(by_trial) == [1, 2, 3, 4]
+    assert by_trial[1]["dash"] == "solid" and by_trial[1]["width"] > by_trial[2]["width"]
+    assert by_trial[1]["name"].startswith("★ best #1")
+    assert all(by_trial[t]["dash"] == "dash" and by_trial[t]["opacity"] < 1 and
+               " pruned " in by_trial[t]["name"] for t in (2, 3, 4))
+    # (_fullData: the scale Plotly drew with, after its checks; a scale it refused would be
+    # replaced by its default there)
+    line = page.evaluate("() => document.querySelector('.parcoords-plot')._fullData[0].line")
+    assert line["color"][1:] == [0, 0, 0] and line["color"][0] >= 0.1   # trial order: 1..4
+    assert line["autocolorscale"] is False
+    assert line["colorscale"][0] == [0, "#a0a6b0"] and line["colorscale"][1][1] == "#a0a6b0"
+    data = page.request.get(ui.url + "/jobs/team-a/prune/results.json").json()
+    assert (data["metric"], data["mode"], data["best"]) == ("accuracy", "max", 1)
+    assert data["saved"] == {"used": 16, "full": 40, "percent": 60,
+                             "text": "epochs: 16 used of 40 for a full run of every trial "
+                                     "(60% saved)"}
+    assert [(t["status"], t["epochs"]) for t in data["trials"]] == [
+        ("finished", 10), ("pruned", 2), ("pruned", 2), ("pruned", 2)]
 
 
 def test_unreadable_results_are_one_note_each_and_the_page_still_works(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ..errors import UsageError
-from ..hpo import Results, results
+from ..hpo import PRUNED, HPOError, Results, Trial, results
+from ..hpoview import epochs_saved
 from .printers import Output, table, to_yaml
 
 app = typer.Typer(help="Read HPO experiments: trials, results, the best run.",
@@ -20,7 +21,11 @@ def summary(res: Results) -> str:
     counts: dict[str, int] = {}
     for t in res:
         counts[t.status] = counts.get(t.status, 0) + 1
-    size = "unbounded" if res.size is None else f"{res.size} configurations"
+    bound = res.header.get("trials")
+    if isinstance(bound, int):
+        size = f"up to {bound} trials"
+    else:
+        size = "unbounded" if res.size is None else f"{res.size} configurations"
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet"
     return (f"Experiment {res.experiment} ({res.header.get('strategy', '?')} search, {size}): "
             f"{len(res)} trials handed out — {states}")
@@ -30,37 +35,36 @@ def summary(res: Results) -> str:
 def show(
     path: Annotated[Path, typer.Argument(help="hpo.jsonl, its experiment directory, or an "
                                               "HPO directory with one experiment")],
-    metric: Annotated[Optional[str], typer.Option(help="rank by this metric "
-                                                       "(default: the first reported)")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="max or min (default: min for names "
-                                                     "like loss/error, else max)")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="rank by this metric (default: the "
+                                                       "one pick() declared, else the first "
+                                                       "reported)")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="max or min (default: the declared one, "
+                                                     "else min for names like loss/error, "
+                                                     "else max)")] = None,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
-    """Every trial with its configuration and last metrics, best first, the best marked."""
+    """Every trial with its configuration, the epochs it ran and its last metrics, best
+    first, the best marked; pruned trials say at which epoch they stopped."""
     res = results(path)
     if output is Output.csv:
         typer.echo(res.to_csv(), nl=False)
         return
-    if output is Output.json:
-        typer.echo(res.to_json())
-        return
-    if output is Output.yaml:
-        typer.echo(to_yaml(json.loads(res.to_json())))
+    if output in (Output.json, Output.yaml):
+        data = document(res)
+        typer.echo(json.dumps(data, indent=2) if output is Output.json else to_yaml(data))
         return
     typer.echo(summary(res))
     if not len(res):
         return
-    if not res.metrics and metric is None:
-        metric = None   # nothing reported yet: list the trials as they are
-    else:
-        try:
+    if res.metrics or res.metric is not None or metric is not None:
+        try:   # by default the metric and mode the sweep declared, else the first reported
             metric, mode = res.resolve_metric(metric, mode)
-        except ValueError as exc:
+        except HPOError as exc:
             raise UsageError(str(exc)) from None
-    ranked = res.ranked(metric, mode or "max") if metric else list(res)
-    best = res.best(metric, mode or "max") if metric else None
-    headers = ["", "trial", "status", "attempts", "epoch", *res.parameters, *res.metrics]
-    rows = [["best" if t is best else "", t.id, t.status, t.attempts, t.epoch,
+    ranked = res.ranked(metric, mode) if metric and mode else list(res)
+    best = res.best(metric, mode) if metric and mode else None
+    headers = ["", "trial", "status", "attempts", "epochs", *res.parameters, *res.metrics]
+    rows = [["best" if t is best else "", t.id, status(t), t.attempts, t.epochs,
              *(t.config.get(p) for p in res.parameters),
              *(t.last(m) for m in res.metrics)] for t in ranked]
     typer.echo(table(headers, rows))
@@ -69,3 +73,28 @@ def show(
                    f"{best.config} {metric}={best.last(metric):.4g}")
     elif metric:
         typer.echo(f"\nNo trial has reported {metric!r} yet.")
+    saved = epochs_saved(res)
+    if saved is not None:
+        typer.echo(str(saved))
+
+
+def status(t: Trial) -> str:
+    """A pruned trial's status with the last epoch it reported: ``pruned@3``."""
+    if t.status == PRUNED and t.epoch is not None:
+        return f"{PRUNED}@{t.epoch}"
+    return t.status
+
+
+def document(res: Results) -> dict[str, Any]:
+    """The experiment for -o json|yaml: the library's export, with the declaration, the
+    epochs each trial ran and the sweep's totals."""
+    data: dict[str, Any] = json.loads(res.to_json())
+    trials = data.pop("trials", [])
+    for entry, t in zip(trials, res):
+        entry.setdefault("epochs", t.epochs)
+    for key, value in (("metric", res.metric), ("mode", res.mode), ("pruner", res.pruner),
+                       ("max_trials", res.header.get("trials")),
+                       ("epochs_used", res.epochs_used), ("epochs_full", res.epochs_full)):
+        data.setdefault(key, value)
+    data["trials"] = trials        # last: the long part
+    return data

@@ -14,6 +14,17 @@ The walk-through's code runs unchanged but for the import::
 Every variation and result of an experiment lands in one append-only file,
 ``<hpo_dir>/<experiment>/hpo.jsonl``; :func:`results` and :func:`best` read it, and so does
 ``podsweep hpo show``. Standard library only, Python 3.9+.
+
+Beyond the walk-through, a sweep may search with TPE and stop weak trials early::
+
+    config = hpo.pick(grid=dict(lr=hpo.loguniform(1e-4, 1.0), width=[16, 32, 64, 128]),
+                      strategy=hpo.Strategy.TPE, metric="accuracy", mode="max",
+                      pruner="asha", trials=40)
+    for epoch in range(20):
+        ...
+        hpo.report(epoch=epoch, metrics={"accuracy": acc})
+        if hpo.should_prune():       # the trial is recorded "pruned"; exit normally
+            break
 """
 
 from __future__ import annotations
@@ -33,17 +44,22 @@ from ._errors import (
     NoTrialsLeft,
     SpaceMismatch,
 )
+from ._ledger import PRUNED
+from ._prune import ASHA, Median
 from ._results import Report, Results, Trial, best, results
 from ._session import DEFAULT_LEASE_SECONDS, Assignment, Session, install_hooks
 from ._space import Strategy, loguniform, randint, uniform
 
 __all__ = [
+    "ASHA",
     "DEFAULT_LEASE_SECONDS",
+    "PRUNED",
     "Assignment",
     "HPOError",
     "InvalidArgument",
     "InvalidSpace",
     "JournalError",
+    "Median",
     "NoTrialsLeft",
     "NotInitialized",
     "Report",
@@ -60,6 +76,7 @@ __all__ = [
     "randint",
     "report",
     "results",
+    "should_prune",
     "trial",
     "trial_dir",
     "uniform",
@@ -130,7 +147,8 @@ def _current() -> Session:
 
 
 def pick(grid: Mapping[str, Any], strategy: Strategy = Strategy.GridSearch,
-         seed: int = 0) -> Dict[str, Any]:
+         seed: int = 0, *, metric: Optional[str] = None, mode: Optional[str] = None,
+         pruner: Any = None, trials: Optional[int] = None) -> Dict[str, Any]:
     """This process's configuration: an interrupted trial's first, else a fresh one.
 
     Interrupted: held by the dead pod that this pod replaces (a pod of the same job and
@@ -142,14 +160,30 @@ def pick(grid: Mapping[str, Any], strategy: Strategy = Strategy.GridSearch,
     has been handed out; in a pod (``PODSWEEP_JOB_UID``, ``PODSWEEP_POD_NAME`` and the pod's
     index in its environment) the script need not catch it: uncaught, it ends the pod with
     exit status 0 and one line on stderr, since nothing left to do is not a failure. For
-    random search, ``seed`` fixes trial n's configuration.
+    random search, ``seed`` fixes trial n's configuration; for TPE, given the same journal.
+
+    ``metric`` (a name given to :func:`report`) and ``mode`` ("max" or "min"; by default
+    "min" for names like loss or error) say what TPE optimises and a pruner judges;
+    ``pruner`` is None, "asha", "median", or :class:`ASHA` / :class:`Median` with options;
+    ``trials`` bounds how many trials are handed out. They are declared with the space:
+    a pick() that declares others is refused as well.
     """
-    return _current().pick(grid, strategy, seed)
+    return _current().pick(grid, strategy, seed, metric=metric, mode=mode, pruner=pruner,
+                           trials=trials)
 
 
 def report(epoch: int, metrics: Mapping[str, Any]) -> None:
     """Record this trial's ``metrics`` (name -> number) at ``epoch``."""
     _current().report(epoch, metrics)
+
+
+def should_prune() -> bool:
+    """Whether the pruner stopped this trial at its last report: if so, stop training.
+
+    The trial is then already recorded ``pruned`` (a result, not a failure, never handed
+    out again); leave the training loop and exit normally.
+    """
+    return _current().should_prune()
 
 
 def finish() -> None:

@@ -28,6 +28,18 @@ the trial over at once, recorded as ``"reclaimed": "holder-gone"``. Both were ad
 format 1 without changing its number: a reader that does not know them ignores the field
 and the value (it reads the assign as any reclaim, a new attempt), and so loses nothing
 but the takeover, falling back on the lease as before.
+
+Format 2 — format 1, and what a sweep that optimises a metric declares and records. The
+header adds ``"metric"``, ``"mode"`` (``max`` or ``min``), ``"pruner"`` (its options, or
+null) and ``"trials"`` (the bound on trials handed out, or null); ``"strategy"`` may be
+``"tpe"``. One event is added::
+
+    {"event":"pruned","trial":7,"attempt":0,"epoch":3,"time":…}
+
+It ends the trial as ``pruned``: a result, never handed out again. A journal is written in
+format 2 only when the sweep uses one of these (a grid or random search without ``trials``
+keeps format 1, as before), so a reader that knows only format 1 refuses what it would
+misread rather than misreading it.
 """
 
 from __future__ import annotations
@@ -38,12 +50,17 @@ from typing import Any, Deque, Dict, Mapping, Optional, Tuple
 
 from ._errors import JournalError
 from ._journal import Event
-from ._space import Space
+from ._prune import Goal, Table, table_for
+from ._space import Space, Strategy
+from ._tpe import TPE, finished_key, pruned_key
 
-FORMAT = 1
+FORMAT = 2
+PLAIN_FORMAT = 1
+"""What a sweep that declares nothing of format 2 (grid or random, no bound) writes."""
 
-RUNNING, PREEMPTED, FINISHED, FAILED = "running", "preempted", "finished", "failed"
-ENDINGS = {"preempted": PREEMPTED, "finished": FINISHED, "failed": FAILED}
+RUNNING, PREEMPTED, FINISHED, FAILED, PRUNED = (
+    "running", "preempted", "finished", "failed", "pruned")
+ENDINGS = {"preempted": PREEMPTED, "finished": FINISHED, "failed": FAILED, "pruned": PRUNED}
 
 # Why a trial was handed out again (an assign's "reclaimed")
 RECLAIMED_PREEMPTED, RECLAIMED_LEASE, RECLAIMED_HOLDER_GONE = "preempted", "lease", "holder-gone"
@@ -117,6 +134,13 @@ class Ledger:
     def __init__(self) -> None:
         self.header: Optional[Event] = None
         self.space: Optional[Space] = None
+        self.goal = Goal()
+        self.pruning: Optional[Table] = None
+        self.tpe: Optional[TPE] = None
+        self.configs: Dict[int, Dict[str, Any]] = {}
+        """TPE's trials' configurations (grid and random ones follow from the space)."""
+        self.last: Dict[int, Tuple[int, float]] = {}
+        """Each unended trial's latest (epoch, score), for ranking it once it ends."""
         self.handed = 0
         self.slots: Dict[int, Slot] = {}
         self.reclaimable: Deque[int] = deque()
@@ -131,7 +155,11 @@ class Ledger:
                     check_header(event)
                     self.header = event
                     self.space = Space.from_spec(event["strategy"], event["space"],
-                                                 event.get("seed", 0))
+                                                 event.get("seed", 0), event.get("trials"))
+                    self.goal = Goal.from_header(event)
+                    self.pruning = table_for(self.goal.pruner)
+                    if self.space.strategy is Strategy.TPE:
+                        self.tpe = TPE(self.space)
                 return
             trial = int(event["trial"])
             attempt = int(event.get("attempt", 0))
@@ -152,6 +180,11 @@ class Ledger:
             return
         epoch = slot.epoch if slot is not None else None
         holder = Holder.from_event(event.get("holder"))
+        if slot is None and self.tpe is not None:
+            config = event.get("config")
+            if isinstance(config, dict):
+                self.configs[trial] = config
+            self.tpe.assigned(trial, config)
         new = Slot(attempt, RUNNING, float(event["time"]), float(event.get("lease", 60)),
                    epoch, holder)
         if slot is not None:
@@ -170,6 +203,13 @@ class Ledger:
         epoch = int(event["epoch"])
         slot.epoch = epoch if slot.epoch is None else max(slot.epoch, epoch)
         self._heard(trial, attempt, float(event["time"]))
+        score = self.goal.score(event.get("metrics"))
+        if score is None or slot.status not in (RUNNING, PREEMPTED):
+            return
+        if epoch >= self.last.get(trial, (-1, 0.0))[0]:
+            self.last[trial] = (epoch, score)
+        if self.pruning is not None:
+            self.pruning.record(trial, epoch, score)
 
     def _heard(self, trial: int, attempt: int, when: float) -> None:
         slot = self.slots.get(trial)
@@ -186,6 +226,37 @@ class Ledger:
         self.live.pop(trial, None)
         if status == PREEMPTED:
             self.reclaimable.append(trial)
+            return
+        if self.pruning is not None:
+            self.pruning.ended(trial, finished=status == FINISHED)
+        last = self.last.pop(trial, None)
+        if self.tpe is None:
+            return
+        if last is None or status == FAILED:
+            self.tpe.discarded(trial)
+        elif status == FINISHED:
+            self.tpe.observed(trial, finished_key(trial, last[1]))
+        else:
+            self.tpe.observed(trial, pruned_key(trial, last[0], last[1]))
+
+    def prune_at(self, trial: int, attempt: int, epoch: int, metrics: Any) -> Optional[int]:
+        """Whether this report, were it appended now, ends the trial: the rung (ASHA) or
+        epoch (median) it is pruned at, or None. Only the latest attempt of a running trial
+        is judged."""
+        slot = self.slots.get(trial)
+        if self.pruning is None or slot is None or slot.attempt != attempt \
+                or slot.status != RUNNING:
+            return None
+        score = self.goal.score(metrics)
+        return None if score is None else self.pruning.decide(trial, epoch, score)
+
+    def config(self, trial: int) -> Dict[str, Any]:
+        """Trial ``trial``'s configuration: the recorded one if it was handed out before."""
+        assert self.space is not None
+        if self.tpe is None:
+            return self.space.config(trial)
+        known = self.configs.get(trial)
+        return dict(known) if known is not None else self.tpe.suggest(trial)
 
     def _release(self, trial: int, slot: Slot) -> None:
         """The trial is no longer held by its slot's holder (it ended, or was reassigned)."""

@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union, overloa
 from ._errors import HPOError, InvalidArgument, JournalError
 from ._journal import Event, Reader
 from ._ledger import ENDINGS, RUNNING, check_header
+from ._prune import default_mode
 from ._session import JOURNAL_NAME
 
 LOST = "lost"
@@ -59,16 +60,16 @@ class Trial:
         return max((r.epoch for r in self.reports), default=None)
 
     @property
+    def epochs(self) -> int:
+        """How many epochs the trial ran: the distinct epochs it reported."""
+        return len({r.epoch for r in self.reports})
+
+    @property
     def metric_names(self) -> List[str]:
         names: Dict[str, None] = {}
         for report in self.reports:
             names.update(dict.fromkeys(report.metrics))
         return list(names)
-
-
-def _default_mode(metric: str) -> str:
-    lowered = metric.lower()
-    return "min" if any(w in lowered for w in ("loss", "error", "err", "mse", "mae")) else "max"
 
 
 class Results(Sequence[Trial]):
@@ -94,6 +95,33 @@ class Results(Sequence[Trial]):
         return list(self.header.get("space", {}))
 
     @property
+    def metric(self) -> Optional[str]:
+        """The metric the experiment declared it optimises (None if it declared none)."""
+        metric = self.header.get("metric")
+        return metric if isinstance(metric, str) else None
+
+    @property
+    def mode(self) -> Optional[str]:
+        mode = self.header.get("mode")
+        return mode if mode in ("max", "min") else None
+
+    @property
+    def pruner(self) -> Optional[Dict[str, Any]]:
+        pruner = self.header.get("pruner")
+        return dict(pruner) if isinstance(pruner, dict) else None
+
+    @property
+    def epochs_used(self) -> int:
+        """Epochs the sweep ran, over all its trials."""
+        return sum(t.epochs for t in self._trials)
+
+    @property
+    def epochs_full(self) -> int:
+        """Epochs a full run of every trial handed out would have used: the longest
+        trial's epochs, times the trials."""
+        return max((t.epochs for t in self._trials), default=0) * len(self._trials)
+
+    @property
     def metrics(self) -> List[str]:
         names: Dict[str, None] = {}
         for trial in self._trials:
@@ -114,13 +142,17 @@ class Results(Sequence[Trial]):
         return iter(self._trials)
 
     def resolve_metric(self, metric: Optional[str], mode: Optional[str]) -> tuple[str, str]:
-        """The metric to rank by (default: the first one reported) and its mode."""
+        """The metric to rank by and its mode: by default the declared ones, else the
+        first metric reported."""
         if metric is None:
-            if not self.metrics:
-                raise HPOError(f"no trial of {self.experiment!r} has reported a metric yet")
-            metric = self.metrics[0]
+            metric = self.metric
+            if metric is None:
+                if not self.metrics:
+                    raise HPOError(f"no trial of {self.experiment!r} has reported a metric "
+                                   f"yet")
+                metric = self.metrics[0]
         if mode is None:
-            mode = _default_mode(metric)
+            mode = self.mode if metric == self.metric and self.mode else default_mode(metric)
         if mode not in ("max", "min"):
             raise InvalidArgument(f"mode must be 'max' or 'min', got {mode!r}")
         return metric, mode
@@ -133,8 +165,11 @@ class Results(Sequence[Trial]):
         rest = [t for t in self._trials if t.last(metric) is None]
         return scored + rest
 
-    def best(self, metric: str, mode: str = "max") -> Optional[Trial]:
-        """The trial whose last reported ``metric`` is best, or None if none reported it."""
+    def best(self, metric: Optional[str] = None, mode: Optional[str] = None
+             ) -> Optional[Trial]:
+        """The trial whose last reported ``metric`` is best, or None if none reported it.
+
+        By default, the metric and mode the experiment declared."""
         metric, mode = self.resolve_metric(metric, mode)
         ranked = self.ranked(metric, mode)
         return ranked[0] if ranked and ranked[0].last(metric) is not None else None
@@ -144,7 +179,7 @@ class Results(Sequence[Trial]):
         rows = []
         for t in self._trials:
             row: Dict[str, Any] = {"trial": t.id, "status": t.status, "attempts": t.attempts,
-                                   "epoch": t.epoch}
+                                   "epoch": t.epoch, "epochs": t.epochs}
             row.update(t.config)
             row.update({m: t.last(m) for m in self.metrics})
             row["error"] = t.error
@@ -154,8 +189,8 @@ class Results(Sequence[Trial]):
     def to_csv(self) -> str:
         buffer = io.StringIO()
         rows = self.rows()
-        fields = ["trial", "status", "attempts", "epoch", *self.parameters, *self.metrics,
-                  "error"]
+        fields = ["trial", "status", "attempts", "epoch", "epochs", *self.parameters,
+                  *self.metrics, "error"]
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -170,6 +205,8 @@ class Results(Sequence[Trial]):
             trials.append(d)
         return json.dumps({"experiment": self.experiment, "path": str(self.path),
                            "strategy": self.header.get("strategy"), "size": self.size,
+                           "metric": self.metric, "mode": self.mode, "pruner": self.pruner,
+                           "epochs_used": self.epochs_used, "epochs_full": self.epochs_full,
                            "trials": trials}, indent=2)
 
     def to_dataframe(self) -> Any:
@@ -252,6 +289,8 @@ def results(path: str | os.PathLike[str]) -> Results:
     return Results(journal, header, sorted(trials.values(), key=lambda t: t.id))
 
 
-def best(path: str | os.PathLike[str], metric: str, mode: str = "max") -> Optional[Trial]:
-    """The best trial of the experiment at ``path`` by its last reported ``metric``."""
+def best(path: str | os.PathLike[str], metric: Optional[str] = None,
+         mode: Optional[str] = None) -> Optional[Trial]:
+    """The best trial of the experiment at ``path`` by its last reported ``metric`` (by
+    default the declared metric and mode)."""
     return results(path).best(metric, mode)

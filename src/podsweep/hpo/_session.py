@@ -32,7 +32,8 @@ from ._errors import (
     SpaceMismatch,
 )
 from ._journal import Cursor, Event, Journal
-from ._ledger import FORMAT, RUNNING, Holder, Ledger
+from ._ledger import FORMAT, PLAIN_FORMAT, PRUNED, RUNNING, Holder, Ledger
+from ._prune import Goal
 from ._space import Space, Strategy
 
 log = logging.getLogger("podsweep.hpo")
@@ -109,7 +110,9 @@ class Session:
         self._last_write = 0.0
         self._heartbeat: Optional[threading.Thread] = None
         self._space_cache: Optional[Tuple[Any, Space]] = None
-        self._space_checked: Optional[Space] = None
+        self._space_checked: Optional[Tuple[Space, Goal]] = None
+        self._pruned: Optional[Tuple[int, int]] = None
+        """(trial, attempt) of the held trial once a report of it was pruned."""
         self._stop = threading.Event()
 
     # ---------------------------------------------------------------- the journal
@@ -145,9 +148,15 @@ class Session:
     # ---------------------------------------------------------------- the calls
 
     def pick(self, grid: Mapping[str, Any], strategy: Strategy = Strategy.GridSearch,
-             seed: int = 0) -> Dict[str, Any]:
+             seed: int = 0, *, metric: Optional[str] = None, mode: Optional[str] = None,
+             pruner: Any = None, trials: Optional[int] = None) -> Dict[str, Any]:
         """Hand this process a trial: a taken-over, preempted or abandoned one first, else a
         fresh one.
+
+        ``metric`` and ``mode`` name what TPE optimises and pruners judge (TPE and a pruner
+        need them); ``pruner`` is None, "asha", "median" or an ASHA or Median object;
+        ``trials`` bounds how many trials are handed out. All are part of the experiment's
+        declaration, as the space is.
 
         In a pod, a running trial held by a dead pod of the same job and index (the one this
         pod replaces) comes first; outside a job, a trial whose holder died comes back once
@@ -156,7 +165,9 @@ class Session:
         thread, a :class:`~._errors.NoTrialsLeftInPod`: uncaught, the pod exits 0).
         """
         self._check_process()
-        space = self._space(grid, strategy, seed)
+        space = self._space(grid, strategy, seed, trials)
+        goal = Goal.build(metric, mode, pruner,
+                          "Strategy.TPE" if space.strategy is Strategy.TPE else None)
         if self.current is not None:
             self.end("finished")
         chosen: Dict[str, Any] = {}
@@ -165,27 +176,33 @@ class Session:
             ledger = self._ledger
             out: List[Event] = []
             if ledger.space is None:
-                out.append({"event": "experiment", "format": FORMAT, "name": self.experiment,
-                            "strategy": space.strategy.value, "seed": space.seed,
-                            "space": space.spec(), "size": space.size,
-                            "time": round(time.time(), 3)})
-                ledger.apply(out[0])
-            elif space is not self._space_checked and not ledger.space.same_as(space):
+                plain = space.trials is None and space.strategy is not Strategy.TPE \
+                    and goal.metric is None
+                header: Event = {"event": "experiment",
+                                 "format": PLAIN_FORMAT if plain else FORMAT,
+                                 "name": self.experiment, "strategy": space.strategy.value,
+                                 "seed": space.seed, "space": space.spec(), "size": space.size}
+                if not plain:
+                    header.update(goal.header(), trials=space.trials)
+                header["time"] = round(time.time(), 3)
+                out.append(header)
+                ledger.apply(header)
+            elif self._space_checked != (space, goal) and not (
+                    ledger.space.same_as(space) and ledger.goal == goal):
                 raise SpaceMismatch(
                     f"experiment {self.experiment!r} was declared with "
-                    f"{ledger.space.strategy.name} over {ledger.space.spec()} "
-                    f"(seed {ledger.space.seed}); this pick() asks for {space.strategy.name} "
-                    f"over {space.spec()} (seed {space.seed}). Use another experiment name "
-                    f"for another search.")
+                    f"{ledger.space.describe()}, {ledger.goal.describe()}; this pick() asks "
+                    f"for {space.describe()}, {goal.describe()}. Use another experiment "
+                    f"name for another search.")
             declared = ledger.space
             assert declared is not None
-            self._space_checked = space
+            self._space_checked = (space, goal)
             trial, reason = ledger.next_trial(time.time(), self.holder)
             if trial is None:
                 raise self._nothing_left(declared.size)
             slot = ledger.slots.get(trial)
             attempt = 0 if slot is None else slot.attempt + 1
-            config = declared.config(trial)
+            config = ledger.config(trial)
             event: Event = {"event": "assign", "trial": trial, "attempt": attempt,
                             "worker": self.worker, "lease": self.lease, "config": config}
             if self.holder is not None:
@@ -199,6 +216,7 @@ class Session:
             return out
 
         self._transact(decide)
+        self._pruned = None
         trial = int(chosen["trial"])
         self.current = Assignment(trial, chosen["config"], int(chosen["attempt"]),
                                   resumed=chosen["reason"] is not None, epoch=chosen["epoch"],
@@ -219,18 +237,22 @@ class Session:
         ends the process with exit 0 if the script does not catch it (see _errors)."""
         counts = self._ledger.counts()
         running = counts.get(RUNNING, 0)
-        message = (f"all {size} configurations of experiment {self.experiment!r} have been "
+        pruned = f", {counts[PRUNED]} pruned" if counts.get(PRUNED) else ""
+        what = ("trials" if self._ledger.space is not None
+                and self._ledger.space.trials == size else "configurations")
+        message = (f"all {size} {what} of experiment {self.experiment!r} have been "
                    f"handed out ({running} running, {counts.get('finished', 0)} finished, "
-                   f"{counts.get('failed', 0)} failed); a running trial whose process dies "
-                   f"is handed out again to the rerun of its pod, or once its lease has "
-                   f"run out")
+                   f"{counts.get('failed', 0)} failed{pruned}); a running trial whose "
+                   f"process dies is handed out again to the rerun of its pod, or once its "
+                   f"lease has run out")
         if self.holder is None or threading.current_thread() is not threading.main_thread():
             return NoTrialsLeft(message)
         return NoTrialsLeftInPod(
             message, f"No HPO experiment left to pick in {self.dir}: every configuration is "
                      f"handed out ({running} running); exiting 0")
 
-    def _space(self, grid: Mapping[str, Any], strategy: Strategy, seed: int) -> Space:
+    def _space(self, grid: Mapping[str, Any], strategy: Strategy, seed: int,
+               trials: Optional[int]) -> Space:
         """The Space for pick()'s arguments, built and checked once while they stay equal.
 
         A sweep calls pick() with the same grid every time; validating it and comparing it
@@ -238,10 +260,10 @@ class Session:
         """
         key = ({k: list(v) if isinstance(v, (list, tuple, range)) else v
                 for k, v in grid.items()} if isinstance(grid, Mapping) else None,
-               strategy, seed)
+               strategy, seed, trials)
         if self._space_cache is not None and self._space_cache[0] == key:
             return self._space_cache[1]
-        space = Space.build(grid, strategy, seed)
+        space = Space.build(grid, strategy, seed, trials)
         self._space_cache = (key, space)
         return space
 
@@ -255,11 +277,40 @@ class Session:
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise InvalidArgument(f"epoch must be a non-negative int, got {epoch!r}")
         event = self._event("report", epoch=epoch, metrics=_clean_metrics(metrics))
-        self._transact(lambda: [event])
+        current = self.current
+        if self._pruned is not None:
+            self._transact(lambda: [event])   # kept, as any report; judged no more
+            return
+
+        def decide() -> List[Event]:
+            at = self._ledger.prune_at(current.id, current.attempt, epoch, event["metrics"])
+            if at is None:
+                return [event]
+            return [event, self._event("pruned", epoch=epoch)]
+
+        if len(self._transact(decide)) > 1:
+            self._pruned = (current.id, current.attempt)
+            log.info("HPO experiment #%d pruned at epoch %d (%s)", current.id, epoch,
+                     self._ledger.goal.describe())
+
+    def should_prune(self) -> bool:
+        """Whether the held trial was pruned: its script should stop training it now.
+
+        The pruner judged the trial's last report (:meth:`report` appended its decision
+        with it); a pruned trial is already recorded as such, and exiting normally is all
+        that is left to do.
+        """
+        self._check_process()
+        if self.current is None:
+            raise NotInitialized("should_prune() before pick(): this process holds no trial")
+        return self._pruned == (self.current.id, self.current.attempt)
 
     def end(self, status: str, error: Optional[str] = None) -> None:
         """End the held trial as "finished", "failed" or "preempted" (no-op if none)."""
         if self.current is None or os.getpid() != self._pid:
+            return
+        if self._pruned == (self.current.id, self.current.attempt):
+            self.current = None   # the pruned event ended it already
             return
         fields = {"error": error} if error is not None else {}
         event = self._event(status, **fields)

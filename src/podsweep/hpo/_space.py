@@ -11,6 +11,11 @@ process computes it alone: the journal records only which trial went to whom.
   so no combination repeats while unseen ones remain; the continuous part (uniform,
   loguniform) is drawn from a generator seeded by (seed, n). A space with no continuous
   part is exhausted after every combination was handed out once.
+- TPE: configurations follow from what earlier trials scored (``_tpe``), so the journal's
+  ``assign`` records are where they are kept; until enough trials have ended, TPE hands out
+  trial n's random configuration.
+
+``trials`` (if given) bounds how many trials any strategy hands out.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class Strategy(enum.Enum):
 
     GridSearch = "grid"
     RandomSearch = "random"
+    TPE = "tpe"
+    """A tree-structured Parzen estimator (Bergstra et al., 2011): trial n's configuration
+    is drawn where the best trials so far are dense and the others are not."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ def _number(name: str, value: Any) -> float:
 
 
 def uniform(low: float, high: float) -> Uniform:
-    """A float drawn uniformly from [low, high) (random search only)."""
+    """A float drawn uniformly from [low, high) (random search and TPE)."""
     lo, hi = _number("low", low), _number("high", high)
     if not lo < hi:
         raise InvalidSpace(f"uniform({low!r}, {high!r}): low must be below high")
@@ -94,7 +102,7 @@ def uniform(low: float, high: float) -> Uniform:
 
 
 def loguniform(low: float, high: float) -> LogUniform:
-    """A float whose logarithm is uniform in [log(low), log(high)) (random search only)."""
+    """A float whose logarithm is uniform in [log(low), log(high)) (random search and TPE)."""
     lo, hi = _number("low", low), _number("high", high)
     if not 0 < lo < hi:
         raise InvalidSpace(f"loguniform({low!r}, {high!r}): need 0 < low < high")
@@ -102,7 +110,7 @@ def loguniform(low: float, high: float) -> LogUniform:
 
 
 def randint(low: int, high: int) -> RandInt:
-    """An integer from low to high, both included (random search only)."""
+    """An integer from low to high, both included (random search and TPE)."""
     for name, v in (("low", low), ("high", high)):
         if isinstance(v, bool) or not isinstance(v, int):
             raise InvalidSpace(f"randint {name} must be an int, got {v!r}")
@@ -158,12 +166,20 @@ class Space:
     strategy: Strategy
     params: Tuple[Tuple[str, Dimension], ...]
     seed: int = 0
+    trials: Optional[int] = None
+    """At most this many trials are handed out (None: as many as the space holds)."""
 
     @classmethod
-    def build(cls, grid: Mapping[str, Any], strategy: Strategy, seed: int = 0) -> Space:
+    def build(cls, grid: Mapping[str, Any], strategy: Strategy, seed: int = 0,
+              trials: Optional[int] = None) -> Space:
         if not isinstance(strategy, Strategy):
-            raise InvalidSpace(f"strategy must be hpo.Strategy.GridSearch or RandomSearch, "
-                               f"got {strategy!r}")
+            raise InvalidSpace(f"strategy must be hpo.Strategy.GridSearch, RandomSearch or "
+                               f"TPE, got {strategy!r}")
+        if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int)
+                                   or trials < 1):
+            raise InvalidSpace(f"trials must be a positive int or None, got {trials!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidSpace(f"seed must be an int, got {seed!r}")
         if not isinstance(grid, Mapping) or not grid:
             raise InvalidSpace("grid must be a non-empty dict of parameter -> values")
         params: List[Tuple[str, Dimension]] = []
@@ -189,12 +205,14 @@ class Space:
                 raise InvalidSpace(f"parameter {name!r}: expected a list of values or a "
                                    f"distribution, got {type(values).__name__}")
             params.append((name, dim))
-        return cls(strategy, tuple(params), int(seed))
+        return cls(strategy, tuple(params), int(seed), trials)
 
     @classmethod
-    def from_spec(cls, strategy: str, space: Mapping[str, Any], seed: int) -> Space:
+    def from_spec(cls, strategy: str, space: Mapping[str, Any], seed: int,
+                  trials: Optional[int] = None) -> Space:
         return cls(Strategy(strategy),
-                   tuple((k, _dimension_from_spec(k, v)) for k, v in space.items()), seed)
+                   tuple((k, _dimension_from_spec(k, v)) for k, v in space.items()), seed,
+                   None if trials is None else int(trials))
 
     def spec(self) -> Dict[str, Any]:
         return {name: _dimension_spec(dim) for name, dim in self.params}
@@ -204,7 +222,11 @@ class Space:
         def canon(s: Space) -> str:
             return json.dumps(s.spec(), sort_keys=True)
         return (self.strategy is other.strategy and self.seed == other.seed
-                and canon(self) == canon(other))
+                and self.trials == other.trials and canon(self) == canon(other))
+
+    def describe(self) -> str:
+        bound = "" if self.trials is None else f", {self.trials} trials"
+        return f"{self.strategy.name} over {self.spec()} (seed {self.seed}{bound})"
 
     @property
     def _finite(self) -> List[Tuple[str, Union[Tuple[Any, ...], RandInt]]]:
@@ -216,10 +238,16 @@ class Space:
 
     @property
     def size(self) -> Optional[int]:
-        """How many distinct trials the space holds; None when it is unbounded."""
-        if len(self._finite) < len(self.params):
-            return None
-        return self._combinations
+        """How many trials may be handed out; None when there is no end.
+
+        Grid and random search hand out each combination of a finite space once; TPE may
+        come back to a point, so only ``trials`` bounds it.
+        """
+        if self.strategy is Strategy.TPE or len(self._finite) < len(self.params):
+            return self.trials
+        if self.trials is None:
+            return self._combinations
+        return min(self.trials, self._combinations)
 
     def config(self, trial: int) -> Dict[str, Any]:
         """Trial ``trial``'s configuration (trials are numbered from 1)."""

@@ -52,7 +52,8 @@ class Experiment:
     error: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        """What ``podsweep get`` shows: trials by status and the best one so far."""
+        """What ``podsweep get`` shows: trials by status and the best one so far (by the
+        metric that pick() declared, else the first one reported)."""
         out: dict[str, Any] = {"name": self.name, "path": str(self.path), "error": self.error,
                                "trials": 0, "size": None, "statuses": {}, "best": None}
         res = self.results

@@ -23,6 +23,7 @@ from .. import __version__
 from ..cluster.base import Cluster, JobDetail
 from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests
 from ..hpo import HPOError
+from ..hpoview import epochs_saved
 from ..model import MAX_QUOTA, JobSpec, Volume, parse_env
 from ..store import Store, User
 from ..timefmt import age
@@ -365,13 +366,14 @@ def job_experiments(request: Request, detail: JobDetail) -> Found:
 def experiment_view(e: Experiment, metric: str | None, mode: str | None) -> dict[str, Any]:
     """What the job page shows of one experiment: its ranked table, or why there is none."""
     view: dict[str, Any] = {"name": e.name, "path": str(e.path), "results": e.results,
-                            "table": None, "note": e.error}
+                            "table": None, "note": e.error, "saved": None}
     res = e.results
     if res is None:
         return view
     if not len(res):
         view["note"] = "No trial has started yet."
         return view
+    view["saved"] = epochs_saved(res)
     try:
         metric, mode = res.resolve_metric(metric, mode)
         view["table"] = {"metric": metric, "mode": mode, "best": res.best(metric, mode),
@@ -390,9 +392,11 @@ def _finite(value: Any) -> Any:
 
 @router.get("/jobs/{project}/{name}/results.json")
 async def results_json(request: Request, project: str, name: str,
-                       experiment: str | None = None) -> JSONResponse:
+                       experiment: str | None = None, metric: str | None = None,
+                       mode: str | None = None) -> JSONResponse:
     """Every trial of one of the job's experiments (by its journal's path; by default the
-    only one), for the plots."""
+    only one), for the plots: the best one by ``metric``/``mode`` (default: as declared),
+    and the epochs the sweep used against a full run of every trial."""
     user, _ = session(request)
     found = job_experiments(request, find_job(request, user, project, name))
     if experiment is not None:
@@ -404,11 +408,27 @@ async def results_json(request: Request, project: str, name: str,
         raise NotFound(f"job {name!r} has no such HPO experiment (its experiments: {paths})")
     res = chosen.results
     trials = [{"id": t.id, "status": t.status, "attempts": t.attempts, "config": t.config,
+               "epochs": t.epochs,
                "reports": [{"epoch": r.epoch, "attempt": r.attempt,
                             "metrics": {k: _finite(v) for k, v in r.metrics.items()}}
                            for r in t.reports]} for t in res]
+    # the plots mark the best trial by the same ranking as the page's table (its defaults)
+    best: int | None = None
+    try:
+        metric, mode = res.resolve_metric(metric, mode)
+        top = res.best(metric, mode)
+        best = top.id if top is not None else None
+    except (HPOError, TypeError, ValueError):
+        metric = mode = None
+    saved = epochs_saved(res)
     return JSONResponse({"experiment": res.experiment, "path": str(chosen.path),
                          "parameters": res.parameters, "metrics": res.metrics,
+                         "metric": metric, "mode": mode, "best": best,
+                         "pruner": res.pruner, "epochs_used": res.epochs_used,
+                         "epochs_full": res.epochs_full,
+                         "saved": None if saved is None else {
+                             "used": saved.used, "full": saved.full,
+                             "percent": saved.percent, "text": str(saved)},
                          "trials": trials})
 
 
