@@ -48,6 +48,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 import argparse
+import hashlib
 import heapq
 import json
 import logging
@@ -182,7 +183,9 @@ def _linear() -> Data:
 def _config_seed(config: Dict[str, Any]) -> int:
     # A model's seed is the configuration's, not the arm's or the sweep's: the same
     # configuration then has one learning curve everywhere, and the cache holds it once.
-    return abs(hash(json.dumps(config, sort_keys=True))) % (2 ** 31)
+    # (hashlib, not hash(): str hashes differ from one process to the next)
+    digest = hashlib.blake2b(json.dumps(config, sort_keys=True).encode(), digest_size=4)
+    return int.from_bytes(digest.digest(), "big") % (2 ** 31)
 
 
 def _mlp(config: Dict[str, Any]) -> MLPClassifier:
