@@ -32,8 +32,8 @@ until the best so far (the largest latest value of any trial, finished or not) c
 0.5 points of that run's final best and stayed there. Then the issue's acceptance check:
 TPE+ASHA uses at most half random search's epochs for a best accuracy within a point of it.
 
-    python benchmarks/hpo_efficiency.py           # 3 tasks, 5 seeds (a few minutes)
-    python benchmarks/hpo_efficiency.py --quick   # 2 tasks, 2 seeds: a smoke run
+    python benchmarks/hpo_efficiency.py           # 3 tasks, 5 seeds (~5 min of CPU)
+    python benchmarks/hpo_efficiency.py --quick   # 2 tasks, 2 seeds: a smoke run (~1 min)
 
 Raw results go to benchmarks/results/hpo_efficiency-<time>.json.
 """
