@@ -9,7 +9,8 @@ same 2 workers, over several seeds:
     grid                  podsweep GridSearch over a grid of at most 40 points (no seed)
     random                podsweep RandomSearch
     podsweep TPE          podsweep TPE, no pruner
-    podsweep TPE+ASHA     podsweep TPE, pruner="asha"
+    podsweep TPE+ASHA     podsweep TPE, pruner="asha" (reduction factor 4)
+    podsweep TPE+ASHA η=3 podsweep TPE, pruner=hpo.ASHA(reduction_factor=3)
     podsweep TPE+median   podsweep TPE, pruner="median"
     Optuna TPE            TPESampler(seed, constant_liar=True), no pruner
     Optuna TPE+SHA        the same with SuccessiveHalvingPruner()
@@ -301,7 +302,9 @@ class PodsweepDriver(Driver):
             self.grid = {p.name: p.podsweep() for p in task.space}
         self.kwargs: Dict[str, Any] = dict(strategy=getattr(hpo.Strategy, strategy), seed=seed)
         if HAS_TPE:
-            self.kwargs.update(metric="accuracy", mode="max", pruner=pruner)
+            # "asha-3": ASHA with the reduction factor of 3 it had before 4 became its default
+            chosen: Any = hpo.ASHA(reduction_factor=3) if pruner == "asha-3" else pruner
+            self.kwargs.update(metric="accuracy", mode="max", pruner=chosen)
             if strategy != "GridSearch":
                 self.kwargs.update(trials=TRIALS)
 
@@ -390,6 +393,7 @@ ARMS = [
     Arm("random", "podsweep", "RandomSearch"),
     Arm("podsweep TPE", "podsweep"),
     Arm("podsweep TPE+ASHA", "podsweep", pruner="asha"),
+    Arm("podsweep TPE+ASHA η=3", "podsweep", pruner="asha-3"),
     Arm("podsweep TPE+median", "podsweep", pruner="median"),
     Arm("Optuna TPE", "optuna"),
     Arm("Optuna TPE+SHA", "optuna", pruner="sha"),
