@@ -292,7 +292,7 @@ def test_a_pick_that_declares_another_goal_is_refused(tmp_path):
                trials=10)
     other = hpo.Session(tmp_path, "e")
     for change in (dict(metric="loss"), dict(mode="min"), dict(pruner="median"),
-                   dict(pruner=hpo.ASHA(reduction_factor=4)), dict(pruner=None),
+                   dict(pruner=hpo.ASHA(reduction_factor=5)), dict(pruner=None),
                    dict(trials=11)):
         kwargs = dict(metric="score", mode="max", pruner="asha", trials=10, **{})
         kwargs.update(change)
