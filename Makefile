@@ -54,6 +54,7 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/hpo_coord.py $(if $(FULL),--full,)
 	$(BIN)/python benchmarks/hpo_efficiency.py $(if $(FULL),,--quick)
+	$(BIN)/python benchmarks/hpo_pick_cost.py $(if $(FULL),,--quick)
 	$(BIN)/python benchmarks/scheduler.py
 	$(BIN)/python benchmarks/scheduler_scale.py $(if $(FULL),--full,)
 	$(BIN)/python benchmarks/ui_pages.py
