@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from podsweep.cluster import slurm as slurm_engine
 from podsweep.cluster.slurm import SlurmCluster, SlurmError
+from podsweep.cluster.slurm import cluster as slurm_engine
 from podsweep.errors import Conflict
 from podsweep.model import JobSpec, JobStatus
 from podsweep.store import Store
