@@ -111,7 +111,14 @@ def task_from_json(job: dict[str, Any]) -> Task:
                 _exit_code(job.get("exit_code")), _gpu_indexes(job.get("gres_detail") or []),
                 str(job.get("nodes") or ""), _gpus_of(str(job.get("tres_per_node") or "")),
                 int(job.get("array_max_tasks") or 0), float(job.get("start_time") or 0),
-                float(job.get("end_time") or 0), cpus_each=_number(job.get("cpus_per_task"), 1))
+                float(job.get("end_time") or 0), cpus_each=_cpus_each(job))
+
+
+def _cpus_each(job: dict[str, Any]) -> int:
+    """The CPUs a task asks for. Slurm 22.05's ``squeue --json`` has ``cpus_per_task`` null
+    whatever ``--cpus-per-task`` said (tests/golden/slurm/squeue.json); its ``cpus``, the
+    task's CPUs on its one node, holds the number."""
+    return _number(job.get("cpus_per_task"), 0) or _number(job.get("cpus"), 1)
 
 
 def squeue_records(text: str) -> list[dict[str, Any]]:
