@@ -317,23 +317,20 @@ class SlurmCluster(SlurmSync, StoredJobs):
 
 
     async def delete(self, project: str, name: str) -> None:
+        """Cancel the job's array and end the job Deleted; returns once Slurm runs no task
+        of it (the contract of every engine's delete). Slurm failing on the way (a lost
+        scancel, a squeue that times out) makes it try again, never give up and leave the
+        job running."""
         job = self._find(project, name)
         self._deleting.add(job.uid)
         try:
             launch = self._launches.get(job.uid)
             if launch is not None:      # let sbatch finish, then cancel what it made
-                await asyncio.shield(launch)
+                with contextlib.suppress(Exception):    # a failed sbatch made nothing
+                    await asyncio.shield(launch)
                 job = self.store.job(job.uid) or job
             if job.engine_ref is not None:
-                async with self._changing:
-                    await self._arun("scancel", job.engine_ref, check=False)
-                deadline = time.monotonic() + DELETE_TIMEOUT
-                while any(t.state in LIVE_STATES for t in await self._array(job.engine_ref)):
-                    if time.monotonic() > deadline:
-                        raise SlurmError(f"Slurm still runs tasks of array job "
-                                         f"{job.engine_ref} {DELETE_TIMEOUT:.0f} s after "
-                                         f"scancel")
-                    await asyncio.sleep(0.2)
+                await self._cancel(job.engine_ref)
             now = time.time()
             for pod in self.store.pods(job.uid):
                 if pod.status.active:
@@ -343,6 +340,25 @@ class SlurmCluster(SlurmSync, StoredJobs):
         finally:
             self._deleting.discard(job.uid)
         self._wake.set()
+
+    async def _cancel(self, array_id: str) -> None:
+        """scancel the array, again each DELETE_TIMEOUT, until squeue shows no task of it
+        alive: scancel may be lost (it is not checked: a task already ended is no error)."""
+        while True:
+            async with self._changing:
+                await self._arun("scancel", array_id, check=False)
+            deadline = time.monotonic() + DELETE_TIMEOUT
+            while time.monotonic() < deadline:
+                try:
+                    tasks = await self._array(array_id)
+                except SlurmError as exc:       # slurmctld busy: ask again
+                    log.warning("deleting array job %s: %s", array_id, exc)
+                else:
+                    if not any(t.state in LIVE_STATES for t in tasks):
+                        return
+                await asyncio.sleep(0.2)
+            log.warning("Slurm still runs tasks of array job %s %.0f s after scancel; "
+                        "cancelling it again", array_id, DELETE_TIMEOUT)
 
     # ------------------------------------------------------------ views
 
