@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from podsweep.cluster import slurm as slurm_engine
 from podsweep.cluster.slurm import SlurmCluster, SlurmError
+from podsweep.cluster.slurm import cluster as slurm_engine
 from podsweep.errors import Conflict
 from podsweep.model import JobSpec, JobStatus
 from podsweep.store import Store
@@ -203,6 +203,40 @@ def test_a_delete_while_the_poller_retries_leaves_nothing_running(
     engine.run(deletes[0])          # without the fix: Slurm still runs the retried task
     job = engine.store.job(uid)
     assert job is not None and job.status is JobStatus.DELETED
+    array = str(job.engine_ref)
+    live = [r for r in json.loads(run("squeue", "--json"))["jobs"]
+            if str(r["array_job_id"]) == array and r["job_state"] in ("PENDING", "RUNNING")]
+    assert live == []
+
+
+def test_a_delete_returns_once_nothing_runs_though_slurm_fails_it_at_first(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch):
+    """delete's contract on every engine: it returns once no pod of the job runs, the job
+    Deleted. A lost scancel and a squeue that fails once on the way used to make it raise
+    and leave the job running."""
+    monkeypatch.setattr(slurm_engine, "DELETE_TIMEOUT", 3.0)    # cancel again after 3 s
+    engine.project("team-a", 2)
+    uid = engine.submit(JobSpec("long", "team-a", ["sleep", "300"], parallelism=2,
+                                completions=4))
+    store, cluster = engine.store, engine.cluster
+    engine.poll_until("2 pods running", lambda: len(
+        [p for p in store.pods(uid) if p.status.active]) == 2)
+    real_arun = cluster._arun
+    failures = ["scancel", "squeue"]
+
+    async def flaky(*argv: str, **kw: Any) -> str:
+        if failures and argv[0] == failures[0]:
+            failures.pop(0)
+            if argv[0] == "scancel":
+                return ""       # lost on its way: slurmctld never saw it
+            raise SlurmError("squeue: Socket timed out on send/recv operation")
+        return await real_arun(*argv, **kw)
+    cluster._arun = flaky                      # type: ignore[method-assign]
+    engine.run(cluster.delete("team-a", "long"))
+    assert failures == []
+    job = store.job(uid)
+    assert job is not None and job.status is JobStatus.DELETED
+    assert {p.status.value for p in store.pods(uid)} == {"Deleted"}
     array = str(job.engine_ref)
     live = [r for r in json.loads(run("squeue", "--json"))["jobs"]
             if str(r["array_job_id"]) == array and r["job_state"] in ("PENDING", "RUNNING")]
