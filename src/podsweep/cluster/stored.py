@@ -1,23 +1,83 @@
-"""The views of a cluster whose jobs, pods and events live in podsweep's store.
+"""What the clusters whose jobs, pods and events live in podsweep's store share.
 
 The local cluster and Slurm both record what runs in the :class:`~podsweep.store.Store`
 (Kubernetes keeps it in its API server), so they answer ``jobs``, ``job`` and ``pod_log`` the
 same way; each says only how many pods of a job run and wait, and where a pod's log file is.
+They check projects, quotas and submits the same way too, and end jobs with the same words.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from ..errors import NotFound
+from ..errors import Conflict, NotFound, UsageError
+from ..model import JobSpec, check_count, check_name
 from ..store import Job, Pod, Store
 from .base import MAX_PODS_SHOWN, EventInfo, JobDetail, JobInfo, PodInfo
 from .logfile import follow_file
 
+PREEMPTED, DELETED = "Preempted", "Deleted"
+"""Why a pod was stopped: another project needed its GPUs; its job was deleted."""
+
+
+def succeeded_message(spec: JobSpec) -> str:
+    return f"{spec.completions} pods succeeded"
+
+
+def failed_message(job: Job) -> str:
+    return f"{job.failed} pods failed (backoff limit {job.spec.backoff_limit})"
+
+
+def exit_reason(code: int) -> str:
+    return f"exit code {code}"
+
 
 class StoredJobs:
     store: Store
+
+    # ---------------------------------------------------------------- checks
+
+    def project_exists(self, name: str) -> bool:
+        return self.store.project(name) is not None
+
+    def _check_new_project(self, name: str, gpus: int, cpus: int) -> None:
+        check_name("project", name)
+        check_count("--gpus", gpus, 0)
+        check_count("--cpus", cpus, 0)
+        if self.store.project(name) is not None:
+            raise Conflict(f"project {name!r} already exists")
+
+    def _check_quota(self, name: str, gpus: int | None, cpus: int | None) -> None:
+        if gpus is not None:
+            check_count("--gpus", gpus, 0)
+        if cpus is not None:
+            check_count("--cpus", cpus, 0)
+        if self.store.project(name) is None:
+            raise NotFound(f"project {name!r} not found")
+
+    def _check_project_of(self, spec: JobSpec) -> None:
+        if self.store.project(spec.project) is None:
+            raise NotFound(f"project {spec.project!r} not found; an admin creates it with "
+                           f"podsweep project create {spec.project} --gpus N")
+
+    @staticmethod
+    def _check_volumes(spec: JobSpec, host: str) -> None:
+        for volume in spec.volumes:
+            volume.require_host(host)
+            if not os.path.exists(volume.src):
+                raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
+
+    def _check_name_free(self, spec: JobSpec, working_dir: str | None) -> None:
+        """The working directory (as this machine sees it) exists; the job's name is free."""
+        if working_dir and not os.path.isdir(working_dir):
+            raise UsageError(f"--working-dir {spec.working_dir} does not exist")
+        if self.store.job_by_name(spec.project, spec.name) is not None:
+            raise Conflict(f"job {spec.name!r} already exists in project {spec.project!r}; "
+                           f"delete it first or choose another name")
+
+    # ---------------------------------------------------------------- views
 
     def _pod_counts(self, job: Job) -> tuple[int, int]:
         """Pods of the job running now, and pods that would run if GPUs allowed."""

@@ -33,8 +33,9 @@ The parts, each building on those before it:
 
 from __future__ import annotations
 
+from ..stored import DELETED, PREEMPTED
 from .cluster import LocalCluster
-from .engine import DELETED, DISK_FULL_RETRY, JOB_FAILED, LOST, PREEMPTED, RECONCILE_FAILED
+from .engine import DISK_FULL_RETRY, JOB_FAILED, LOST, RECONCILE_FAILED
 from .loop import job_views, launches
 from .pods import PodEnd, pod_end
 from .recovery import rebuild_state

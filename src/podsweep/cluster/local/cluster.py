@@ -8,20 +8,19 @@ deletes, and the views, on top of the reconcile loop (:mod:`.loop`), recovery
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from ...errors import Conflict, DiskFull, NotFound, UsageError
-from ...model import JobSpec, JobStatus, check_count, check_name
+from ...errors import DiskFull, NotFound, UsageError
+from ...model import JobSpec, JobStatus
 from ...runtime import discover_gpus, virtual_gpus, wrap_command
 from ...runtime.sandbox import Isolation, control_plane_dirs, hidden_source, probe
 from ...runtime.supervisor import DEFAULT_LOG_LIMIT
 from ...store import Job, Pod, Project, Store
 from ..base import ClusterInfo, JobInfo, ProjectInfo
-from .engine import DELETED
+from ..stored import DELETED
 from .loop import ReconcileLoop
 from .state import JobState
 
@@ -67,27 +66,15 @@ class LocalCluster(ReconcileLoop):
                            isolation="namespaces" if self.isolation else "environment only")
 
     def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
-        check_name("project", name)
-        check_count("--gpus", gpus, 0)
-        check_count("--cpus", cpus, 0)
-        if self.store.project(name) is not None:
-            raise Conflict(f"project {name!r} already exists")
+        self._check_new_project(name, gpus, cpus)
         self.store.create_project(name, gpus, cpus)
         self.schedule_reconcile()
         return self._project_info(name)
 
     def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
-        if gpus is not None:
-            check_count("--gpus", gpus, 0)
-        if cpus is not None:
-            check_count("--cpus", cpus, 0)
-        if self.store.project(name) is None:
-            raise NotFound(f"project {name!r} not found")
+        self._check_quota(name, gpus, cpus)
         self.store.set_quota(name, gpus, cpus)
         self.schedule_reconcile()
-
-    def project_exists(self, name: str) -> bool:
-        return self.store.project(name) is not None
 
     def projects(self) -> list[ProjectInfo]:
         return self._project_infos(self.store.projects())
@@ -121,9 +108,7 @@ class LocalCluster(ReconcileLoop):
                 for p in projects]
 
     def submit(self, spec: JobSpec, user: str) -> JobInfo:
-        if self.store.project(spec.project) is None:
-            raise NotFound(f"project {spec.project!r} not found; an admin creates it with "
-                           f"podsweep project create {spec.project} --gpus N")
+        self._check_project_of(spec)
         if spec.image:
             raise UsageError(f"-i {spec.image}: this cluster runs pods as local processes and "
                              f"has no container runtime configured; drop -i")
@@ -132,21 +117,15 @@ class LocalCluster(ReconcileLoop):
         if spec.cpu > self.cpus:
             raise UsageError(f"--cpu {spec.cpu}: pods here share {self.cpus} CPU(s) "
                              f"(podsweep up --cpus N)")
+        self._check_volumes(spec, "local")
         for volume in spec.volumes:
-            volume.require_host("local")
-            if not os.path.exists(volume.src):
-                raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
             hidden = self.isolation and hidden_source(volume, self.isolation)
             if hidden:
                 raise UsageError(f"-v {volume}: {volume.src} lies in {hidden}, the control "
                                  f"plane's, which pods may not see")
         if spec.volumes:
             wrap_command(spec.command, spec.volumes, spec.working_dir)   # a sandbox here?
-        if spec.working_dir and not os.path.isdir(spec.working_dir):
-            raise UsageError(f"--working-dir {spec.working_dir} does not exist")
-        if self.store.job_by_name(spec.project, spec.name) is not None:
-            raise Conflict(f"job {spec.name!r} already exists in project {spec.project!r}; "
-                           f"delete it first or choose another name")
+        self._check_name_free(spec, spec.working_dir)
         job = self.store.insert_job(uuid.uuid4().hex[:8], spec, user)
         self._states[job.uid] = JobState(job)
         self.schedule_reconcile()

@@ -32,7 +32,7 @@ from ..podenv import base_env
 from ..stored import StoredJobs
 from .state import JobState
 
-PREEMPTED, DELETED, JOB_FAILED, LOST = "Preempted", "Deleted", "JobFailed", "Lost"
+JOB_FAILED, LOST = "JobFailed", "Lost"
 RECONCILE_FAILED = 70    # the control plane's exit status when a reconcile raised (EX_SOFTWARE)
 DISK_FULL_RETRY = 1.0    # seconds between reconciles while the disk is full
 

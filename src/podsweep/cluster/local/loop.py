@@ -25,7 +25,8 @@ from ...errors import DiskFull
 from ...model import PodStatus
 from ...runtime import PodProcess
 from ...scheduler import JobView, ProjectView, RunningPod, Snapshot, Start, decide
-from .engine import DISK_FULL_RETRY, LOST, PREEMPTED, RECONCILE_FAILED
+from ..stored import PREEMPTED
+from .engine import DISK_FULL_RETRY, LOST, RECONCILE_FAILED
 from .recovery import Recovery
 from .state import JobState, offer_limit
 

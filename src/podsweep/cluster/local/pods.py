@@ -21,7 +21,8 @@ from ...model import JobStatus, PodStatus, pod_name
 from ...runtime import PodLaunch, PodProcess, wrap_command
 from ...store import Pod
 from ..podenv import pod_env
-from .engine import DELETED, DISK_FULL_RETRY, JOB_FAILED, LOST, PREEMPTED, LocalEngine
+from ..stored import DELETED, PREEMPTED, exit_reason, failed_message, succeeded_message
+from .engine import DISK_FULL_RETRY, JOB_FAILED, LOST, LocalEngine
 from .state import JobState
 
 log = logging.getLogger("podsweep.cluster")
@@ -48,7 +49,7 @@ def pod_end(reason: str | None, code: int, lost: bool) -> PodEnd:
         return PodEnd(PodStatus.PREEMPTED, PREEMPTED, False)
     if code == 0:
         return PodEnd(PodStatus.SUCCEEDED, None, True)
-    return PodEnd(PodStatus.FAILED, "supervisor lost" if lost else f"exit code {code}", True)
+    return PodEnd(PodStatus.FAILED, "supervisor lost" if lost else exit_reason(code), True)
 
 
 class PodLifecycle(LocalEngine):
@@ -155,7 +156,7 @@ class PodLifecycle(LocalEngine):
         self.store.update_pod(pod, status=PodStatus.TERMINATING, reason=reason)
         self._pods[key] = dataclasses.replace(pod, status=PodStatus.TERMINATING, reason=reason)
         if reason == PREEMPTED:
-            self.store.event(pod.job_uid, "Preempted",
+            self.store.event(pod.job_uid, PREEMPTED,
                              f"pod {pod.name}: its project is over its fair share and another "
                              f"project needs its GPU or CPUs; index {pod.index} will run again")
         proc = self._procs.get(key)
@@ -207,10 +208,9 @@ class PodLifecycle(LocalEngine):
         if job.status.done:
             return
         if len(state.succeeded) >= job.spec.completions:
-            self._end_job(state, JobStatus.SUCCEEDED, f"{job.spec.completions} pods succeeded")
+            self._end_job(state, JobStatus.SUCCEEDED, succeeded_message(job.spec))
         elif job.failed > job.spec.backoff_limit:
-            self._end_job(state, JobStatus.FAILED,
-                          f"{job.failed} pods failed (backoff limit {job.spec.backoff_limit})")
+            self._end_job(state, JobStatus.FAILED, failed_message(job))
 
     def _end_job(self, state: JobState, status: JobStatus, message: str) -> None:
         uid = state.job.uid

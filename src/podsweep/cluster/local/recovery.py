@@ -18,7 +18,8 @@ from pathlib import Path
 from ...model import JobStatus, PodStatus
 from ...runtime import PodProcess
 from ...store import Job, Pod
-from .engine import DELETED, LOST
+from ..stored import DELETED
+from .engine import LOST
 from .pods import PodLifecycle
 from .state import JobState
 

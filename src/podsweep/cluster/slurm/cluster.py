@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import Conflict, NotFound, SlurmError, UsageError
-from ...model import JobSpec, JobStatus, PodStatus, check_count, check_name, pod_name
+from ...model import JobSpec, JobStatus, PodStatus, pod_name
 from ...runtime import wrap_command
 from ...store import Job, Pod, Store
 from ..base import ClusterInfo, JobInfo, ProjectInfo
-from ..stored import StoredJobs
+from ..stored import DELETED, StoredJobs
 from .parse import LIVE_STATES, RUNNING_STATES, array_in_sacct, array_in_squeue, read_accounts
 from .script import array_name, batch_script, host_path, sbatch_command
 from .sync import SlurmSync
@@ -28,7 +28,6 @@ from .sync import SlurmSync
 log = logging.getLogger("podsweep.cluster.slurm")
 
 DELETE_TIMEOUT = 120.0       # scancel to no task running: Slurm's KillWait and then some
-DELETED = "Deleted"
 PREFIX_RE = re.compile(r"^[a-z0-9-]*$")
 
 
@@ -188,11 +187,7 @@ class SlurmCluster(SlurmSync, StoredJobs):
         return out
 
     def create_project(self, name: str, gpus: int, cpus: int = 0) -> ProjectInfo:
-        check_name("project", name)
-        check_count("--gpus", gpus, 0)
-        check_count("--cpus", cpus, 0)
-        if self.store.project(name) is not None:
-            raise Conflict(f"project {name!r} already exists")
+        self._check_new_project(name, gpus, cpus)
         foreign = self._foreign_account(name)      # as last read; set-up reads it again
         if foreign is not None:
             raise Conflict(foreign)
@@ -201,19 +196,11 @@ class SlurmCluster(SlurmSync, StoredJobs):
         return self._project_infos([name])[0]
 
     def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
-        if gpus is not None:
-            check_count("--gpus", gpus, 0)
-        if cpus is not None:
-            check_count("--cpus", cpus, 0)
-        if self.store.project(name) is None:
-            raise NotFound(f"project {name!r} not found")
+        self._check_quota(name, gpus, cpus)
         if gpus is None and cpus is None:
             return
         self.store.set_quota(name, gpus, cpus)
         self._set_up(name, self._set_limit(name))
-
-    def project_exists(self, name: str) -> bool:
-        return self.store.project(name) is not None
 
     def projects(self) -> list[ProjectInfo]:
         return self._project_infos([p.name for p in self.store.projects()])
@@ -236,9 +223,7 @@ class SlurmCluster(SlurmSync, StoredJobs):
         return out
 
     def submit(self, spec: JobSpec, user: str) -> JobInfo:
-        if self.store.project(spec.project) is None:
-            raise NotFound(f"project {spec.project!r} not found; an admin creates it with "
-                           f"podsweep project create {spec.project} --gpus N")
+        self._check_project_of(spec)
         if spec.image:
             raise UsageError(f"-i {spec.image}: this Slurm cluster runs pods as plain "
                              f"processes on its nodes; drop -i")
@@ -249,19 +234,12 @@ class SlurmCluster(SlurmSync, StoredJobs):
         cpus = max((n.cpus for n in nodes), default=0)
         if spec.cpu > cpus:      # Slurm would take the job and keep it pending for ever
             raise UsageError(f"--cpu {spec.cpu}: no Slurm node has more than {cpus} CPUs")
-        for volume in spec.volumes:
-            volume.require_host("slurm")
-            if not os.path.exists(volume.src):
-                raise UsageError(f"-v {volume}: {volume.src} does not exist on this machine")
+        self._check_volumes(spec, "slurm")
         # The sandbox's binary is in this user's cache (~/.cache/podsweep): the task runs as
         # the same user and sees the same file systems on a single node; a multi-node
         # cluster would need it where every node finds it (see the module's docstring).
         argv = wrap_command(spec.command, spec.volumes, spec.working_dir)
-        if spec.working_dir and not os.path.isdir(host_path(spec)):
-            raise UsageError(f"--working-dir {spec.working_dir} does not exist")
-        if self.store.job_by_name(spec.project, spec.name) is not None:
-            raise Conflict(f"job {spec.name!r} already exists in project {spec.project!r}; "
-                           f"delete it first or choose another name")
+        self._check_name_free(spec, host_path(spec) if spec.working_dir else None)
         if spec.completions > self.max_array:
             raise UsageError(f"--completions {spec.completions}: this Slurm runs arrays of at "
                              f"most {self.max_array} tasks (MaxArraySize)")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ...model import JobStatus, PodStatus, pod_name
 from ...store import Job, Pod
+from ..stored import PREEMPTED, exit_reason, failed_message, succeeded_message
 from .accounts import SlurmAccounts
 from .lend import ArrayJob, Quota, lend
 from .parse import (
@@ -34,7 +35,6 @@ from .parse import (
 log = logging.getLogger("podsweep.cluster.slurm")
 
 POLL_INTERVAL = 1.0          # seconds between two looks at squeue when nothing wakes the poller
-PREEMPTED = "Preempted"
 
 
 class SlurmSync(SlurmAccounts):
@@ -174,7 +174,7 @@ class SlurmSync(SlurmAccounts):
                 self.store.update_job(job.uid, succeeded=succeeded)
                 self.store.event(job.uid, "Succeeded", f"pod {pod.name}")
             elif status is PodStatus.PREEMPTED:
-                self.store.event(job.uid, "Preempted",
+                self.store.event(job.uid, PREEMPTED,
                                  f"pod {pod.name}: it borrowed GPUs or CPUs beyond its "
                                  f"project's quota and Slurm requeued it for a project "
                                  f"within its quota; index {pod.index} will run again")
@@ -200,7 +200,7 @@ class SlurmSync(SlurmAccounts):
                 await self._arun("scontrol", "requeue", str(task.job_id), check=False)
             else:
                 await self._arun("scancel", str(job.engine_ref), check=False)
-        reason = f"exit code {task.exit_code}" if task.exit_code is not None else task.state
+        reason = exit_reason(task.exit_code) if task.exit_code is not None else task.state
         self._end_pod(job, pod, PodStatus.FAILED, task.exit_code, f"{reason} ({task.state})",
                       task.end, failed=failed)
         return again
@@ -212,14 +212,14 @@ class SlurmSync(SlurmAccounts):
             return
         spec = fresh.spec
         if fresh.succeeded >= spec.completions:
-            message = f"{spec.completions} pods succeeded"
+            message = succeeded_message(spec)
             self.store.update_job(job.uid, status=JobStatus.SUCCEEDED, finished=time.time(),
                                   message=message)
             self.store.event(job.uid, JobStatus.SUCCEEDED.value, message)
         elif tasks and not any(t.state in LIVE_STATES for t in tasks) and \
                 not any(p.status.active for p in self.store.pods(job.uid)):
             if fresh.failed > spec.backoff_limit:
-                message = f"{fresh.failed} pods failed (backoff limit {spec.backoff_limit})"
+                message = failed_message(fresh)
             else:
                 message = f"{fresh.succeeded} of {spec.completions} pods succeeded; Slurm " \
                           f"has nothing of it left to run"
