@@ -285,14 +285,12 @@ def test_a_refusal_without_a_status_body_says_the_http_reason():
 
 def test_the_package_exports_and_the_engine_registry_resolves_without_the_client(
         monkeypatch: pytest.MonkeyPatch):
-    import importlib
     import sys
 
     from podsweep.cluster import ENGINES
     from podsweep.cluster import kubernetes as package
 
     monkeypatch.setitem(sys.modules, "kubernetes", None)     # as if not installed
-    module, _, name = ENGINES["kubernetes"].partition(":")
-    assert getattr(importlib.import_module(module), name) is package.KubernetesCluster
+    assert ENGINES["kubernetes"]() is package.KubernetesCluster
     assert sorted(package.__all__) == ["KubernetesCluster", "job_info", "job_object",
                                        "pod_infos", "pod_status", "project_objects"]

@@ -5,7 +5,6 @@ decision is applied. The engine that runs them is tested in tests/control."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import random
 
 import pytest
@@ -166,8 +165,7 @@ def test_each_start_is_checked_once_those_before_it_are_made() -> None:
 
 
 def test_the_engine_registry_names_the_local_cluster() -> None:
-    module, _, name = ENGINES["local"].partition(":")
-    assert getattr(importlib.import_module(module), name) is local.LocalCluster
+    assert ENGINES["local"]() is local.LocalCluster
 
 
 def test_the_package_exports_what_it_names() -> None:

@@ -8,9 +8,9 @@ client libraries are optional extras.
 from __future__ import annotations
 
 import asyncio
-import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import UsageError
 from ..store import Store
@@ -26,12 +26,39 @@ from .base import (
     run_view,
 )
 
-ENGINES = {
-    "local": "podsweep.cluster.local:LocalCluster",
-    "slurm": "podsweep.cluster.slurm:SlurmCluster",
-    "kubernetes": "podsweep.cluster.kubernetes:KubernetesCluster",
+
+class Engine(Protocol):
+    """An engine's class: ``open`` makes the Cluster the control plane drives.
+
+    The registry's loaders return the classes typed as this, so mypy checks each engine's
+    ``open`` and, through its return type, the engine itself against :class:`Cluster`.
+    """
+
+    def open(self, home: Path, store: Store, loop: asyncio.AbstractEventLoop,
+             settings: dict[str, Any]) -> Cluster: ...
+
+
+def _local() -> Engine:
+    from .local import LocalCluster
+    return LocalCluster
+
+
+def _slurm() -> Engine:
+    from .slurm import SlurmCluster
+    return SlurmCluster
+
+
+def _kubernetes() -> Engine:
+    from .kubernetes import KubernetesCluster
+    return KubernetesCluster
+
+
+ENGINES: dict[str, Callable[[], Engine]] = {
+    "local": _local,
+    "slurm": _slurm,
+    "kubernetes": _kubernetes,
 }
-"""``podsweep up --cluster NAME``: each class has ``open(home, store, loop, settings)``."""
+"""``podsweep up --cluster NAME``: a loader per engine, which imports it only when chosen."""
 
 
 def open_cluster(home: Path, store: Store, loop: asyncio.AbstractEventLoop,
@@ -40,11 +67,20 @@ def open_cluster(home: Path, store: Store, loop: asyncio.AbstractEventLoop,
     kind = settings.get("cluster") or "local"
     if kind not in ENGINES:
         raise UsageError(f"unknown cluster {kind!r} (one of: {', '.join(ENGINES)})")
-    module, _, name = ENGINES[kind].partition(":")
-    engine = getattr(importlib.import_module(module), name)
-    cluster: Cluster = engine.open(home, store, loop, settings)
-    return cluster
+    return ENGINES[kind]().open(home, store, loop, settings)
 
 
-__all__ = ["ENGINES", "BlockingViews", "Cluster", "ClusterInfo", "EventInfo", "JobDetail",
-           "JobInfo", "PodInfo", "ProjectInfo", "open_cluster", "run_view"]
+__all__ = [
+    "ENGINES",
+    "BlockingViews",
+    "Cluster",
+    "ClusterInfo",
+    "Engine",
+    "EventInfo",
+    "JobDetail",
+    "JobInfo",
+    "PodInfo",
+    "ProjectInfo",
+    "open_cluster",
+    "run_view",
+]
