@@ -243,6 +243,32 @@ def test_a_delete_returns_once_nothing_runs_though_slurm_fails_it_at_first(
     assert live == []
 
 
+def test_a_delete_slurm_never_carries_out_gives_up_in_one_line_and_keeps_the_job(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch):
+    """Every scancel lost (slurmctld unreachable for the cancel): delete does not return
+    as if done while tasks run, nor wait for ever; it says so, and a later delete works."""
+    monkeypatch.setattr(slurm_engine, "DELETE_TIMEOUT", 1.0)
+    engine.project("team-a", 2)
+    uid = engine.submit(JobSpec("stuck", "team-a", ["sleep", "300"], completions=2,
+                                parallelism=2))
+    store, cluster = engine.store, engine.cluster
+    engine.poll_until("2 pods running", lambda: len(
+        [p for p in store.pods(uid) if p.status.active]) == 2)
+    real_arun = cluster._arun
+
+    async def scancel_lost(*argv: str, **kw: Any) -> str:
+        return "" if argv[0] == "scancel" else await real_arun(*argv, **kw)
+    cluster._arun = scancel_lost               # type: ignore[method-assign]
+    with pytest.raises(SlurmError, match="cancelled 3 times"):
+        engine.run(cluster.delete("team-a", "stuck"))
+    job = store.job(uid)
+    assert job is not None and job.status is JobStatus.RUNNING
+    cluster._arun = real_arun                  # type: ignore[method-assign]
+    engine.run(cluster.delete("team-a", "stuck"))
+    job = store.job(uid)
+    assert job is not None and job.status is JobStatus.DELETED
+
+
 def test_projects_jobs_and_info_run_no_slurm_command_on_the_event_loop(
         engine: Engine, monkeypatch: pytest.MonkeyPatch):
     p = engine.prefix

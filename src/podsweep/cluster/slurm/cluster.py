@@ -28,6 +28,7 @@ from .sync import SlurmSync
 log = logging.getLogger("podsweep.cluster.slurm")
 
 DELETE_TIMEOUT = 120.0       # scancel to no task running: Slurm's KillWait and then some
+DELETE_ROUNDS = 3            # scancels before delete gives up (6 minutes)
 PREFIX_RE = re.compile(r"^[a-z0-9-]*$")
 
 
@@ -321,8 +322,10 @@ class SlurmCluster(SlurmSync, StoredJobs):
 
     async def _cancel(self, array_id: str) -> None:
         """scancel the array, again each DELETE_TIMEOUT, until squeue shows no task of it
-        alive: scancel may be lost (it is not checked: a task already ended is no error)."""
-        while True:
+        alive: scancel may be lost (it is not checked: a task already ended is no error).
+        After DELETE_ROUNDS rounds it gives up with a SlurmError (the delete contract: never
+        return while a task runs, and do not keep the caller waiting for ever)."""
+        for _ in range(DELETE_ROUNDS):
             async with self._changing:
                 await self._arun("scancel", array_id, check=False)
             deadline = time.monotonic() + DELETE_TIMEOUT
@@ -337,6 +340,10 @@ class SlurmCluster(SlurmSync, StoredJobs):
                 await asyncio.sleep(0.2)
             log.warning("Slurm still runs tasks of array job %s %.0f s after scancel; "
                         "cancelling it again", array_id, DELETE_TIMEOUT)
+        raise SlurmError(f"Slurm still runs tasks of array job {array_id} "
+                         f"{DELETE_ROUNDS * DELETE_TIMEOUT:.0f} s after it was cancelled "
+                         f"{DELETE_ROUNDS} times (is slurmctld up?); the job is left as it "
+                         f"is: delete it again")
 
     # ------------------------------------------------------------ views
 
