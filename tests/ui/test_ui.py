@@ -171,7 +171,7 @@ def test_a_script_that_names_its_experiment_has_its_results_and_plots_on_the_job
     theirs.end("finished")
     add_holders(theirs.path, "another-job", {1: ("other-0-0", 0)})
     ui.plane.run("project", "create", "team-a", "--gpus", "2")
-    ui.plane.run("submit", "sweep", "-p", "team-a", "-g", "1", "--parallelism", "2",
+    ui.plane.run("submit", "sweep", "-p", "team-a", "-g", "1", "--parallelism", "3",
                  "--completions", "3", "-v", f"{nfs}:/nfs/hpo", "--", sys.executable,
                  str(EXAMPLE), "--experiment", "my-sweep", "--epochs", "3",
                  "--epoch-seconds", "0.2")
