@@ -73,11 +73,13 @@ class Engine:
     def job(self, name: str, project: str) -> dict[str, Any]:
         return self.plane.job(name, project)
 
-    def finished(self, name: str, project: str, timeout: float = 120) -> dict[str, Any]:
+    def finished(self, name: str, project: str, timeout: float = 120,
+                 every: float = 0.1) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             job = self.job(name, project)
             return job if job["job"]["status"] in ("Succeeded", "Failed") else None
-        done: dict[str, Any] = self.plane.until(f"{name} finished", probe, timeout=timeout)
+        done: dict[str, Any] = self.plane.until(f"{name} finished", probe, timeout=timeout,
+                                                every=every)
         return done
 
 
@@ -217,7 +219,7 @@ def test_the_readme_sweep_as_written(engine: Engine, tmp_path: Path) -> None:
     plane.run("submit", "hpo1", "-p", project, "-g", "1", "--parallelism", "3",
               "--completions", "12", "-v", f"{nfs}:/nfs/hpo", "--",
               sys.executable, "examples/hpo_digits.py", cwd=REPO)
-    job = engine.finished("hpo1", project, timeout=300)
+    job = engine.finished("hpo1", project, timeout=300, every=1.0)
     assert job["job"]["status"] == "Succeeded", job
     assert job["job"]["succeeded"] == 12
     experiment = nfs / f"hpo1-{job['job']['uid']}"

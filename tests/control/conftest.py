@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,6 +41,12 @@ class ControlPlane:
                                  f"{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def run_all(self, *calls: list[str]) -> list[subprocess.CompletedProcess[str]]:
+        """Several CLI calls at once, each as run() makes it: a dozen one after the other
+        (pods' logs) cost seconds of start-up on a loaded machine."""
+        with ThreadPoolExecutor(4) as pool:
+            return list(pool.map(lambda argv: self.run(*argv), calls))
+
     def json(self, *args: str, token: str | None = None) -> Any:
         return json.loads(self.run(*args, "-o", "json", token=token).stdout)
 
@@ -47,14 +54,17 @@ class ControlPlane:
         data: dict[str, Any] = self.json("get", name, "-p", project)
         return data
 
-    def until(self, what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+    def until(self, what: str, probe: Callable[[], Any], timeout: float = 60,
+              every: float = 0.1) -> Any:
+        """Probe every ``every`` seconds. A probe through the CLI costs a CPU-bound start-up
+        (0.2-0.5 s): a long wait probes less often and leaves the CPU to the pods."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             last = probe()
             if last:
                 return last
-            time.sleep(0.1)
+            time.sleep(every)
         raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
     def server_pid(self) -> int:

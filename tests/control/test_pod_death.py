@@ -49,8 +49,9 @@ def done(plane: ControlPlane) -> dict[str, Any] | None:
 
 
 def logs(plane: ControlPlane, job: dict[str, Any]) -> dict[str, str]:
-    return {p["name"]: plane.run("logs", "oom", "-p", "team-a", "--pod", p["name"]).stdout
-            for p in job["pods"]}
+    names = [p["name"] for p in job["pods"]]
+    return {n: p.stdout for n, p in zip(names, plane.run_all(
+        *(["logs", "oom", "-p", "team-a", "--pod", n] for n in names)))}
 
 
 def mid_trial(plane: ControlPlane, log_glob: str = LOCAL_LOG) -> Path:
@@ -87,7 +88,7 @@ def host_pid(pod: str, pid: int) -> int:
 def check_survived(plane: ControlPlane, hpo_dir: Path, reason: str | None) -> None:
     """The job succeeded with all 6 configurations finished; oom-1-1 took over oom-1-0's
     trial (which ended for ``reason``, if given) and resumed it from its checkpoint."""
-    job = plane.until("oom done", lambda: done(plane), timeout=240)
+    job = plane.until("oom done", lambda: done(plane), timeout=240, every=0.5)
     pods = {p["name"]: p for p in job["pods"]}
     text = logs(plane, job)
     assert job["job"]["status"] == "Succeeded", (job["job"], text)

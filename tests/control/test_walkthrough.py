@@ -18,6 +18,15 @@ from .conftest import ControlPlane
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hpo_digits.py"
 
 
+def paced(slow: float, fast: float) -> str:
+    """``sh -c`` that runs its arguments with --epoch-seconds: ``slow`` for the first
+    attempt of the first three pods (the one preempted is among them: its trial must still
+    be going when team-b's job comes), ``fast`` for the rest of the sweep, reruns included,
+    whose length is otherwise the test's."""
+    return (f'case "$PODSWEEP_POD_INDEX-$PODSWEEP_POD_ATTEMPT" in [012]-0) s={slow} ;; '
+            f'*) s={fast} ;; esac; exec "$0" "$@" --epoch-seconds "$s"')
+
+
 def test_the_walkthrough(plane: ControlPlane, tmp_path: Path):
     nfs = tmp_path / "nfs"
     nfs.mkdir()
@@ -25,8 +34,8 @@ def test_the_walkthrough(plane: ControlPlane, tmp_path: Path):
     plane.run("project", "create", "team-b", "--gpus", "2")
     plane.run("project", "set", "team-a")
     plane.run("submit", "hpo1", "-g", "1", "--parallelism", "3", "--completions", "12",
-              "-v", f"{nfs}:/nfs/hpo", "--grace-period", "20", "--", sys.executable,
-              str(EXAMPLE), "--epochs", "8", "--epoch-seconds", "0.4")
+              "-v", f"{nfs}:/nfs/hpo", "--grace-period", "20", "--", "sh", "-c",
+              paced(slow=0.4, fast=0.1), sys.executable, str(EXAMPLE), "--epochs", "8")
 
     # 3 pods run: one of them over team-a's quota, on an idle GPU
     plane.until("3 hpo1 pods running", lambda: plane.job("hpo1", "team-a")["job"]["running"] == 3)
@@ -44,15 +53,16 @@ def test_the_walkthrough(plane: ControlPlane, tmp_path: Path):
         e["kind"] == "Preempted" for e in j["events"]) else None)(plane.job("hpo1", "team-a")))
     preempted = next(e["message"].split()[1].rstrip(":") for e in job["events"]
                      if e["kind"] == "Preempted")
-    # two CLI calls per probe, each a second or more on a loaded machine: team-b's pod runs
-    # 12 s so that the probe sees it running beside hpo1's two
-    plane.until("hpo1 on 2 pods", lambda: plane.job("hpo1", "team-a")["job"]["running"] == 2
-                and plane.job("train", "team-b")["job"]["running"] == 1)
+    # both jobs in one CLI call, a snapshot (two calls, each a second or more on a loaded
+    # machine, once never saw both at once); team-b's pod runs 12 s for the probe to see it
+    plane.until("hpo1 on 2 pods beside train", lambda: {
+        j["name"]: j["running"] for j in plane.json("list", "-A")} == {"hpo1": 2, "train": 1})
     get = plane.run("get", "hpo1").stdout
     assert "Preempted" in get and preempted in get
 
     job = plane.until("hpo1 done", lambda: (lambda j: j if j["job"]["status"] in (
-        "Succeeded", "Failed") else None)(plane.job("hpo1", "team-a")), timeout=240)
+        "Succeeded", "Failed") else None)(plane.job("hpo1", "team-a")), timeout=240,
+        every=1.0)
     assert job["job"]["status"] == "Succeeded" and job["job"]["succeeded"] == 12
     assert job["job"]["failed"] == 0
 
@@ -61,7 +71,8 @@ def test_the_walkthrough(plane: ControlPlane, tmp_path: Path):
     index = preempted.split("-")[1]
     names = [p["name"] for p in job["pods"]]
     assert f"hpo1-{index}-1" in names
-    logs = {n: plane.run("logs", "hpo1", "--pod", n).stdout for n in names}
+    logs = {n: p.stdout for n, p in zip(names, plane.run_all(
+        *(["logs", "hpo1", "--pod", n] for n in names)))}
     resumed = [n for n, text in logs.items() if "Picked preempted HPO experiment #" in text]
     assert len(resumed) == 1, {n: t[:200] for n, t in logs.items()}
     assert "Resuming from checkpoint" in logs[resumed[0]]

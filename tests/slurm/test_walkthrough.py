@@ -15,6 +15,7 @@ from pathlib import Path
 
 import podsweep.hpo as hpo
 
+from ..control.test_walkthrough import paced
 from .conftest import SlurmPlane, run
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hpo_digits.py"
@@ -26,11 +27,12 @@ def test_the_walkthrough_on_slurm(plane: SlurmPlane, tmp_path: Path):
     plane.run("project", "create", "team-a", "--gpus", "2")
     plane.run("project", "create", "team-b", "--gpus", "2")
     plane.run("project", "set", "team-a")
-    # 1 s epochs (the local test's are 0.4 s): team-b's job must reach Slurm while the
-    # lent task is still mid-trial, through a few more CLI round trips than on local
+    # 1 s epochs for the first three tasks (the local test's are 0.4 s): team-b's job must
+    # reach Slurm while the lent task is still mid-trial, through a few more CLI round trips
+    # than on local; the rest of the sweep goes fast
     plane.run("submit", "hpo1", "-g", "1", "--parallelism", "3", "--completions", "12",
-              "-v", f"{nfs}:/nfs/hpo", "--", sys.executable, str(EXAMPLE), "--epochs", "10",
-              "--epoch-seconds", "1.0")
+              "-v", f"{nfs}:/nfs/hpo", "--", "sh", "-c", paced(slow=1.0, fast=0.2),
+              sys.executable, str(EXAMPLE), "--epochs", "10")
 
     # 3 tasks run: one of them beyond team-a's quota, on an idle GPU lent to it
     job = plane.until("3 hpo1 pods running", lambda: (lambda j: j if j["job"]["running"] == 3
@@ -64,15 +66,16 @@ def test_the_walkthrough_on_slurm(plane: SlurmPlane, tmp_path: Path):
     preempted = next(e["message"].split()[1].rstrip(":") for e in job["events"]
                      if e["kind"] == "Preempted")
     assert preempted == borrowed
-    # two CLI calls per probe, each a second or more on a loaded machine: team-b's pod runs
-    # 12 s so that the probe sees it running beside hpo1's two
-    plane.until("hpo1 on 2 pods", lambda: plane.job("hpo1", "team-a")["job"]["running"] == 2
-                and plane.job("train", "team-b")["job"]["running"] == 1)
+    # both jobs in one CLI call, a snapshot (two calls, each a second or more on a loaded
+    # machine, once never saw both at once); team-b's pod runs 12 s for the probe to see it
+    plane.until("hpo1 on 2 pods beside train", lambda: {
+        j["name"]: j["running"] for j in plane.json("list", "-A")} == {"hpo1": 2, "train": 1})
     get = plane.run("get", "hpo1").stdout
     assert "Preempted" in get and preempted in get
 
     job = plane.until("hpo1 done", lambda: (lambda j: j if j["job"]["status"] in (
-        "Succeeded", "Failed") else None)(plane.job("hpo1", "team-a")), timeout=240)
+        "Succeeded", "Failed") else None)(plane.job("hpo1", "team-a")), timeout=240,
+        every=1.0)
     assert job["job"]["status"] == "Succeeded" and job["job"]["succeeded"] == 12
     assert job["job"]["failed"] == 0
 
@@ -87,7 +90,8 @@ def test_the_walkthrough_on_slurm(plane: SlurmPlane, tmp_path: Path):
     # was handed the preempted trial and resumed it from its checkpoint
     names = [p["name"] for p in job["pods"]]
     assert f"hpo1-{index}-1" in names
-    logs = {n: plane.run("logs", "hpo1", "--pod", n).stdout for n in names}
+    logs = {n: p.stdout for n, p in zip(names, plane.run_all(
+        *(["logs", "hpo1", "--pod", n] for n in names)))}
     resumed = [n for n, text in logs.items() if "Picked preempted HPO experiment #" in text]
     assert len(resumed) == 1, {n: t[:200] for n, t in logs.items()}
     assert "Resuming from checkpoint" in logs[resumed[0]]

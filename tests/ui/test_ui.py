@@ -91,6 +91,7 @@ def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path,
             "sh -c 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'")
         page.get_by_label("GPUs per pod (-g)").fill("1")
         page.get_by_label("Completions").fill("2")
+        page.get_by_label("Parallelism").fill("2")      # both at once: half the wait
         page.get_by_label("Working directory").fill(str(tmp_path))
 
     fill_the_form()
@@ -171,12 +172,13 @@ def test_a_script_that_names_its_experiment_has_its_results_and_plots_on_the_job
     theirs.end("finished")
     add_holders(theirs.path, "another-job", {1: ("other-0-0", 0)})
     ui.plane.run("project", "create", "team-a", "--gpus", "2")
-    ui.plane.run("submit", "sweep", "-p", "team-a", "-g", "1", "--parallelism", "2",
+    ui.plane.run("submit", "sweep", "-p", "team-a", "-g", "1", "--parallelism", "3",
                  "--completions", "3", "-v", f"{nfs}:/nfs/hpo", "--", sys.executable,
                  str(EXAMPLE), "--experiment", "my-sweep", "--epochs", "3",
                  "--epoch-seconds", "0.2")
     job = ui.plane.until("sweep done", lambda: (lambda j: j if j["job"]["status"] in (
-        "Succeeded", "Failed") else None)(ui.plane.job("sweep", "team-a")), timeout=180)
+        "Succeeded", "Failed") else None)(ui.plane.job("sweep", "team-a")), timeout=180,
+        every=0.5)
     assert job["job"]["status"] == "Succeeded", job
     journal = nfs / "my-sweep" / "hpo.jsonl"
     # Until podsweep.hpo records who picked each trial, add it as the library will: the
