@@ -427,6 +427,12 @@ def _preempt(
             continue
         if _short(need, coming, gpus, ledger.kinds):
             chosen = _choose_victims(need, project, running, ledger, machine, coming, gpus)
+            if chosen is None and 0 < need[GPU] <= 1:
+                # The newest pods may be spread over GPUs that stay shared: try to empty
+                # enough of one GPU, lowest id first, by the same order within it.
+                chosen = next((c for g in sorted(gpus.load) if (c := _choose_victims(
+                    need, project, running, ledger, machine, coming, gpus, g)) is not None),
+                    None)
             if chosen is None:
                 continue
             for pod in chosen:
@@ -448,6 +454,7 @@ def _choose_victims(
     machine: frozenset[int],
     free: Mapping[str, Fraction],
     gpus: Placement,
+    on: int | None = None,
 ) -> list[RunningPod] | None:
     """Pods whose preemption makes room for what ``requester`` needs, or None if none do.
 
@@ -456,7 +463,8 @@ def _choose_victims(
     moment, so that taking several pods spreads over the projects most over their shares.
     GPUs are covered once the pod fits on them, not once enough is free in all: a victim
     sharing its GPU with pods that stay may free room nowhere useful, so once the pod fits,
-    each victim that the others make needless is spared (the last chosen first).
+    each victim that the others make needless is spared (the last chosen first). With
+    ``on``, victims for GPUs are only pods on that GPU.
     """
     shares, quotas = ledger.shares, ledger.quotas
     left = {r: dict(ledger.usage[r]) for r in ledger.kinds}
@@ -475,6 +483,7 @@ def _choose_victims(
                 for pod in running[v]
                 if pod not in chosen
                 and _frees(pod, ledger, machine)[r]
+                and (r != GPU or on is None or on in pod.gpus)
                 and ledger.keeps(v, r, left[r][v] - ledger.holds(pod)[r])
             ),
             None,
