@@ -7,11 +7,14 @@ no random numbers: the same snapshot always gives the same decision, whatever th
 its tuples.
 
 Resources. GPUs always; CPUs too when ``Snapshot.cpus`` is set (None: GPUs only, as before
-CPUs were scheduled). A job's pod needs ``gpus`` GPUs (given by id) and ``cpu`` CPUs (a
-count); a project has a quota of each. Every rule below is applied to each resource on its
-own, and where a rule must compare projects it uses the *dominant* ratio, the largest of
-``usage / fair share`` over the resources (dominant resource fairness, as Kueue and Run:ai
-do). The cycle runs in phases:
+CPUs were scheduled). A job's pod needs ``gpus`` GPUs and ``cpu`` CPUs (a count); a
+project has a quota of each. ``gpus`` is a whole number of GPUs, each the pod's alone, or a
+:class:`~fractions.Fraction` in (0, 1): that share of one GPU, which fractions of other pods
+may share up to 1 in all (never a whole-GPU pod). Amounts of GPUs (demands, usage, shares)
+are exact fractions of GPUs throughout, so a project with quota 1 runs two pods of 1/2
+within it. Every rule below is applied to each resource on its own, and where a rule must
+compare projects it uses the *dominant* ratio, the largest of ``usage / fair share`` over
+the resources (dominant resource fairness, as Kueue and Run:ai do). The cycle runs in phases:
 
 1. **Demand.** A job wants ``need * min(parallelism, active + len(pending))`` of each
    resource; a project wants the sum over its jobs.
@@ -29,8 +32,10 @@ do). The cycle runs in phases:
    back at once by the first, cycle after cycle); among those, to the lowest dominant
    ratio over the resources the candidate needs (starts of this cycle included; ties by
    name; projects with no share last, the least used first), if its first candidate fits
-   in every free resource (GPUs given lowest ids first). A project whose first candidate does
-   not fit is blocked for the cycle: a later small job never overtakes an earlier big one.
+   in every free resource (whole GPUs: the lowest free ids; a fraction: best fit, the GPU
+   with the least room that holds it, so whole GPUs stay free; see :mod:`._placement`).
+   A project whose first candidate does not fit is blocked for the cycle: a later small
+   job never overtakes an earlier big one.
    Once a project below its fair share of a resource is blocked on it (by a pod the
    machine could hold at all), projects at or above their share of that resource start
    nothing more that needs it this cycle, so that what it waits for is not lent out only
@@ -42,14 +47,18 @@ do). The cycle runs in phases:
    falls short of a resource, victims are chosen among running pods holding it, of other
    projects over both their fair share and their quota of it: from the most over-share
    project first, newest pod first (:func:`_victim_order`), and only while the victim's
-   project keeps at least ``max(quota, floor(fair share))`` of it. If no set of victims
-   covers the pod, nothing is preempted for it.
+   project keeps at least its quota of it and more than its fair share less its smallest
+   pod (``floor(fair share)`` where its pods are whole GPUs or CPUs): then its own next pod
+   would take it over its share, so it never preempts back. GPUs are covered where the
+   pod fits (a whole GPU needs an empty one), so victims are chosen until it fits, then
+   any that a later one made needless are spared. If no set of victims covers the pod,
+   nothing is preempted for it.
 
 Hence a project at or below its quota of a resource is never preempted for it (a borrower
 of CPUs may lose a pod that also held GPUs within its GPU quota: the pod is one), a
 terminating pod is never preempted again, and nothing held by a pod, terminating or not,
-is handed out: the pods' GPUs are distinct and their CPUs never add up to more than the
-machine's (unless the machine shrank under them).
+is handed out: no GPU's load passes 1 (a whole-GPU pod's GPUs are its alone) and the
+pods' CPUs never add up to more than the machine's (unless the machine shrank under them).
 
 Shares are computed with exact fractions, so the comparisons above need no tolerance;
 :class:`Decision` reports them as floats.
@@ -57,11 +66,13 @@ Shares are computed with exact fractions, so the comparisons above need no toler
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+
+from ._fairshare import water_fill
+from ._placement import Placement
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ class ProjectView:
     """A project as the scheduler sees it."""
 
     name: str
-    quota: int  # deserved GPUs
+    quota: int  # deserved GPUs (whole: a quota of 1 holds two pods of 1/2)
     cpu_quota: int = 0  # deserved CPUs (read only where the snapshot schedules CPUs)
 
 
@@ -88,7 +99,9 @@ class JobView:
     uid: str
     name: str
     project: str
-    gpus: int  # GPUs per pod (0: takes no GPU, limited only by parallelism)
+    # GPUs per pod: a whole number (0: takes no GPU, limited only by parallelism), or a
+    # Fraction in (0, 1), that share of one GPU; never a float, whose sums drift
+    gpus: int | Fraction
     parallelism: int
     seq: int  # submit order, lower = earlier
     active: int  # pods of this job now holding GPUs / running (RUNNING or TERMINATING)
@@ -103,10 +116,11 @@ class RunningPod:
     name: str
     job_uid: str
     project: str
-    gpus: tuple[int, ...]  # GPU ids it holds
+    gpus: tuple[int, ...]  # GPU ids it holds (one, if it holds a fraction)
     seq: int  # start order, higher = started more recently
     terminating: bool = False  # already SIGTERMed; still holds its GPUs until it exits
     cpus: int = 1  # CPUs it holds (read only where the snapshot schedules CPUs)
+    fraction: Fraction | None = None  # its share of its one GPU; None: its GPUs are whole
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,8 @@ class Start:
     job_uid: str
     index: int
     attempt: int
-    gpus: tuple[int, ...]  # GPU ids given to the new pod, lowest free ids first
+    gpus: tuple[int, ...]  # GPU ids given to the new pod: lowest free ids, or the one shared
+    fraction: Fraction | None = None  # the pod's share of its one GPU; None: whole GPUs
 
 
 @dataclass(frozen=True)
@@ -147,69 +162,41 @@ class _Candidate:
     pod: PendingPod
 
 
-def fair_shares(
-    total: int, quotas: Mapping[str, int], demands: Mapping[str, int]
-) -> dict[str, float]:
-    """Each project's fair share of ``total`` GPUs (phase 2), by project name.
-
-    A project named in only one of ``quotas`` and ``demands`` has 0 for the other. When
-    the quotas of the projects that want GPUs add up to more than ``total``, each still
-    gets ``min(demand, quota)`` and the shares add up to more than ``total``: a quota is a
-    promise that its project may reclaim its GPUs from borrowers, and scaling it down
-    would let a borrower keep them.
-    """
-    return {name: float(share) for name, share in _water_fill(total, quotas, demands).items()}
-
-
-def _water_fill(
-    total: int, quotas: Mapping[str, int], demands: Mapping[str, int]
-) -> dict[str, Fraction]:
-    if total < 0 or any(v < 0 for v in (*quotas.values(), *demands.values())):
-        raise ValueError("GPU counts, quotas and demands must not be negative")
-    names = sorted(set(quotas) | set(demands))
-    quota = {p: quotas.get(p, 0) for p in names}
-    demand = {p: demands.get(p, 0) for p in names}
-    share = {p: Fraction(min(demand[p], quota[p])) for p in names}
-    left = Fraction(total) - sum(share.values(), Fraction(0))
-    while left > 0:
-        unmet = [p for p in names if share[p] < demand[p]]
-        if not unmet:
-            break
-        weight = {p: quota[p] for p in unmet}
-        if not any(weight.values()):
-            weight = dict.fromkeys(unmet, 1)
-        whole = sum(weight.values())
-        # Projects that the proportional offer would fill are filled exactly and leave the
-        # pool; what they did not need is offered again to the others on the next pass.
-        full = [p for p in unmet if demand[p] - share[p] <= left * weight[p] / whole]
-        if not full:
-            for p in unmet:
-                share[p] += left * weight[p] / whole
-            break
-        for p in full:
-            left -= demand[p] - share[p]
-            share[p] = Fraction(demand[p])
-    return share
-
-
 GPU, CPU = "gpus", "cpus"  # the resources, in the order victims are sought for them
+
+
+def _gpus_of(pod: RunningPod, machine: frozenset[int] | None = None) -> Fraction:
+    """The GPUs a pod holds (of those of ``machine``, if given), in GPUs."""
+    ids = pod.gpus if machine is None else machine.intersection(pod.gpus)
+    return (pod.fraction or Fraction(1)) * len(ids)
 
 
 @dataclass
 class _Ledger:
-    """Per resource: the machine's size, the quotas, fair shares and usage, by project."""
+    """Per resource: the machine's size, the quotas, fair shares and usage, by project;
+    and per project the smallest GPU amount its pods take (1 where all are whole)."""
 
     kinds: tuple[str, ...]
     size: dict[str, int]
     quotas: dict[str, dict[str, int]]
     shares: dict[str, dict[str, Fraction]]
-    usage: dict[str, dict[str, int]]
+    usage: dict[str, dict[str, Fraction]]
+    grain: dict[str, Fraction]
 
-    def need(self, job: JobView) -> dict[str, int]:
-        return {GPU: job.gpus, CPU: job.cpu} if CPU in self.kinds else {GPU: job.gpus}
+    def need(self, job: JobView) -> dict[str, Fraction]:
+        need = {GPU: Fraction(job.gpus), CPU: Fraction(job.cpu)}
+        return need if CPU in self.kinds else {GPU: need[GPU]}
 
-    def holds(self, pod: RunningPod) -> dict[str, int]:
-        return {GPU: len(pod.gpus), CPU: pod.cpus} if CPU in self.kinds else {GPU: len(pod.gpus)}
+    def holds(self, pod: RunningPod) -> dict[str, Fraction]:
+        held = {GPU: _gpus_of(pod), CPU: Fraction(pod.cpus)}
+        return held if CPU in self.kinds else {GPU: held[GPU]}
+
+    def keeps(self, project: str, resource: str, left: Fraction) -> bool:
+        """Whether a victim's project may be left with ``left`` of a resource: its quota,
+        and enough that its own next pod would take it over its fair share."""
+        grain = self.grain[project] if resource == GPU else 1
+        return (left >= self.quotas[resource][project]
+                and left + grain > self.shares[resource][project])
 
     def lends(self, project: str, head: JobView) -> bool:
         """Whether the project's next pod, of job ``head``, would take it over its fair
@@ -235,18 +222,27 @@ class _Ledger:
             return (lends, 0,
                     max(self.usage[r][project] / self.shares[r][project] for r in wanted),
                     project)
-        return (lends, 1, max((Fraction(self.usage[r][project], self.size[r] or 1)
+        return (lends, 1, max((self.usage[r][project] / (self.size[r] or 1)
                                for r in wanted), default=Fraction(0)), project)
+
+
+def _short(need: Mapping[str, Fraction], free: Mapping[str, Fraction], gpus: Placement,
+           kinds: Iterable[str]) -> list[str]:
+    """The resources a pod does not fit in: GPUs where no GPU (or not enough empty ones)
+    has room for it, whatever the sum of the room; CPUs where too few are free."""
+    return [r for r in kinds
+            if (gpus.fit(need[GPU]) is None if r == GPU else need[r] > free[r])]
 
 
 def decide(snapshot: Snapshot) -> Decision:
     """One scheduling cycle over ``snapshot``: the pods to start and the pods to preempt.
 
     Raises :class:`ValueError` if the snapshot contradicts itself (two projects of one
-    name, two jobs of one uid, one GPU held by two pods, a negative count): deciding on it
-    could hand one GPU to two pods. Pod names need not be unique (a job resubmitted under
-    its old name while its old pods terminate, or jobs of one name in two projects); the
-    caller tells such pods apart by job uid as well.
+    name, two jobs of one uid, one GPU held by a whole-GPU pod and another, or past 1 by
+    fractions, a negative count, a float or a non-whole count above 1 of GPUs): deciding
+    on it could hand one GPU to two pods. Pod names need not be unique (a job resubmitted
+    under its old name while its old pods terminate, or jobs of one name in two projects);
+    the caller tells such pods apart by job uid as well.
     """
     _check(snapshot)
     machine = frozenset(snapshot.gpus)
@@ -259,28 +255,32 @@ def decide(snapshot: Snapshot) -> Decision:
         for r in kinds:  # a project deleted under its jobs deserves nothing
             quotas[r].setdefault(name, 0)
     names = sorted(quotas[GPU])
+    grain = dict.fromkeys(names, Fraction(1))
+    for project, amount in ([(j.project, Fraction(j.gpus)) for j in jobs]
+                            + [(p.project, p.fraction or 1) for p in snapshot.pods]):
+        if amount:
+            grain[project] = min(grain[project], Fraction(amount))
     ledger = _Ledger(kinds, {GPU: len(machine), CPU: snapshot.cpus or 0}, quotas, {},
-                     {r: dict.fromkeys(names, 0) for r in kinds})
-    demands = {r: dict.fromkeys(names, 0) for r in kinds}
+                     {r: dict.fromkeys(names, Fraction(0)) for r in kinds}, grain)
+    demands = {r: dict.fromkeys(names, Fraction(0)) for r in kinds}
     for job in jobs:
         for r, n in ledger.need(job).items():
             demands[r][job.project] += n * min(job.parallelism, job.active + len(job.pending))
     # Phase 2: fair share.
-    ledger.shares = {r: _water_fill(ledger.size[r], quotas[r], demands[r]) for r in kinds}
+    ledger.shares = {r: water_fill(ledger.size[r], quotas[r], demands[r]) for r in kinds}
     # Phase 3: usage.
-    held: set[int] = set()
+    gpus = Placement(machine)
     for pod in snapshot.pods:
         for r, n in ledger.holds(pod).items():
             ledger.usage[r][pod.project] += n
-        held.update(pod.gpus)
-    free_gpus = sorted(machine - held)
+        gpus.put(pod.gpus, pod.fraction or Fraction(1))
     # CPUs below 0 if the machine shrank under its pods: nothing starts until they end
-    free = {GPU: len(free_gpus), CPU: ledger.size[CPU] - sum(p.cpus for p in snapshot.pods)}
+    free = {CPU: Fraction(ledger.size[CPU] - sum(p.cpus for p in snapshot.pods))}
     # Phase 4: starts.
-    starts, queues = _start(jobs, ledger, free_gpus, free)
+    starts, queues = _start(jobs, ledger, gpus, free)
     # Phase 5: preemption.
     heads = {p: q[0] for p, q in queues.items() if q}
-    preempt = _preempt(snapshot.pods, heads, ledger, free, machine)
+    preempt = _preempt(snapshot.pods, heads, ledger, free, gpus, machine)
     return Decision(
         starts=tuple(starts),
         preempt=tuple(preempt),
@@ -293,11 +293,26 @@ def _check(snapshot: Snapshot) -> None:
     for what, keys in (
         ("project", [p.name for p in snapshot.projects]),
         ("job", [j.uid for j in snapshot.jobs]),
-        ("GPU held by a pod", [g for p in snapshot.pods for g in p.gpus]),
+        ("GPU held by a pod", [g for p in snapshot.pods if p.fraction is None for g in p.gpus]),
     ):
         twice = sorted(str(k) for k, n in Counter(keys).items() if n > 1)
         if twice:
             raise ValueError(f"snapshot has one {what} twice: {', '.join(twice)}")
+    if any(isinstance(j.gpus, float) or (j.gpus > 1 and j.gpus != int(j.gpus))
+           for j in snapshot.jobs):
+        raise ValueError("snapshot has a job asking for a float or a non-whole count above 1 "
+                         "of GPUs: a share of one GPU is a Fraction in (0, 1)")
+    if any(p.fraction is not None and (not 0 < p.fraction < 1 or len(p.gpus) != 1)
+           for p in snapshot.pods):
+        raise ValueError("snapshot has a pod holding a fraction outside (0, 1) or of other "
+                         "than one GPU")
+    load: dict[int, Fraction] = {}
+    for p in snapshot.pods:
+        for g in p.gpus:
+            load[g] = load.get(g, Fraction(0)) + (p.fraction or 1)
+    past = sorted(str(g) for g, n in load.items() if n > 1)
+    if past:
+        raise ValueError(f"snapshot has a GPU held past its whole by pods: {', '.join(past)}")
     if (
         any(min(p.quota, p.cpu_quota) < 0 for p in snapshot.projects)
         or any(min(j.gpus, j.cpu, j.parallelism, j.active) < 0 for j in snapshot.jobs)
@@ -311,11 +326,11 @@ def _check(snapshot: Snapshot) -> None:
 def _start(
     jobs: Iterable[JobView],
     ledger: _Ledger,
-    free_gpus: list[int],
-    free: dict[str, int],
+    gpus: Placement,
+    free: dict[str, Fraction],
 ) -> tuple[list[Start], dict[str, deque[_Candidate]]]:
-    """Phase 4. Updates the ledger's usage, ``free_gpus`` and ``free``; returns the starts
-    and what did not start."""
+    """Phase 4. Updates the ledger's usage, ``gpus`` and ``free``; returns the starts and
+    what did not start."""
     usage, shares, size = ledger.usage, ledger.shares, ledger.size
     starts: list[Start] = []
     queues: dict[str, deque[_Candidate]] = {p: deque() for p in sorted(usage[GPU])}
@@ -343,7 +358,7 @@ def _start(
         project = min(ready, key=lambda p: ledger.priority(p, queues[p][0].job))
         head = queues[project][0]
         need = ledger.need(head.job)
-        short = [r for r in ledger.kinds if need[r] > free[r]]
+        short = _short(need, free, gpus, ledger.kinds)
         if short:
             blocked.add(project)
             # A pod larger than the machine never starts; holding resources back for it
@@ -351,12 +366,13 @@ def _start(
             if all(need[r] <= size[r] for r in ledger.kinds):
                 reserved.update(r for r in short if usage[r][project] < shares[r][project])
             continue
-        given = tuple(free_gpus[: need[GPU]])
-        del free_gpus[: need[GPU]]
-        starts.append(Start(head.job.uid, head.pod.index, head.pod.attempt, given))
+        given = gpus.take(need[GPU])
+        assert given is not None  # not short of GPUs
+        fraction = need[GPU] if 0 < need[GPU] < 1 else None
+        starts.append(Start(head.job.uid, head.pod.index, head.pod.attempt, given, fraction))
         for r in ledger.kinds:
             usage[r][project] += need[r]
-            free[r] -= need[r]
+        free[CPU] -= need.get(CPU, 0)
         queues[project].popleft()
 
 
@@ -365,84 +381,101 @@ def _victim_order(pod: RunningPod) -> tuple[int, str, str]:
     return (-pod.seq, pod.name, pod.job_uid)
 
 
-def _frees(pod: RunningPod, ledger: _Ledger, machine: frozenset[int]) -> dict[str, int]:
+def _frees(pod: RunningPod, ledger: _Ledger, machine: frozenset[int]) -> dict[str, Fraction]:
     """What a pod gives back to the machine when it ends (not GPUs the machine lost)."""
     held = ledger.holds(pod)
-    held[GPU] = len(machine.intersection(pod.gpus))
+    held[GPU] = _gpus_of(pod, machine)
     return held
+
+
+def _release(pods: Iterable[RunningPod], free: Mapping[str, Fraction],
+             gpus: Placement) -> tuple[dict[str, Fraction], Placement]:
+    """What is free once ``pods`` have ended (copies; the arguments are left as they are)."""
+    free, gpus = dict(free), gpus.copy()
+    for pod in pods:
+        gpus.put(pod.gpus, pod.fraction or Fraction(1), -1)
+        free[CPU] += pod.cpus
+    return free, gpus
 
 
 def _preempt(
     pods: Iterable[RunningPod],
     heads: Mapping[str, _Candidate],
     ledger: _Ledger,
-    free: Mapping[str, int],
+    free: Mapping[str, Fraction],
+    gpus: Placement,
     machine: frozenset[int],
 ) -> list[str]:
     """Phase 5. Deducts the victims from the ledger's usage; returns their names."""
     usage, shares = ledger.usage, ledger.shares
     running: dict[str, list[RunningPod]] = {p: [] for p in usage[GPU]}
     # What is on its way back: what is free and what pods already told to stop hold. Each
-    # project served below claims its pod's worth, so two never count on the same GPU/CPU.
-    coming = dict(free)
+    # project served below claims its pod's place, so two never count on the same GPU/CPU.
     for pod in pods:
-        frees = _frees(pod, ledger, machine)
-        if pod.terminating:
-            for r in ledger.kinds:
-                coming[r] += frees[r]
-        elif any(frees.values()):
+        if not pod.terminating and any(_frees(pod, ledger, machine).values()):
             running[pod.project].append(pod)
+    coming, gpus = _release([p for p in pods if p.terminating], free, gpus)
     for victims_of_project in running.values():
         victims_of_project.sort(key=_victim_order)
     victims: list[str] = []
     for project in sorted(heads, key=lambda p: ledger.priority(p, heads[p].job)):
         need = ledger.need(heads[project].job)
-        # A project that lost pods above kept floor(share) of what they held, so it never
-        # gets here with a whole pod more within its share of that: nobody preempts and is
+        # A project that lost pods above kept more than its share less its smallest pod,
+        # so it never gets here with a pod more within its share: nobody preempts and is
         # preempted for one resource.
         if any(n and usage[r][project] + n > shares[r][project] for r, n in need.items()):
             continue
-        short = {r: need[r] - coming[r] for r in ledger.kinds if need[r] > coming[r]}
-        if short:
-            chosen = _choose_victims(short, project, running, ledger, machine)
+        if _short(need, coming, gpus, ledger.kinds):
+            chosen = _choose_victims(need, project, running, ledger, machine, coming, gpus)
+            if chosen is None and 0 < need[GPU] <= 1:
+                # The newest pods may be spread over GPUs that stay shared: try to empty
+                # enough of one GPU, lowest id first, by the same order within it.
+                chosen = next((c for g in sorted(gpus.load) if (c := _choose_victims(
+                    need, project, running, ledger, machine, coming, gpus, g)) is not None),
+                    None)
             if chosen is None:
                 continue
             for pod in chosen:
                 running[pod.project].remove(pod)
-                frees = _frees(pod, ledger, machine)
                 for r, n in ledger.holds(pod).items():
                     usage[r][pod.project] -= n
-                    coming[r] += frees[r]
                 victims.append(pod.name)
-        for r in ledger.kinds:
-            coming[r] -= need[r]
+            coming, gpus = _release(chosen, coming, gpus)
+        gpus.take(need[GPU])
+        coming[CPU] -= need.get(CPU, 0)
     return victims
 
 
 def _choose_victims(
-    short: Mapping[str, int],
+    need: Mapping[str, Fraction],
     requester: str,
     running: Mapping[str, list[RunningPod]],
     ledger: _Ledger,
     machine: frozenset[int],
+    free: Mapping[str, Fraction],
+    gpus: Placement,
+    on: int | None = None,
 ) -> list[RunningPod] | None:
-    """Pods whose preemption frees what ``requester`` is ``short`` of, or None if none do.
+    """Pods whose preemption makes room for what ``requester`` needs, or None if none do.
 
     Resources are covered in a fixed order (GPUs, then CPUs). For each, a victim is the
     newest takeable pod holding it, of the project most over its share of it at that
     moment, so that taking several pods spreads over the projects most over their shares.
+    GPUs are covered once the pod fits on them, not once enough is free in all: a victim
+    sharing its GPU with pods that stay may free room nowhere useful, so once the pod fits,
+    each victim that the others make needless is spared (the last chosen first). With
+    ``on``, victims for GPUs are only pods on that GPU.
     """
     shares, quotas = ledger.shares, ledger.quotas
     left = {r: dict(ledger.usage[r]) for r in ledger.kinds}
-    missing = dict(short)
     chosen: list[RunningPod] = []
-    while (r := next((k for k in ledger.kinds if missing.get(k, 0) > 0), None)) is not None:
+    while short := _short(need, *_release(chosen, free, gpus), ledger.kinds):
+        r = short[0]
         over = sorted(
             (v for v in running
              if v != requester and left[r][v] > shares[r][v] and left[r][v] > quotas[r][v]),
             key=lambda v: (-(left[r][v] - shares[r][v]), v),
         )
-        floor = {v: max(quotas[r][v], math.floor(shares[r][v])) for v in over}
         victim = next(
             (
                 pod
@@ -450,15 +483,18 @@ def _choose_victims(
                 for pod in running[v]
                 if pod not in chosen
                 and _frees(pod, ledger, machine)[r]
-                and left[r][v] - ledger.holds(pod)[r] >= floor[v]
+                and (r != GPU or on is None or on in pod.gpus)
+                and ledger.keeps(v, r, left[r][v] - ledger.holds(pod)[r])
             ),
             None,
         )
         if victim is None:
             return None
         chosen.append(victim)
-        frees = _frees(victim, ledger, machine)
         for k, n in ledger.holds(victim).items():
             left[k][victim.project] -= n
-            missing[k] = missing.get(k, 0) - frees[k]
+    for victim in reversed(chosen[:-1]):
+        rest = [p for p in chosen if p is not victim]
+        if not _short(need, *_release(rest, free, gpus), ledger.kinds):
+            chosen = rest
     return chosen

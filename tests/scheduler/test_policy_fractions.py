@@ -1,0 +1,431 @@
+"""The scheduling policy with pods that ask for a fraction of one GPU: table-driven cases,
+then properties of random snapshots (no GPU past 1, whole-GPU pods alone on theirs, best
+fit, quotas and shares counted in fractions) and of whole runs of cycles (quota holders get
+their quota back from borrowers of fractions, and the cycles settle)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from podsweep.scheduler import (
+    Decision,
+    JobView,
+    PendingPod,
+    ProjectView,
+    RunningPod,
+    Snapshot,
+    Start,
+    decide,
+    fair_shares,
+)
+
+H, Q, T = Fraction(1, 2), Fraction(1, 4), Fraction(3, 10)
+
+# ---------------------------------------------------------------------------------------
+# Builders
+
+
+def job(uid: str, project: str, gpus: int | Fraction, *, parallelism: int = 4, active: int = 0,
+        pending: int = 0, seq: int = 0) -> JobView:
+    pods = tuple(PendingPod(i, 0) for i in range(active, active + pending))
+    return JobView(uid, uid, project, gpus, parallelism, seq, active, pods)
+
+
+def pod(name: str, project: str, *gpus: int, seq: int, fraction: Fraction | None = None,
+        terminating: bool = False) -> RunningPod:
+    """A pod named ``<job>-<index>-0`` of the job whose uid is ``<job>``."""
+    return RunningPod(name, name.split("-")[0], project, gpus, seq, terminating, 1, fraction)
+
+
+def snap(gpus: int, quotas: dict[str, int], jobs: Sequence[JobView] = (),
+         pods: Sequence[RunningPod] = ()) -> Snapshot:
+    projects = tuple(ProjectView(n, q) for n, q in quotas.items())
+    return Snapshot(tuple(range(gpus)), projects, tuple(jobs), tuple(pods))
+
+
+def start(uid: str, index: int, gpu: int, fraction: Fraction) -> Start:
+    return Start(uid, index, 0, (gpu,), fraction)
+
+
+# ---------------------------------------------------------------------------------------
+# Table
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    snapshot: Snapshot
+    starts: tuple[Start, ...] = ()
+    preempt: tuple[str, ...] = ()
+    shares: dict[str, float] | None = None
+
+
+CASES = [
+    Case(
+        "two pods of 1/2 share one GPU, the other stays free",
+        snap(2, {"a": 1}, [job("j", "a", H, pending=2)]),
+        starts=(start("j", 0, 0, H), start("j", 1, 0, H)),
+        shares={"a": 1.0},
+    ),
+    Case(
+        "0.3 + 0.3 + 0.3 fit on one GPU, a fourth goes to the next",
+        snap(2, {"a": 2}, [job("j", "a", T, pending=4)]),
+        starts=(start("j", 0, 0, T), start("j", 1, 0, T), start("j", 2, 0, T),
+                start("j", 3, 1, T)),
+    ),
+    Case(
+        "a fourth 0.3 does not fit on a GPU holding three, with no other GPU",
+        snap(1, {"a": 1}, [job("j", "a", T, active=3, pending=1)],
+             [pod(f"j-{k}-0", "a", 0, seq=k, fraction=T) for k in range(3)]),
+    ),
+    Case(
+        "a fraction never joins a whole-GPU pod",
+        snap(2, {"a": 2}, [job("w", "a", 1, active=1, seq=1), job("f", "a", H, pending=1, seq=2)],
+             [pod("w-0-0", "a", 0, seq=1)]),
+        starts=(start("f", 0, 1, H),),
+    ),
+    Case(
+        "a whole-GPU pod never joins a fraction: it takes an empty GPU",
+        snap(2, {"a": 2}, [job("f", "a", H, active=1, seq=1), job("w", "a", 1, pending=1, seq=2)],
+             [pod("f-0-0", "a", 0, seq=1, fraction=H)]),
+        starts=(Start("w", 0, 0, (1,)),),
+    ),
+    Case(
+        "a whole-GPU pod waits while every GPU holds a fraction, though 1 GPU is free in sum",
+        snap(2, {"a": 2}, [job("f", "a", H, active=2, seq=1), job("w", "a", 1, pending=1, seq=2)],
+             [pod("f-0-0", "a", 0, seq=1, fraction=H), pod("f-1-0", "a", 1, seq=2, fraction=H)]),
+    ),
+    Case(
+        "best fit: a fraction goes to the GPU with the least room that holds it",
+        snap(3, {"a": 3},
+             [job("x", "a", Q, active=1, seq=1), job("y", "a", H, active=1, seq=2),
+              job("f", "a", H, pending=1, seq=3), job("g", "a", Fraction(3, 4), pending=1, seq=4),
+              job("w", "a", 1, pending=1, seq=5)],
+             [pod("x-0-0", "a", 0, seq=1, fraction=Q), pod("y-0-0", "a", 1, seq=2, fraction=H)]),
+        # f fills GPU 1 (room 1/2) rather than GPU 0 (3/4); g then fills GPU 0; GPU 2 stays
+        # whole for w.
+        starts=(start("f", 0, 1, H), start("g", 0, 0, Fraction(3, 4)), Start("w", 0, 0, (2,))),
+    ),
+    Case(
+        "quota counts fractions: quota 1 runs two pods of 1/2, kept from a borrower",
+        snap(2, {"a": 1, "b": 1},
+             [job("ja", "a", H, active=2, pending=2, seq=1), job("jb", "b", 1, pending=1, seq=2)],
+             [pod("ja-0-0", "a", 0, seq=1, fraction=H), pod("ja-1-0", "a", 0, seq=2, fraction=H)]),
+        # a's share is its quota, 1: its 3rd pod would be lent, so b's whole pod goes first.
+        starts=(Start("jb", 0, 0, (1,)),),
+        shares={"a": 1.0, "b": 1.0},
+    ),
+    Case(
+        "a project within its quota of fractions is not preempted",
+        snap(2, {"a": 1, "b": 1},
+             [job("ja", "a", H, active=2, seq=1), job("jb", "b", 1, active=1, pending=1, seq=2)],
+             [pod("ja-0-0", "a", 0, seq=3, fraction=H), pod("ja-1-0", "a", 0, seq=4, fraction=H),
+              pod("jb-0-0", "b", 1, seq=1)]),
+        shares={"a": 1.0, "b": 1.0},
+    ),
+    Case(
+        "over-quota fractions are preempted for a whole GPU, newest first, both on one GPU",
+        snap(2, {"a": 1, "b": 1},
+             [job("ja", "a", H, active=4, pending=2, seq=1), job("jb", "b", 1, pending=1, seq=2)],
+             [pod("ja-0-0", "a", 0, seq=1, fraction=H), pod("ja-1-0", "a", 0, seq=2, fraction=H),
+              pod("ja-2-0", "a", 1, seq=3, fraction=H), pod("ja-3-0", "a", 1, seq=4, fraction=H)]),
+        preempt=("ja-3-0", "ja-2-0"),
+        shares={"a": 1.0, "b": 1.0},
+    ),
+    Case(
+        "one over-quota fraction is preempted for a fraction, not two",
+        snap(1, {"a": 0, "b": 1},
+             [job("ja", "a", H, active=2, seq=1), job("jb", "b", H, pending=1, seq=2)],
+             [pod("ja-0-0", "a", 0, seq=1, fraction=H), pod("ja-1-0", "a", 0, seq=2, fraction=H)]),
+        preempt=("ja-1-0",),
+        shares={"a": 0.5, "b": 0.5},
+    ),
+    Case(
+        "victims spread over GPUs that stay shared are passed over for ones emptying a GPU",
+        snap(2, {"a": 1, "b": 1},
+             [job("ja", "a", H, active=4, seq=1), job("jb", "b", 1, pending=1, seq=2)],
+             # The newest two sit on different GPUs: taking them empties neither.
+             [pod("ja-0-0", "a", 0, seq=1, fraction=H), pod("ja-1-0", "a", 1, seq=2, fraction=H),
+              pod("ja-2-0", "a", 0, seq=3, fraction=H), pod("ja-3-0", "a", 1, seq=4, fraction=H)]),
+        preempt=("ja-2-0", "ja-0-0"),
+        shares={"a": 1.0, "b": 1.0},
+    ),
+    Case(
+        "just enough victims: one pod of 1/4 beside the free 1/4 makes room for 1/2",
+        snap(1, {"a": 0, "b": 0},
+             [job("ja", "a", Q, active=3, pending=1, seq=1), job("jb", "b", H, pending=1, seq=2)],
+             [pod(f"ja-{k}-0", "a", 0, seq=k, fraction=Q) for k in range(3)]),
+        preempt=("ja-2-0",),
+        shares={"a": 0.5, "b": 0.5},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_decide_with_fractions(case: Case) -> None:
+    decision = decide(case.snapshot)
+    assert decision.starts == case.starts
+    assert decision.preempt == case.preempt
+    if case.shares is not None:
+        assert decision.shares == pytest.approx(case.shares)
+    check_invariants(case.snapshot, decision)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "match"),
+    [
+        pytest.param(snap(1, {"a": 1}, [job("j", "a", 0.5, pending=1)]), "float", id="float"),
+        pytest.param(snap(2, {"a": 1}, [job("j", "a", Fraction(3, 2), pending=1)]),
+                     "non-whole", id="above-1"),
+        pytest.param(snap(1, {"a": 1}, [], [pod("x-0-0", "a", 0, seq=1, fraction=H),
+                                             pod("y-0-0", "a", 0, seq=2)]),
+                     "past its whole", id="beside-whole"),
+        pytest.param(snap(1, {"a": 1}, [], [pod("x-0-0", "a", 0, seq=1, fraction=H),
+                                             pod("y-0-0", "a", 0, seq=2,
+                                                 fraction=Fraction(3, 4))]),
+                     "past its whole", id="past-1"),
+        pytest.param(snap(2, {"a": 1}, [], [pod("x-0-0", "a", 0, 1, seq=1, fraction=H)]),
+                     "one GPU", id="two-gpus"),
+    ],
+)
+def test_contradictory_fractions_are_refused(snapshot: Snapshot, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        decide(snapshot)
+
+
+def test_fair_shares_of_fractional_demands_are_exact() -> None:
+    # Ten pods of 0.1 want exactly one GPU: as floats they would want 0.9999999999999999.
+    assert fair_shares(1, {"a": 1}, {"a": Fraction(1, 10) * 10}) == {"a": 1.0}
+
+
+# ---------------------------------------------------------------------------------------
+# Properties of one decision
+
+SIZES = (Fraction(1, 4), Fraction(1, 3), Fraction(1, 2), Fraction(3, 4), 1, 2)
+
+
+def place(load: dict[int, Fraction], gpus: int | Fraction) -> tuple[int, ...] | None:
+    """Where a pod would go, as the policy documents it (best fit; lowest empty ids)."""
+    if gpus == 0:
+        return ()
+    if gpus < 1:
+        room = [g for g in sorted(load) if load[g] + gpus <= 1]
+        return (min(room, key=lambda g: (-load[g], g)),) if room else None
+    empty = [g for g in sorted(load) if load[g] == 0]
+    return tuple(empty[: int(gpus)]) if len(empty) >= gpus else None
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> Snapshot:
+    """1-4 GPUs, 1-3 projects with small quotas, 0-5 jobs of fractions, whole GPUs or none,
+    their active pods placed as the policy would (some terminating)."""
+    n_gpus = draw(st.integers(1, 4))
+    names = [f"p{i}" for i in range(draw(st.integers(1, 3)))]
+    projects = [ProjectView(n, draw(st.integers(0, 2))) for n in names]
+    load = dict.fromkeys(range(n_gpus), Fraction(0))
+    jobs: list[JobView] = []
+    pods: list[RunningPod] = []
+    n_jobs = draw(st.integers(0, 5))
+    seqs = draw(st.permutations(range(n_jobs)))
+    for i in range(n_jobs):
+        project = draw(st.sampled_from(names))
+        gpus = draw(st.sampled_from((0, *SIZES)))
+        parallelism = draw(st.integers(1, 5))
+        active = 0
+        for k in range(draw(st.integers(0, parallelism))):
+            held = place(load, gpus)
+            if held is None:
+                break
+            each = Fraction(gpus) if gpus < 1 else Fraction(1)
+            for g in held:
+                load[g] += each
+            fraction = each if 0 < each < 1 else None
+            terminating = draw(st.integers(0, 5)) == 0
+            pods.append(RunningPod(f"j{i}-{k}-0", f"u{i}", project, held, 0, terminating, 1,
+                                   fraction))
+            active += 1
+        pending = tuple(PendingPod(active + k, 0) for k in range(draw(st.integers(0, 6))))
+        jobs.append(JobView(f"u{i}", f"j{i}", project, gpus, parallelism, seqs[i], active,
+                            pending))
+    order = draw(st.permutations(range(len(pods))))
+    pods = [replace(p, seq=order[n]) for n, p in enumerate(pods)]
+    return Snapshot(tuple(range(n_gpus)), tuple(projects), tuple(jobs), tuple(pods))
+
+
+def held_by(p: RunningPod) -> Fraction:
+    return (p.fraction or Fraction(1)) * len(p.gpus)
+
+
+def check_invariants(snapshot: Snapshot, decision: Decision) -> None:
+    jobs = {j.uid: j for j in snapshot.jobs}
+    load = dict.fromkeys(snapshot.gpus, Fraction(0))
+    whole: set[int] = set()
+    for p in snapshot.pods:
+        for g in p.gpus:
+            load[g] += p.fraction or 1
+        if p.fraction is None:
+            whole.update(p.gpus)
+    # Each start: where the documented placement puts it, given the starts before it; so
+    # no GPU past 1, whole-GPU pods on empty GPUs only, fractions best fit.
+    usage: dict[str, Fraction] = {}
+    for p in snapshot.pods:
+        usage[p.project] = usage.get(p.project, Fraction(0)) + held_by(p)
+    for s in decision.starts:
+        gpus = jobs[s.job_uid].gpus
+        assert s.fraction == (gpus if 0 < gpus < 1 else None)
+        assert s.gpus == place(load, gpus)
+        for g in s.gpus:
+            assert g not in whole
+            load[g] += s.fraction or 1
+            assert load[g] <= 1
+        if s.fraction is None:
+            whole.update(s.gpus)
+        usage[jobs[s.job_uid].project] = usage.get(jobs[s.job_uid].project, Fraction(0)) + gpus
+    # Within parallelism, in order.
+    per_job: dict[str, list[int]] = {}
+    for s in decision.starts:
+        per_job.setdefault(s.job_uid, []).append(s.index)
+    for uid, indexes in per_job.items():
+        j = jobs[uid]
+        assert j.active + len(indexes) <= j.parallelism
+        assert indexes == [p.index for p in j.pending[: len(indexes)]]
+    # Shares as fair_shares computes them from the demands, counted in fractions.
+    quotas = {p.name: p.quota for p in snapshot.projects}
+    demands: dict[str, Fraction] = {}
+    for j in snapshot.jobs:
+        want = j.gpus * min(j.parallelism, j.active + len(j.pending))
+        demands[j.project] = demands.get(j.project, Fraction(0)) + want
+    assert decision.shares == fair_shares(
+        len(snapshot.gpus), {**dict.fromkeys(usage, 0), **quotas}, demands)
+    # Victims: running pods of projects over quota and share, each left with its quota and
+    # more than its share less its smallest pod (so it never preempts back).
+    by_name = {p.name: p for p in snapshot.pods}
+    assert len(set(decision.preempt)) == len(decision.preempt)
+    shares = {p: Fraction(s).limit_denominator(1000) for p, s in decision.shares.items()}
+    left = dict(usage)
+    for name in decision.preempt:
+        victim = by_name[name]
+        assert not victim.terminating
+        assert usage[victim.project] > quotas.get(victim.project, 0)
+        assert usage[victim.project] > shares[victim.project]
+        left[victim.project] -= held_by(victim)
+    for project in {by_name[n].project for n in decision.preempt}:
+        grain = min([Fraction(1)]
+                    + [Fraction(j.gpus) for j in snapshot.jobs if j.project == project and j.gpus]
+                    + [p.fraction for p in snapshot.pods
+                       if p.project == project and p.fraction is not None])
+        assert left[project] >= quotas.get(project, 0)
+        assert left[project] + grain > shares[project]
+
+
+@settings(max_examples=300, deadline=None)
+@given(snapshots())
+def test_invariants_hold_for_any_snapshot_with_fractions(snapshot: Snapshot) -> None:
+    check_invariants(snapshot, decide(snapshot))
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshots(), st.randoms(use_true_random=False))
+def test_decision_with_fractions_ignores_input_order(snapshot: Snapshot,
+                                                     rnd: random.Random) -> None:
+    decision = decide(snapshot)
+    reordered = Snapshot(
+        tuple(rnd.sample(snapshot.gpus, len(snapshot.gpus))),
+        tuple(rnd.sample(snapshot.projects, len(snapshot.projects))),
+        tuple(rnd.sample(snapshot.jobs, len(snapshot.jobs))),
+        tuple(rnd.sample(snapshot.pods, len(snapshot.pods))),
+    )
+    assert decide(reordered) == decision
+
+
+# ---------------------------------------------------------------------------------------
+# Properties of whole runs: cycle after cycle, preempted pods end before the next one
+
+
+def run_to_rest(snapshot: Snapshot, rounds: int = 80) -> Snapshot:
+    """Apply decisions until one starts and preempts nothing and nothing terminates."""
+    seq = max((p.seq for p in snapshot.pods), default=0)
+    for _ in range(rounds):
+        decision = decide(snapshot)
+        terminating = [p for p in snapshot.pods if p.terminating]
+        if not decision.starts and not decision.preempt and not terminating:
+            return snapshot
+        jobs = {j.uid: j for j in snapshot.jobs}
+        gone = dict.fromkeys(jobs, 0)
+        for p in terminating:
+            gone[p.job_uid] += 1
+        preempted = set(decision.preempt)
+        pods = [replace(p, terminating=True) if p.name in preempted else p
+                for p in snapshot.pods if not p.terminating]
+        started = dict.fromkeys(jobs, 0)
+        for s in decision.starts:
+            j = jobs[s.job_uid]
+            seq += 1
+            pods.append(RunningPod(f"{j.uid}-{s.index}-{seq}", j.uid, j.project, s.gpus, seq,
+                                   False, 1, s.fraction))
+            started[j.uid] += 1
+        new_jobs = []
+        for j in jobs.values():
+            left = len(j.pending) - started[j.uid] + gone[j.uid]
+            new_jobs.append(replace(
+                j, active=j.active + started[j.uid] - gone[j.uid],
+                pending=tuple(PendingPod(seq + 1 + k, 0) for k in range(left))))
+        snapshot = replace(snapshot, jobs=tuple(new_jobs), pods=tuple(pods))
+    raise AssertionError(f"no rest after {rounds} cycles: pods preempted back and forth")
+
+
+@st.composite
+def contests(draw: st.DrawFn) -> Snapshot:
+    """Projects whose quotas fit in the machine, each with jobs of one size (a fraction or one
+    GPU), arriving in turn: the first borrow all they can, the later claim their quota."""
+    n_gpus = draw(st.integers(1, 4))
+    names = [f"p{i}" for i in range(draw(st.integers(1, 3)))]
+    gpu_left = n_gpus
+    projects = []
+    for n in names:
+        g = draw(st.integers(0, gpu_left))
+        gpu_left -= g
+        projects.append(ProjectView(n, g))
+    snapshot = Snapshot(tuple(range(n_gpus)), tuple(projects), (), ())
+    for i, n in enumerate(names):
+        size = draw(st.sampled_from(SIZES[:-1]))
+        jobs = [JobView(f"u{i}{k}", f"j{i}{k}", n, size, draw(st.integers(1, 10)), 2 * i + k, 0,
+                        tuple(PendingPod(x, 0) for x in range(draw(st.integers(0, 10)))))
+                for k in range(draw(st.integers(1, 2)))]
+        snapshot = run_to_rest(replace(snapshot, jobs=snapshot.jobs + tuple(jobs)))
+    return snapshot
+
+
+@settings(max_examples=200, deadline=None)
+@given(contests())
+def test_quota_holders_get_their_fractions_and_runs_settle(snapshot: Snapshot) -> None:
+    """At rest, a project whose next pod fits in its quota has it running (the borrowers
+    were preempted) unless its own pods leave it no room, or the pods in its way are of
+    projects within their fair shares (fragmentation: shares assume GPUs divide freely, and
+    pods do not move); no GPU is past 1."""
+    load = dict.fromkeys(snapshot.gpus, Fraction(0))
+    usage = {p.name: Fraction(0) for p in snapshot.projects}
+    for p in snapshot.pods:
+        usage[p.project] += held_by(p)
+        for g in p.gpus:
+            load[g] += p.fraction or 1
+    assert all(n <= 1 for n in load.values())
+    for project in snapshot.projects:
+        heads = [j for j in sorted(snapshot.jobs, key=lambda j: j.seq)
+                 if j.project == project.name and j.pending and j.active < j.parallelism]
+        if heads and usage[project.name] + heads[0].gpus <= project.quota:
+            own = dict.fromkeys(snapshot.gpus, Fraction(0))
+            for p in snapshot.pods:
+                if p.project == project.name:
+                    for g in p.gpus:
+                        own[g] += p.fraction or 1
+            shares = decide(snapshot).shares
+            assert place(own, heads[0].gpus) is None or all(
+                usage[q.name] <= shares[q.name] + 1e-9 for q in snapshot.projects)
