@@ -47,9 +47,9 @@ the resources (dominant resource fairness, as Kueue and Run:ai do). The cycle ru
    falls short of a resource, victims are chosen among running pods holding it, of other
    projects over both their fair share and their quota of it: from the most over-share
    project first, newest pod first (:func:`_victim_order`), and only while the victim's
-   project keeps at least its quota of it and more than its fair share less its smallest
-   pod (``floor(fair share)`` where its pods are whole GPUs or CPUs): then its own next pod
-   would take it over its share, so it never preempts back. GPUs are covered where the
+   project keeps more than its quota and its fair share less its smallest pod (at least
+   its quota and ``floor(fair share)`` where its pods are whole GPUs or CPUs): then its own
+   next pod would take it over both, so it never preempts back. GPUs are covered where the
    pod fits (a whole GPU needs an empty one), so victims are chosen until it fits, then
    any that a later one made needless are spared. If no set of victims covers the pod,
    nothing is preempted for it.
@@ -192,10 +192,13 @@ class _Ledger:
         return held if CPU in self.kinds else {GPU: held[GPU]}
 
     def keeps(self, project: str, resource: str, left: Fraction) -> bool:
-        """Whether a victim's project may be left with ``left`` of a resource: its quota,
-        and enough that its own next pod would take it over its fair share."""
+        """Whether a victim's project may be left with ``left`` of a resource: enough that
+        its own next pod would take it over its quota and over its fair share, so that it
+        never preempts back. For whole pods that is its quota; a project of 3/4-GPU pods
+        holding 1.5 on a quota of 1 may lose one (0.75 + 3/4 is over its quota), or the
+        quota it borrows past would be held from the projects owed theirs."""
         grain = self.grain[project] if resource == GPU else 1
-        return (left >= self.quotas[resource][project]
+        return (left + grain > self.quotas[resource][project]
                 and left + grain > self.shares[resource][project])
 
     def lends(self, project: str, head: JobView) -> bool:
