@@ -36,6 +36,12 @@ MAX_QUOTA = 1_000_000      # a project's deserved GPUs (or CPUs): more than any 
 # default stack): bounded well below both, so a job too big to start is refused at submit.
 MAX_ARG_BYTES = 128 * 1024         # one string with its NUL, as the kernel counts it
 MAX_COMMAND_BYTES = 256 * 1024
+MAX_PODS_SHOWN = 1000
+"""The most pods (running ones first, then the latest) and events a job's detail holds:
+a job of 100,000 pods is sent and shown in part (its fields count them all)."""
+CLUSTER_NAMES = ("local", "slurm", "kubernetes")
+"""``podsweep up --cluster NAME``: the engines :data:`podsweep.cluster.ENGINES` loads, named
+here so that the CLI checks and lists them without importing the cluster package."""
 
 
 class JobStatus(str, enum.Enum):

@@ -7,7 +7,6 @@ import sys
 import typer
 
 from ..errors import PodsweepError, disk_full, is_disk_full
-from ..hpo import HPOError
 from . import auth, common, hpo, jobs, project, submit, up, user
 
 app = typer.Typer(
@@ -55,6 +54,20 @@ def main() -> None:
                 raise
             # writing the home's files (podsweep up's config, login's credentials)
             raise disk_full(common.home()) from None
-    except (PodsweepError, HPOError) as exc:
+    except Exception as exc:
+        if not ours(exc):
+            raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(getattr(exc, "exit_code", 1))
+
+
+def ours(exc: BaseException) -> bool:
+    """A PodsweepError, or an HPOError of the HPO library that ``podsweep hpo`` reads with.
+
+    The library is not imported to ask: it is imported by the commands that use it, and an
+    HPOError exists only once one of them has done so.
+    """
+    if isinstance(exc, PodsweepError):
+        return True
+    hpo = sys.modules.get("podsweep.hpo")
+    return hpo is not None and isinstance(exc, hpo.HPOError)

@@ -46,10 +46,10 @@ def login(token: Annotated[Optional[str], typer.Option(
           url: Annotated[Optional[str], typer.Option(
               help="the control plane's URL (default: the local one)")] = None) -> None:
     """Log in with the token printed by podsweep user create."""
-    from ..client import Client
-
     secret = read_token(token)
     target = url or server_url()
+    from ..client import Client  # httpx: once there is something to ask
+
     me = Client(target, secret).get("/whoami")
     data = {"user": me["name"], "token": secret}
     if url:

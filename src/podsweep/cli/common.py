@@ -48,12 +48,14 @@ def server_url() -> str:
 
 
 def client() -> Client:
-    from ..client import Client  # httpx: imported by the commands that talk to the API
-
     token = os.environ.get("PODSWEEP_TOKEN") or read_json(home() / "credentials.json").get("token")
     if not token:
         raise Unauthorized("not logged in: run podsweep up (admin) or podsweep login")
-    return Client(server_url(), str(token))
+    url = server_url()
+    # httpx, the slowest import of all: by the commands that talk to the API, once they can
+    from ..client import Client
+
+    return Client(url, str(token))
 
 
 def configured_project(explicit: str | None) -> str | None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from ..errors import UsageError
-from ..hpo import PRUNED, HPOError, Results, Trial, results
-from ..hpoview import epochs_saved
 from .printers import Output, table, to_yaml
+
+if TYPE_CHECKING:     # the HPO library is imported by these commands alone, when they run
+    from ..hpo import Results, Trial
 
 app = typer.Typer(help="Read HPO experiments: trials, results, the best run.",
                   no_args_is_help=True, rich_markup_mode=None)
@@ -45,6 +46,9 @@ def show(
 ) -> None:
     """Every trial with its configuration, the epochs it ran and its last metrics, best
     first, the best marked; pruned trials say at which epoch they stopped."""
+    from ..hpo import HPOError, results
+    from ..hpoview import epochs_saved
+
     res = results(path)
     if output is Output.csv:
         typer.echo(res.to_csv(), nl=False)
@@ -80,6 +84,8 @@ def show(
 
 def status(t: Trial) -> str:
     """A pruned trial's status with the last epoch it reported: ``pruned@3``."""
+    from ..hpo import PRUNED
+
     if t.status == PRUNED and t.epoch is not None:
         return f"{PRUNED}@{t.epoch}"
     return t.status

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..cluster.base import MAX_PODS_SHOWN
 from ..errors import NotFound, UsageError
+from ..model import MAX_PODS_SHOWN
 from ..timefmt import age
 from .common import OutputOption, ProjectOption, client, configured_project, emit
 from .printers import Output, cell, table

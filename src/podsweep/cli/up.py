@@ -12,9 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cluster import ENGINES
 from ..errors import DiskFull, PodsweepError, UsageError, disk_full
 from ..homedir import REFUSAL, process_start_time, read_server, secure_home, write_private
+from ..model import CLUSTER_NAMES
 from .common import OutputOption, client, emit, home, read_json
 from .printers import Output, table
 
@@ -43,7 +43,7 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         "--cpus", help="the CPUs pods share, N pods of --cpu 1 at most (local only; default: "
                        "as last time, or the CPUs this process may use)")] = None,
        cluster: Annotated[Optional[str], typer.Option(
-        "--cluster", help=f"where pods run: {', '.join(ENGINES)} (default: as last time, "
+        "--cluster", help=f"where pods run: {', '.join(CLUSTER_NAMES)} (default: as last time, "
                           f"or local)")] = None,
        kubeconfig: Annotated[Optional[str], typer.Option(
         "--kubeconfig", help="kubernetes: the kubeconfig (default: $KUBECONFIG, "
@@ -63,8 +63,8 @@ def up(gpus: Annotated[Optional[int], typer.Option(
         raise UsageError(f"--gpus must be from 0 to {MAX_VIRTUAL_GPUS}, got {gpus}")
     if cpus is not None and not 1 <= cpus <= MAX_MACHINE_CPUS:
         raise UsageError(f"--cpus must be from 1 to {MAX_MACHINE_CPUS}, got {cpus}")
-    if cluster is not None and cluster not in ENGINES:
-        raise UsageError(f"unknown cluster {cluster!r} (one of: {', '.join(ENGINES)})")
+    if cluster is not None and cluster not in CLUSTER_NAMES:
+        raise UsageError(f"unknown cluster {cluster!r} (one of: {', '.join(CLUSTER_NAMES)})")
     where = home()
     # private, on every up: it holds the admin's token, the database and the pods' environments
     secure_home(where)

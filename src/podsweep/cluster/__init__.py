@@ -58,7 +58,10 @@ ENGINES: dict[str, Callable[[], Engine]] = {
     "slurm": _slurm,
     "kubernetes": _kubernetes,
 }
-"""``podsweep up --cluster NAME``: a loader per engine, which imports it only when chosen."""
+"""``podsweep up --cluster NAME``: a loader per engine, which imports it only when chosen.
+
+Its names are :data:`podsweep.model.CLUSTER_NAMES`, in its order (a test keeps them equal):
+the CLI reads them there, without importing this package."""
 
 
 def open_cluster(home: Path, store: Store, loop: asyncio.AbstractEventLoop,

@@ -30,14 +30,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from ..model import MAX_PODS_SHOWN as MAX_PODS_SHOWN  # its old home, still importable
 from ..model import JobSpec
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-MAX_PODS_SHOWN = 1000
-"""The most pods (running ones first, then the latest) and events a job's detail holds:
-a job of 100,000 pods is sent and shown in part (its fields count them all)."""
 
 
 @dataclass(frozen=True)
