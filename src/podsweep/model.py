@@ -9,10 +9,12 @@ attempt at one completion index: ``<job>-<index>-<attempt>`` (``hpo1-4-0``, then
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, InitVar, dataclass, field, fields
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +38,10 @@ MAX_QUOTA = 1_000_000      # a project's deserved GPUs (or CPUs): more than any 
 # default stack): bounded well below both, so a job too big to start is refused at submit.
 MAX_ARG_BYTES = 128 * 1024         # one string with its NUL, as the kernel counts it
 MAX_COMMAND_BYTES = 256 * 1024
+MAX_GPU_DENOMINATOR = 100
+"""A fractional GPU is a share in hundredths or coarser (0.25, 0.33, 1/3): a finer one
+means nothing on a real GPU, and the bound lets a fraction sent as a JSON number (a float)
+be read back exactly (:func:`parse_gpus`)."""
 MAX_PODS_SHOWN = 1000
 """The most pods (running ones first, then the latest) and events a job's detail holds:
 a job of 100,000 pods is sent and shown in part (its fields count them all)."""
@@ -89,6 +95,75 @@ def check_count(what: str, value: Any, minimum: int, maximum: int | None = None)
         shown = str(value) if value < 10**12 else f"about 10^{int(value.bit_length() * 0.30103)}"
         raise UsageError(f"{what} must be at most {maximum:,}, got {shown}")
     return value
+
+
+GPUS_FORMS = "a whole number of GPUs (0, 1, 2, ...) or a fraction of one in (0, 1) (0.5, 0.25)"
+
+FINEST = ("-g {}: a fraction of a GPU has a denominator of at most "
+          f"{MAX_GPU_DENOMINATOR} (0.25, 0.33 or 1/3, not 0.333)")
+
+
+def parse_gpus(value: Any) -> int | Fraction:
+    """``-g``: a whole number of GPUs (an int), or a share of one GPU (a Fraction in (0, 1),
+    at most :data:`MAX_GPU_DENOMINATOR` in its denominator), from the CLI's text ("2",
+    "0.5", "1/3"), the API's JSON number (2, 0.5) or a value already parsed.
+
+    A float is read as the fraction it is nearest to (0.5 is 1/2, 0.3333333333333333 is
+    1/3): JSON carries fractions as floats, and every share of the allowed denominators is
+    far enough from the others that its float names it alone. A float that is not such a
+    share (0.333) is refused, as is what is neither form (1.5, -1, "two"), in one line.
+    """
+    shown = value
+    if isinstance(value, bool):
+        raise UsageError(f"-g {value!r}: expected {GPUS_FORMS}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?[0-9]+", text):
+            return int(text)     # a whole number, checked as one (--gpu must be at least 0)
+        try:
+            value = Fraction(text)
+        except (ValueError, ZeroDivisionError):
+            raise UsageError(f"-g {shown}: expected {GPUS_FORMS}") from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError(f"-g {shown}: expected {GPUS_FORMS}")
+        near = Fraction(value).limit_denominator(MAX_GPU_DENOMINATOR)
+        if float(near) != value:
+            raise UsageError(FINEST.format(shown))
+        value = near
+    if not isinstance(value, Fraction):
+        raise UsageError(f"-g {shown!r}: expected {GPUS_FORMS}")
+    if value.denominator == 1 and value >= 0:
+        return int(value)
+    if not 0 < value < 1:
+        more = "; more than one GPU is a whole number of them" if value > 1 else ""
+        raise UsageError(f"-g {shown}: expected {GPUS_FORMS}{more}")
+    if value.denominator > MAX_GPU_DENOMINATOR:
+        raise UsageError(FINEST.format(shown))
+    return value
+
+
+def gpus_number(gpus: int | Fraction) -> int | float:
+    """GPUs as JSON carries them: an int when whole (as ever), else a float
+    (:func:`parse_gpus` reads it back exactly)."""
+    if isinstance(gpus, int) or gpus.denominator == 1:
+        return int(gpus)
+    return float(gpus)
+
+
+def format_gpus(gpus: int | float | Fraction) -> str:
+    """GPUs as people read them: "2", "0.5", "1.25"; a share with no short decimal to 2
+    places ("0.33" for 1/3)."""
+    if isinstance(gpus, float):
+        gpus = Fraction(gpus).limit_denominator(MAX_GPU_DENOMINATOR * MAX_GPU_DENOMINATOR)
+    if isinstance(gpus, int) or gpus.denominator == 1:
+        return str(int(gpus))
+    exact = gpus * 10**6
+    if exact.denominator == 1:   # 1/2, 1/4, 1/8...: a short decimal says it exactly
+        return f"{float(gpus):.6f}".rstrip("0")
+    return f"{float(gpus):.2f}"
 
 
 @dataclass(frozen=True)
@@ -194,7 +269,9 @@ class JobSpec:
     name: str
     project: str
     command: list[str]
-    gpus: int = 0
+    # whole GPUs, each the pod's alone; or a Fraction in (0, 1), that share of one GPU,
+    # which only the local cluster runs (parse_gpus reads both from text and JSON)
+    gpus: int | Fraction = 0
     parallelism: int = 1
     completions: int = 1
     cpu: int = 1
@@ -231,7 +308,11 @@ class JobSpec:
         def most(bound: int) -> int | None:
             return None if stored else bound
 
-        check_count("--gpu", self.gpus, 0, most(MAX_GPUS))
+        if isinstance(self.gpus, Fraction):
+            if self.gpus != parse_gpus(self.gpus) or self.gpus.denominator == 1:
+                raise UsageError(f"-g {self.gpus}: expected {GPUS_FORMS}")
+        else:
+            check_count("--gpu", self.gpus, 0, most(MAX_GPUS))
         check_count("--parallelism", self.parallelism, 1, most(MAX_PARALLELISM))
         check_count("--completions", self.completions, 1, most(MAX_COMPLETIONS))
         check_count("--cpu", self.cpu, 1, most(MAX_CPU))
@@ -243,9 +324,18 @@ class JobSpec:
         if len(set(targets)) != len(targets):
             raise UsageError("two volumes have the same target")
 
+    def whole_gpus(self, cluster: str) -> int:
+        """Its GPUs per pod on a cluster that gives pods whole GPUs only (Slurm, Kubernetes),
+        or a one-line UsageError for a share of one."""
+        if isinstance(self.gpus, Fraction):
+            raise UsageError(f"-g {format_gpus(self.gpus)}: fractional GPUs run on the local "
+                             f"cluster only; the {cluster} cluster gives a pod whole GPUs "
+                             f"(-g 1)")
+        return self.gpus
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "project": self.project, "command": list(self.command),
-                "gpus": self.gpus, "parallelism": self.parallelism,
+                "gpus": gpus_number(self.gpus), "parallelism": self.parallelism,
                 "completions": self.completions, "cpu": self.cpu,
                 "volumes": [str(v) for v in self.volumes], "env": dict(self.env),
                 "working_dir": self.working_dir, "image": self.image,
@@ -261,7 +351,8 @@ class JobSpec:
         unknown = sorted(k for k in body if k not in names)
         if unknown:
             raise UsageError(f"unknown job field(s): {', '.join(map(repr, unknown))}")
-        return cls(**{**body, "volumes": [Volume.parse(v) for v in body.get("volumes", [])]})
+        return cls(**{**body, "volumes": [Volume.parse(v) for v in body.get("volumes", [])],
+                      **({"gpus": parse_gpus(body["gpus"])} if "gpus" in body else {})})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
@@ -269,6 +360,8 @@ class JobSpec:
         known = {k: v for k, v in data.items() if k in names}
         known["volumes"] = [Volume.parse(v) for v in data.get("volumes", [])]
         known["command"] = list(data.get("command", []))
+        if isinstance(known.get("gpus"), float):
+            known["gpus"] = parse_gpus(known["gpus"])
         return cls(**known, stored=True)
 
 

@@ -20,11 +20,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .errors import Conflict, NotFound, StoreError, disk_full, is_disk_full
-from .model import JobSpec, JobStatus, PodStatus
+from .model import JobSpec, JobStatus, PodStatus, format_gpus
 from .store_schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -84,6 +85,7 @@ class Pod:
     exit_code: int | None
     reason: str | None
     dir: str
+    fraction: Fraction | None = None    # its share of its one GPU; None: its GPUs are whole
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,7 @@ class Store:
                        (uid, seq, spec.name, spec.project, user, json.dumps(spec.to_dict()),
                         JobStatus.PENDING.value, now))
             self._event(db, uid, "Submitted", f"{spec.completions} pods, at most "
-                        f"{spec.parallelism} at a time, {spec.gpus} GPU(s) each")
+                        f"{spec.parallelism} at a time, {format_gpus(spec.gpus)} GPU(s) each")
         job = self.job(uid)
         assert job is not None
         return job
@@ -354,19 +356,22 @@ class Store:
     def _pod(row: sqlite3.Row) -> Pod:
         return Pod(row["job_uid"], row["idx"], row["attempt"], row["name"],
                    PodStatus(row["status"]), tuple(json.loads(row["gpus"])), row["seq"],
-                   row["created"], row["finished"], row["exit_code"], row["reason"], row["dir"])
+                   row["created"], row["finished"], row["exit_code"], row["reason"], row["dir"],
+                   Fraction(row["fraction"]) if row["fraction"] is not None else None)
 
     def insert_pod(self, job_uid: str, index: int, attempt: int, name: str,
-                   gpus: tuple[int, ...], pod_dir: str) -> Pod:
+                   gpus: tuple[int, ...], pod_dir: str,
+                   fraction: Fraction | None = None) -> Pod:
         now = time.time()
         with self.transaction() as db:
             seq = self._next_seq(db, "pod_seq")
             db.execute("INSERT INTO pods(job_uid, idx, attempt, name, status, gpus, seq, "
-                       "created, dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "created, dir, fraction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (job_uid, index, attempt, name, PodStatus.RUNNING.value,
-                        json.dumps(list(gpus)), seq, now, pod_dir))
+                        json.dumps(list(gpus)), seq, now, pod_dir,
+                        str(fraction) if fraction is not None else None))
         return Pod(job_uid, index, attempt, name, PodStatus.RUNNING, gpus, seq, now, None,
-                   None, None, pod_dir)
+                   None, None, pod_dir, fraction)
 
     def pods(self, job_uid: str, limit: int | None = None) -> list[Pod]:
         """A job's pods by index and attempt; with ``limit``, only its running ones and the

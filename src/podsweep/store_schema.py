@@ -6,7 +6,7 @@ and its whole schema frozen in ``tests/golden/schema-vN.sql``.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -106,5 +106,10 @@ MIGRATIONS: dict[int, str] = {
     );
     INSERT INTO members(project, user) SELECT project, user FROM members_v4;
     DROP TABLE members_v4;
+    """,
+    # a pod's share of its one GPU, as an exact fraction ("1/2", "1/3"); NULL for a pod of
+    # whole GPUs, which every pod before fractions was
+    6: """
+    ALTER TABLE pods ADD COLUMN fraction TEXT;
     """,
 }

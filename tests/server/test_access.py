@@ -139,7 +139,7 @@ def test_a_job_from_the_web_form_is_the_job_from_the_api(plane: ControlPlane):
     assert {**specs[0], "name": "by-api"} == specs[1]
     assert {k: specs[1][k] for k in JOB_DEFAULTS} == dict(JOB_DEFAULTS)
     # bad text in the form: one line, as the API would say it, and no job
-    for field, text, says in (("gpus", "two", "gpus must be a whole number, got 'two'"),
+    for field, text, says in (("gpus", "two", "-g two: expected a whole number of GPUs"),
                               ("grace_period", "soon", "grace period must be a number"),
                               ("command", "echo 'unclosed", "cannot read the command"),
                               ("backoff_limit", "-1", "--backoff-limit must be at least 0")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,32 @@ def test_a_big_jobs_detail_reads_its_running_pods_and_latest_ones_only(tmp_path)
     plan = store.db.execute("EXPLAIN QUERY PLAN SELECT id FROM events WHERE job_uid = ? "
                             "ORDER BY id DESC LIMIT 5", ("u1",)).fetchall()
     assert "events_job" in " ".join(str(tuple(row)) for row in plan), plan
+
+
+def test_a_pods_share_of_a_gpu_is_stored_exactly_and_old_pods_hold_whole_gpus(tmp_path):
+    """Schema 6 adds a pod's fraction: a v5 file's pods read back as whole-GPU pods, and a
+    share of 1/3 comes back as 1/3, not a float's approximation of it."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript((GOLDENS / "schema-v5.sql").read_text())
+    db.execute("PRAGMA user_version = 5")
+    db.execute("INSERT INTO projects(name, gpus, created) VALUES ('team-a', 1, 0)")
+    db.execute("INSERT INTO jobs(uid, seq, name, project, user, spec, status, created) VALUES "
+               "('u1', 1, 'old', 'team-a', 'me', '{\"name\": \"old\", \"project\": "
+               "\"team-a\", \"command\": [\"true\"], \"gpus\": 1}', 'Running', 0)")
+    db.execute("INSERT INTO pods(job_uid, idx, attempt, name, status, gpus, seq, created, dir) "
+               "VALUES ('u1', 0, 0, 'old-0-0', 'Running', '[0]', 1, 0, '/tmp/x')")
+    db.execute("INSERT INTO meta(key, value) VALUES ('job_seq', '1'), ('pod_seq', '1')")
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.active_pods()[0].fraction is None
+    spec = JobSpec(name="third", project="team-a", command=["true"], gpus=Fraction(1, 3))
+    job = store.insert_job("u2", spec, "me")
+    store.insert_pod(job.uid, 0, 0, "third-0-0", (0,), "/tmp/y", Fraction(1, 3))
+    again = Store(path)
+    assert again.pod("u2", "third-0-0").fraction == Fraction(1, 3)
+    assert again.job("u2").spec.gpus == Fraction(1, 3)
+    assert again.job("u1").spec.gpus == 1
+    assert again.db.execute("SELECT fraction FROM pods WHERE name = 'third-0-0'"
+                            ).fetchone()[0] == "1/3"

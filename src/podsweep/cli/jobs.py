@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from ..errors import NotFound, UsageError
-from ..model import MAX_PODS_SHOWN
+from ..model import MAX_PODS_SHOWN, format_gpus
 from ..timefmt import age
 from .common import OutputOption, ProjectOption, client, configured_project, emit
 from .printers import Output, cell, table
@@ -41,12 +41,20 @@ def list_(
     chosen = None if all_projects else configured_project(project)
     jobs: list[dict[str, Any]] = client().get("/jobs", project=chosen)
     rows = [[j["name"], j["status"], age(j["created"]), j["project"], j["user"],
-             f"{j['allocated']} ({j['requested']})", f"{j['running']} ({j['pending']})",
+             f"{format_gpus(j['allocated'])} ({format_gpus(j['requested'])})",
+             f"{j['running']} ({j['pending']})",
              f"{j['succeeded']}/{j['completions']}"] for j in jobs]
     text = table(["name", "status", "age", "project", "user", "gpus allocated (requested)",
                   "pods running (pending)", "completions"], rows) if rows else \
         "No jobs" + (f" in project {chosen}" if chosen else "")
     emit(output, jobs, text)
+
+
+def pod_gpus(pod: dict[str, Any]) -> str:
+    """A pod's GPUs: their ids, with its share where it holds a fraction of one ("0 (0.5)")."""
+    ids = ",".join(map(str, pod["gpus"])) or "-"
+    share = pod.get("fraction")
+    return f"{ids} ({format_gpus(share)})" if share is not None else ids
 
 
 def get(
@@ -61,7 +69,7 @@ def get(
     job, pods, events = detail["job"], detail["pods"], detail["events"]
     fields = [("Name", job["name"]), ("Project", job["project"]), ("User", job["user"]),
               ("Status", job["status"]), ("Age", age(job["created"])),
-              ("Command", " ".join(job["command"])), ("GPUs per pod", job["gpus"]),
+              ("Command", " ".join(job["command"])), ("GPUs per pod", format_gpus(job["gpus"])),
               ("Parallelism", job["parallelism"]), ("Completions", job["completions"]),
               ("Succeeded", job["succeeded"]), ("Failed", job["failed"]),
               ("Running", job["running"]), ("Pending", job["pending"])]
@@ -69,7 +77,7 @@ def get(
         fields.append(("Message", job["message"]))
     width = max(len(k) for k, _ in fields) + 1
     text = "\n".join(f"{k + ':':<{width}} {v}" for k, v in fields)
-    pod_rows = [[p["name"], p["status"], ",".join(map(str, p["gpus"])) or "-",
+    pod_rows = [[p["name"], p["status"], pod_gpus(p),
                  age(p["created"], p["finished"]), p["attempt"],
                  "-" if p["exit_code"] is None else p["exit_code"]] for p in pods]
     text += "\n\nPODS\n" + (table(["pod", "status", "gpus", "age", "attempt", "exit"], pod_rows)

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import typer
 
+from ..model import format_gpus
 from .common import OutputOption, client, emit, set_default_project
 from .printers import Output, table
 
@@ -45,7 +46,8 @@ def list_(output: Annotated[Output, OutputOption] = Output.table) -> None:
     emit(output, rows, table(
         ["project", "deserved gpus", "allocated", "cpus (deserved/allocated)", "running pods",
          "pending pods"],
-        [[p["name"], p["deserved"], p["allocated"], f"{p['cpus']}/{p['allocated_cpus']}",
+        [[p["name"], p["deserved"], format_gpus(p["allocated"]),
+          f"{p['cpus']}/{p['allocated_cpus']}",
           p["running"], p["pending"]] for p in rows]))
 
 

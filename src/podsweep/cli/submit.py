@@ -12,7 +12,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..model import JOB_DEFAULTS, check_command_size, check_grace_period, parse_env
+from ..model import (
+    JOB_DEFAULTS,
+    check_command_size,
+    check_grace_period,
+    format_gpus,
+    gpus_number,
+    parse_env,
+    parse_gpus,
+)
 from .common import OutputOption, ProjectOption, client, default_project, emit
 from .printers import Output, to_yaml
 
@@ -21,7 +29,9 @@ def job_options(
     name: Annotated[str, typer.Argument(help="the job's name")],
     command: Annotated[Optional[list[str]], typer.Argument(
         help="the command each pod runs, after --")] = None,
-    gpu: Annotated[int, typer.Option("--gpu", "-g", help="GPUs per pod")] = JOB_DEFAULTS["gpus"],
+    gpu: Annotated[str, typer.Option(
+        "--gpu", "-g", help="GPUs per pod: a whole number, or a share of one GPU in (0, 1) "
+        "such as 0.5 (local cluster only)")] = str(JOB_DEFAULTS["gpus"]),
     parallelism: Annotated[int, typer.Option(
         help="pods running at once, at most")] = JOB_DEFAULTS["parallelism"],
     completions: Annotated[int, typer.Option(
@@ -55,8 +65,8 @@ def job_options(
     check_grace_period(grace_period)
     check_command_size(command or [], env)
     body = {"name": name, "project": default_project(project), "command": command or [],
-            "gpus": gpu, "parallelism": parallelism, "completions": completions,
-            "cpu": cpu, "volumes": volume, "env": env,
+            "gpus": gpus_number(parse_gpus(gpu)), "parallelism": parallelism,
+            "completions": completions, "cpu": cpu, "volumes": volume, "env": env,
             "working_dir": working_dir, "image": image,
             "backoff_limit": backoff_limit, "grace_period": grace_period}
     return body, output
@@ -75,7 +85,7 @@ def submit(*args: Any, **kwargs: Any) -> None:
     job = api.post("/jobs", body)
     emit(output, job, f"The job '{job['name']}' has been submitted successfully to project "
                       f"{job['project']}: {job['completions']} pods, at most "
-                      f"{job['parallelism']} at a time, {job['gpus']} GPU(s) each")
+                      f"{job['parallelism']} at a time, {format_gpus(job['gpus'])} GPU(s) each")
 
 
 submit.__doc__ = "Submit a job: COMPLETIONS pods of COMMAND, PARALLELISM at a time."

@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ..errors import DiskFull, PodsweepError, UsageError, disk_full
 from ..homedir import REFUSAL, process_start_time, read_server, secure_home, write_private
-from ..model import CLUSTER_NAMES
+from ..model import CLUSTER_NAMES, format_gpus
 from .common import OutputOption, client, emit, home, read_json
 from .printers import Output, table
 
@@ -171,6 +171,14 @@ def down() -> None:
     typer.echo(f"podsweep stopped (pid {pid})")
 
 
+def holders(gpu: dict[str, Any]) -> str:
+    """Who holds a GPU: its pod, or each pod's share where pods hold it in fractions."""
+    if gpu.get("shares"):
+        return ", ".join(f"{s['pod'] or 'in use'} ({format_gpus(s['fraction'])})"
+                         for s in gpu["shares"])
+    return str(gpu["pod"] or ("in use" if gpu.get("in_use") else "-"))
+
+
 def status(output: Annotated[Output, OutputOption] = Output.table) -> None:
     """Where the control plane runs, as whom you are logged in, and its GPUs."""
     record = read_server(home())
@@ -180,8 +188,7 @@ def status(output: Annotated[Output, OutputOption] = Output.table) -> None:
     data = client().get("/status")
     data.update(url=record["url"], pid=record["pid"], home=str(home()))
     # a GPU in use by another project's pod comes without the pod's name
-    rows = [[g["index"], g["name"], g["pod"] or ("in use" if g.get("in_use") else "-")]
-            for g in data["gpus"]]
+    rows = [[g["index"], g["name"], holders(g)] for g in data["gpus"]]
     text = (f"podsweep {data['version']} ({data['cluster']}) at {data['url']}, pid "
             f"{data['pid']}\nweb UI: {data['url']}/\nhome: {data['home']}\n"
             f"pods isolated by: {data.get('isolation', '-')}\n"

@@ -41,7 +41,7 @@ T = TypeVar("T")
 class ProjectInfo:
     name: str
     deserved: int          # GPU quota
-    allocated: int         # GPUs held by its pods now
+    allocated: int | float     # GPUs held by its pods now (a float where they hold shares)
     running: int           # pods running
     pending: int           # pods that would run now if GPUs allowed
     share: float = 0.0     # fair share in GPUs at the moment
@@ -64,6 +64,7 @@ class PodInfo:
     finished: float | None
     exit_code: int | None
     reason: str | None
+    fraction: float | None = None    # its share of its one GPU (local cluster); None: whole
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,15 +79,17 @@ class JobInfo:
     status: str
     created: float
     finished: float | None
-    gpus: int              # per pod
+    # per pod: whole GPUs (an int, as ever) or a share of one GPU (a float in (0, 1), the
+    # local cluster's only; model.parse_gpus reads it back exactly)
+    gpus: int | float
     parallelism: int
     completions: int
     succeeded: int
     failed: int
     running: int
     pending: int
-    allocated: int         # GPUs held now
-    requested: int         # GPUs the job would hold now if GPUs allowed
+    allocated: int | float     # GPUs held now (a float where its pods hold shares)
+    requested: int | float     # GPUs the job would hold now if GPUs allowed
     command: list[str]
     message: str | None = None
     hpo_dirs: list[str] = field(default_factory=list)
@@ -118,7 +121,10 @@ class JobDetail:
 class ClusterInfo:
     kind: str
     # each: index, name, the pod holding it and the pod's project (or None); the server
-    # hides the pods of other projects from a non-admin (server/visibility.py)
+    # hides the pods of other projects from a non-admin (server/access.py). A GPU held in
+    # fractions (local cluster) has "shares" too, each {"pod", "project", "fraction"}, and
+    # no one "pod"
+
     gpus: list[dict[str, Any]]
     # Pods see the submitter's filesystem (this machine, or Slurm nodes sharing it), so a job
     # runs where it was submitted from unless --working-dir says otherwise. False where a pod

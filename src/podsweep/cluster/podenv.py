@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 
 from ..model import JobSpec
 
@@ -40,16 +41,31 @@ def pod_variables(spec: JobSpec, *, job_uid: str, pod_name: str, index: int,
             "PODSWEEP_POD_ATTEMPT": str(attempt)}
 
 
+def share_variables(fraction: Fraction) -> dict[str, str]:
+    """What a pod holding ``fraction`` of one GPU is told of it: a contract with its program,
+    which nothing enforces (docs/local.md). ``PODSWEEP_GPU_FRACTION`` is for any program to
+    read; :func:`pod_env` also sets JAX's own cap on the GPU memory it takes to it."""
+    # at most 100 in the denominator (model.parse_gpus): 4 places say every share closely
+    # enough, and 0.5 or 0.25 exactly as typed
+    return {"PODSWEEP_GPU_FRACTION": f"{float(fraction):.4f}".rstrip("0")}
+
+
 def pod_env(spec: JobSpec, *, job_uid: str, pod_name: str, index: int, attempt: int,
-            gpus: Sequence[int], base: Mapping[str, str] | None = None) -> dict[str, str]:
+            gpus: Sequence[int], base: Mapping[str, str] | None = None,
+            fraction: Fraction | None = None) -> dict[str, str]:
     """A pod's whole environment (see the module's docstring); ``base`` from :func:`base_env`.
 
     ``gpus`` are the NVML indexes the pod holds: ``CUDA_VISIBLE_DEVICES`` names them, in the
-    PCI bus order NVML numbers them by.
+    PCI bus order NVML numbers them by. A pod with a ``fraction`` of its one GPU is told its
+    share (:func:`share_variables`), and JAX's memory cap ``XLA_PYTHON_CLIENT_MEM_FRACTION``
+    the same, unless the job's ``-e`` sets a lower one to leave headroom.
     """
-    return {**(base_env() if base is None else base), **spec.env,
+    share = share_variables(fraction) if fraction is not None else {}
+    jax = {"XLA_PYTHON_CLIENT_MEM_FRACTION": share["PODSWEEP_GPU_FRACTION"]} if share else {}
+    return {**(base_env() if base is None else base), **jax, **spec.env,
             **pod_variables(spec, job_uid=job_uid, pod_name=pod_name, index=index,
                             attempt=attempt),
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
             "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
-            "OMP_NUM_THREADS": str(spec.cpu)}
+            "OMP_NUM_THREADS": str(spec.cpu),
+            **share}

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ..errors import Conflict, NotFound, UsageError
-from ..model import JobSpec, check_count, check_name
+from ..model import JobSpec, check_count, check_name, gpus_number
 from ..store import Job, Pod, Store
 from .base import MAX_PODS_SHOWN, EventInfo, JobDetail, JobInfo, PodInfo
 from .logfile import follow_file
@@ -90,9 +90,11 @@ class StoredJobs:
         running, pending = self._pod_counts(job)
         spec = job.spec
         return JobInfo(job.uid, job.name, job.project, job.user, job.status.value, job.created,
-                       job.finished, spec.gpus, spec.parallelism, spec.completions,
-                       job.succeeded, job.failed, running, pending, running * spec.gpus,
-                       spec.gpus * (running + pending), list(spec.command), job.message,
+                       job.finished, gpus_number(spec.gpus), spec.parallelism,
+                       spec.completions, job.succeeded, job.failed, running, pending,
+                       gpus_number(running * spec.gpus),
+                       gpus_number(spec.gpus * (running + pending)), list(spec.command),
+                       job.message,
                        [v.src for v in spec.volumes])
 
     def jobs(self, projects: list[str] | None) -> list[JobInfo]:
@@ -109,7 +111,8 @@ class StoredJobs:
         # a job of 100,000 pods is read, sent and shown in part: the server answers it on its
         # only thread, and no one reads 100,000 rows (the counts are in the job's fields)
         pods = [PodInfo(p.name, p.index, p.attempt, p.status.value, list(p.gpus), p.created,
-                        p.finished, p.exit_code, p.reason)
+                        p.finished, p.exit_code, p.reason,
+                        float(p.fraction) if p.fraction is not None else None)
                 for p in self.store.pods(job.uid, MAX_PODS_SHOWN)]
         events = [EventInfo(e.time, e.kind, e.message)
                   for e in self.store.events(job.uid, MAX_PODS_SHOWN)]

@@ -81,11 +81,20 @@ def visible_gpus(user: User, gpus: list[dict[str, Any]]) -> list[dict[str, Any]]
     A pod's name is its job's name, and a job's name can say what another team works on.
     Every engine's :meth:`~podsweep.cluster.base.Cluster.info` names each holder's project,
     so the filter needs no engine of its own."""
+    def yours(project: Any) -> bool:
+        return user.admin or project in user.projects
+
     shown = []
     for gpu in gpus:
-        in_use = gpu.get("pod") is not None
-        mine = user.admin or gpu.get("project") in user.projects
-        shown.append({"index": gpu["index"], "name": gpu["name"], "in_use": in_use,
-                      "pod": gpu.get("pod") if mine else None,
-                      "project": gpu.get("project") if mine else None})
+        shares = gpu.get("shares")
+        in_use = gpu.get("pod") is not None or bool(shares)
+        mine = yours(gpu.get("project"))
+        one = {"index": gpu["index"], "name": gpu["name"], "in_use": in_use,
+               "pod": gpu.get("pod") if mine else None,
+               "project": gpu.get("project") if mine else None}
+        if shares is not None:     # held in fractions: each share shown as its pod is
+            one["shares"] = [{"pod": s["pod"] if yours(s["project"]) else None,
+                              "project": s["project"] if yours(s["project"]) else None,
+                              "fraction": s["fraction"]} for s in shares]
+        shown.append(one)
     return shown

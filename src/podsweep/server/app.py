@@ -69,7 +69,9 @@ class JobIn(Strict):
     project: str
     command: list[str]
     # the JSON type of each field; the defaults are JobSpec's
-    gpus: int = JOB_DEFAULTS["gpus"]
+    # a whole number, or a fraction of one GPU in (0, 1) as a JSON number (0.5): read
+    # exactly by JobSpec (model.parse_gpus), which refuses 1.5 in one line
+    gpus: int | float = JOB_DEFAULTS["gpus"]
     parallelism: int = JOB_DEFAULTS["parallelism"]
     completions: int = JOB_DEFAULTS["completions"]
     cpu: int = JOB_DEFAULTS["cpu"]

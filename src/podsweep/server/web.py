@@ -27,7 +27,7 @@ from ..cluster.base import JobDetail
 from ..errors import Forbidden, NotFound, PodsweepError, TooManyRequests, UsageError
 from ..hpo import HPOError
 from ..hpoview import epochs_saved
-from ..model import JOB_DEFAULTS, MAX_QUOTA, parse_env
+from ..model import JOB_DEFAULTS, MAX_QUOTA, format_gpus, parse_env, parse_gpus
 from ..store import Store, User
 from ..timefmt import age
 from . import access
@@ -50,6 +50,7 @@ class LoginRequired(Exception):
 
 
 templates.env.globals.update(version=__version__, age=age)
+templates.env.filters["gpus"] = format_gpus     # 2, 0.5, 1.5: GPUs as people read them
 
 
 def _store(request: Request) -> Store:
@@ -279,7 +280,9 @@ def job_request(form: Mapping[str, str]) -> dict[str, Any]:
         what = field.replace("_", " ")
         if not text:
             continue
-        if isinstance(default, int):
+        if field == "gpus":          # a whole number or a share of one GPU (0.5)
+            body[field] = parse_gpus(text)
+        elif isinstance(default, int):
             body[field] = _int(text, what)
         elif isinstance(default, float):
             try:

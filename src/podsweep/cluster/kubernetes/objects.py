@@ -111,6 +111,7 @@ def volume_source(volume: Volume) -> dict[str, Any]:
 
 def job_object(spec: JobSpec, user: str) -> dict[str, Any]:
     """The batch/v1 Job for ``spec``, queued in its project's LocalQueue."""
+    gpus = spec.whole_gpus("Kubernetes")
     if not spec.image:
         raise UsageError("Kubernetes runs pods from an image: pass -i IMAGE")
     labels = {PROJECT_LABEL: spec.project, JOB_LABEL: spec.name, QUEUE_LABEL: spec.project,
@@ -127,8 +128,8 @@ def job_object(spec: JobSpec, user: str) -> dict[str, Any]:
         {"name": "OMP_NUM_THREADS", "value": str(spec.cpu)},
     ]
     resources: dict[str, Any] = {"requests": {"cpu": str(spec.cpu)}}
-    if spec.gpus:
-        resources["limits"] = {GPU: str(spec.gpus)}
+    if gpus:
+        resources["limits"] = {GPU: str(gpus)}
     container: dict[str, Any] = {
         "name": "main", "image": spec.image, "command": list(spec.command), "env": env,
         "resources": resources,

@@ -204,7 +204,7 @@ def job_info(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobInfo:
     meta, status = job["metadata"], job.get("status") or {}
     spec = job_spec(job)
     kspec = job.get("spec") or {}
-    gpus = spec.gpus if spec else 0
+    gpus = spec.whole_gpus("Kubernetes") if spec else 0     # never a share: job_object
     parallelism = int(kspec.get("parallelism", 1))
     completions = int(kspec.get("completions", 1))
     statuses = [pod_status(p)[0] for p in pods]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from ...errors import DiskFull, NotFound, UsageError
-from ...model import JobSpec, JobStatus
+from ...model import JobSpec, JobStatus, format_gpus, gpus_number
 from ...runtime import discover_gpus, virtual_gpus, wrap_command
 from ...runtime.sandbox import Isolation, control_plane_dirs, hidden_source, probe
 from ...runtime.supervisor import DEFAULT_LOG_LIMIT
@@ -53,15 +54,28 @@ class LocalCluster(ReconcileLoop):
 
     def info(self) -> ClusterInfo:
         holders: dict[int, tuple[str, str | None]] = {}    # GPU -> (pod, its project)
+        # GPU -> the pods holding a share of it: a GPU held in fractions has no one holder
+        shares: dict[int, list[dict[str, Any]]] = {}
         for pod in self.store.active_pods():
             state = self._states.get(pod.job_uid)
             job = state.job if state else self.store.job(pod.job_uid)
+            project = job.project if job else None
             for g in pod.gpus:
-                holders[g] = (pod.name, job.project if job else None)
-        return ClusterInfo(self.kind, [{"index": g.index, "name": g.name,
-                                        "pod": holders.get(g.index, (None, None))[0],
-                                        "project": holders.get(g.index, (None, None))[1]}
-                                       for g in self.gpus],
+                if pod.fraction is None:
+                    holders[g] = (pod.name, project)
+                else:
+                    shares.setdefault(g, []).append(
+                        {"pod": pod.name, "project": project,
+                         "fraction": gpus_number(pod.fraction)})
+        gpus = []
+        for device in self.gpus:
+            holder, owner = holders.get(device.index, (None, None))
+            gpu: dict[str, Any] = {"index": device.index, "name": device.name,
+                                   "pod": holder, "project": owner}
+            if device.index in shares:   # only then: a whole-GPU machine's view is as ever
+                gpu["shares"] = shares[device.index]
+            gpus.append(gpu)
+        return ClusterInfo(self.kind, gpus,
                            cpus=self.cpus,
                            isolation="namespaces" if self.isolation else "environment only")
 
@@ -89,7 +103,7 @@ class LocalCluster(ReconcileLoop):
         # one pass over the jobs and one read of the active pods, whatever the projects
         running: dict[str, int] = {}
         pending: dict[str, int] = {}
-        allocated: dict[str, int] = {}
+        allocated: dict[str, int | Fraction] = {}
         cpus: dict[str, int] = {}
         for state in self._states.values():
             name = state.job.project
@@ -99,9 +113,11 @@ class LocalCluster(ReconcileLoop):
             holder = self._states.get(pod.job_uid)
             if holder is not None:
                 name = holder.job.project
-                allocated[name] = allocated.get(name, 0) + len(pod.gpus)
+                allocated[name] = allocated.get(name, 0) + \
+                    len(pod.gpus) * (pod.fraction or 1)
                 cpus[name] = cpus.get(name, 0) + holder.job.spec.cpu
-        return [ProjectInfo(p.name, p.gpus, allocated.get(p.name, 0), running.get(p.name, 0),
+        return [ProjectInfo(p.name, p.gpus, gpus_number(allocated.get(p.name, 0)),
+                            running.get(p.name, 0),
                             pending.get(p.name, 0), round(self._shares.get(p.name, 0.0), 2),
                             p.cpus, cpus.get(p.name, 0),
                             round(self._cpu_shares.get(p.name, 0.0), 2))
@@ -113,7 +129,8 @@ class LocalCluster(ReconcileLoop):
             raise UsageError(f"-i {spec.image}: this cluster runs pods as local processes and "
                              f"has no container runtime configured; drop -i")
         if spec.gpus > len(self.gpus):
-            raise UsageError(f"-g {spec.gpus}: this machine has {len(self.gpus)} GPU(s)")
+            raise UsageError(f"-g {format_gpus(spec.gpus)}: this machine has {len(self.gpus)} "
+                             f"GPU(s)")
         if spec.cpu > self.cpus:
             raise UsageError(f"--cpu {spec.cpu}: pods here share {self.cpus} CPU(s) "
                              f"(podsweep up --cpus N)")

@@ -85,7 +85,7 @@ class ReconcileLoop(Recovery):
                 jobs_of[p.job_uid] = (job.project, job.spec.cpu) if job else ("", 1)
             project, cpu = jobs_of[p.job_uid]
             pods.append(RunningPod(key, p.job_uid, project, p.gpus, p.seq,
-                                   p.status is PodStatus.TERMINATING, cpu))
+                                   p.status is PodStatus.TERMINATING, cpu, p.fraction))
         return Snapshot(tuple(g.index for g in self.gpus), projects, jobs, tuple(pods),
                         self.cpus)
 
@@ -112,7 +112,8 @@ class ReconcileLoop(Recovery):
                 for key in decision.preempt:
                     self._stop(self._pods[key], PREEMPTED)
                 for state, start in launches(decision.starts, self._states):
-                    self._start(state, start.index, start.attempt, start.gpus)
+                    self._start(state, start.index, start.attempt, start.gpus,
+                                start.fraction)
                 # Whatever asked for a reconcile until now (the pods that ended above) has
                 # been served by this one; what follows the commit may ask again.
                 self._reconcile_scheduled = False

@@ -13,11 +13,12 @@ import dataclasses
 import logging
 import os
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
 from ...errors import DiskFull, is_disk_full
-from ...model import JobStatus, PodStatus, pod_name
+from ...model import JobStatus, PodStatus, format_gpus, pod_name
 from ...runtime import PodLaunch, PodProcess, wrap_command
 from ...store import Pod
 from ..podenv import pod_env
@@ -55,17 +56,22 @@ def pod_end(reason: str | None, code: int, lost: bool) -> PodEnd:
 class PodLifecycle(LocalEngine):
     """Start, watch, stop and end pods; account for a job's end."""
 
-    def _start(self, state: JobState, index: int, attempt: int, gpus: tuple[int, ...]) -> None:
-        """Record a new pod; it is started once the record is committed."""
+    def _start(self, state: JobState, index: int, attempt: int, gpus: tuple[int, ...],
+               fraction: Fraction | None = None) -> None:
+        """Record a new pod (with its share of its one GPU, if it holds a fraction); it is
+        started once the record is committed."""
         job = state.job
         spec = job.spec
         name = pod_name(spec.name, index, attempt)
         pod_dir = self.pods_dir / job.uid / name      # made by PodProcess.launch
-        pod = self.store.insert_pod(job.uid, index, attempt, name, gpus, str(pod_dir))
+        pod = self.store.insert_pod(job.uid, index, attempt, name, gpus, str(pod_dir),
+                                    fraction)
         key = self._key(pod)
         self._pods[key] = pod
         state.take(index, attempt)
         where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
+        if fraction is not None:
+            where += f" ({format_gpus(fraction)} of it)"
         self.store.event(job.uid, "Started", f"pod {name}{where}")
         if job.status is JobStatus.PENDING:
             self._update_job(state, status=JobStatus.RUNNING)
@@ -76,7 +82,8 @@ class PodLifecycle(LocalEngine):
         pod_dir = Path(pod.dir)
         gpus = pod.gpus
         env = pod_env(spec, job_uid=pod.job_uid, pod_name=pod.name, index=pod.index,
-                      attempt=pod.attempt, gpus=gpus, base=self._base_env)
+                      attempt=pod.attempt, gpus=gpus, base=self._base_env,
+                      fraction=pod.fraction)
         try:
             argv = wrap_command(spec.command, spec.volumes, spec.working_dir, self.isolation)
             # in the sandbox, the sandbox changes into the working dir itself: it may lie

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from ...scheduler import PendingPod
 from ...store import Job
@@ -104,7 +105,7 @@ class JobState:
 MAX_OFFERED_QUOTA = 4096
 
 
-def offer_limit(room: int, needs: Iterable[tuple[int, int, int]]) -> int:
+def offer_limit(room: int, needs: Iterable[tuple[int | Fraction, int, int]]) -> int:
     """How many of a job's pending pods one reconcile offers the policy.
 
     ``needs`` is, for each resource, what one pod of the job takes, its project's quota and
@@ -114,8 +115,9 @@ def offer_limit(room: int, needs: Iterable[tuple[int, int, int]]) -> int:
     machine can start (so the first that does not fit still blocks its project, as it
     would), and a demand above its project's quota plus the machine, past which
     water-filling gives the project the same share whatever the demand; the largest of
-    these over the resources. Every local pod takes at least one CPU, so a reconcile starts
-    at most the machine's CPUs' worth of pods, whatever the jobs' sizes.
+    these over the resources (pods of 1/2 GPU: twice as many as there are GPUs). Every local
+    pod takes at least one CPU, so a reconcile starts at most the machine's CPUs' worth of
+    pods, whatever the jobs' sizes.
     """
     bounds = [(min(quota, MAX_OFFERED_QUOTA) + min(machine, MAX_OFFERED_QUOTA)) // need + 1
               for need, quota, machine in needs if need > 0]

@@ -228,9 +228,10 @@ class SlurmCluster(SlurmSync, StoredJobs):
         if spec.image:
             raise UsageError(f"-i {spec.image}: this Slurm cluster runs pods as plain "
                              f"processes on its nodes; drop -i")
+        gpus = spec.whole_gpus("Slurm")
         nodes = self._nodes
         most = max((n.gpus for n in nodes), default=0)
-        if spec.gpus > most:
+        if gpus > most:
             raise UsageError(f"-g {spec.gpus}: no Slurm node has more than {most} GPU(s)")
         cpus = max((n.cpus for n in nodes), default=0)
         if spec.cpu > cpus:      # Slurm would take the job and keep it pending for ever

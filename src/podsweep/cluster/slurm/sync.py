@@ -247,7 +247,7 @@ class SlurmSync(SlurmAccounts):
         quotas = [Quota(self.qos(p.name), p.gpus, p.cpus) for p in self.store.projects()]
         jobs = {int(j.engine_ref): j for j in self.store.jobs(include_done=False)
                 if j.engine_ref is not None and j.uid not in self._deleting}
-        arrays = [ArrayJob(array_id, self.qos(j.project), j.spec.gpus, j.spec.cpu,
+        arrays = [ArrayJob(array_id, self.qos(j.project), j.spec.whole_gpus("Slurm"), j.spec.cpu,
                            j.spec.parallelism, j.seq) for array_id, j in jobs.items()]
         for move in lend(self._all, self._nodes, quotas, arrays, self.borrow_qos,
                          self.partition, self.borrow_partition):

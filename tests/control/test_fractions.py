@@ -1,0 +1,94 @@
+"""Fractional GPUs on a real control plane: pods of ``-g 0.5`` share GPUs two by two, each
+told its share, and a project claiming its quota preempts another's borrowed halves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import ControlPlane
+
+# Each pod records what it was given, then waits for the test's go (bounded: a pod left
+# waiting fails rather than hang): the pods that recorded are the ones running at once.
+WAIT = ('echo "$CUDA_VISIBLE_DEVICES $PODSWEEP_GPU_FRACTION $XLA_PYTHON_CLIENT_MEM_FRACTION"'
+        ' > {out}/$PODSWEEP_POD_NAME; i=0; while [ ! -e {out}/go ] && [ $i -lt 1200 ]; '
+        'do sleep 0.1; i=$((i+1)); done; [ -e {out}/go ]')
+
+
+def records(out: Path) -> dict[str, list[str]]:
+    return {p.name: p.read_text().split() for p in out.iterdir() if p.name != "go"}
+
+
+def test_half_gpu_pods_run_two_to_a_gpu_each_told_its_share(plane: ControlPlane,
+                                                            tmp_path: Path):
+    plane.run("project", "create", "team-a", "--gpus", "4")
+    out = tmp_path / "out"
+    out.mkdir()
+    plane.run("submit", "half", "-p", "team-a", "-g", "0.5", "--parallelism", "6",
+              "--completions", "6", "--", "sh", "-c", WAIT.format(out=out))
+    seen = plane.until("6 pods running at once", lambda: len(records(out)) == 6 and
+                       records(out), timeout=120)
+    for gpus, fraction, jax in seen.values():
+        assert gpus in {"0", "1", "2", "3"} and fraction == jax == "0.5"
+    per_gpu = [list(seen.values()).count([g, "0.5", "0.5"]) for g in "0123"]
+    assert max(per_gpu) == 2 and sum(per_gpu) == 6, per_gpu
+    # the views: each GPU's shares, the job's and the project's GPUs as numbers
+    status = plane.json("status")
+    shares = {g["index"]: [(s["pod"], s["fraction"]) for s in g.get("shares", [])]
+              for g in status["gpus"]}
+    assert sorted(pod for held in shares.values() for pod, _ in held) == sorted(seen)
+    assert all(f == 0.5 and len(held) <= 2 for held in shares.values() for _, f in held)
+    for index, held in shares.items():
+        assert all(seen[pod][0] == str(index) for pod, _ in held)
+    job = plane.job("half", "team-a")
+    assert job["job"]["gpus"] == 0.5 and job["job"]["allocated"] == 3
+    assert all(p["fraction"] == 0.5 for p in job["pods"])
+    assert plane.json("project", "list")[0]["allocated"] == 3
+    shown = plane.run("get", "half", "-p", "team-a").stdout
+    assert "GPUs per pod: 0.5" in " ".join(shown.split())
+    assert any(f"{seen[p][0]} (0.5)" in line for line in shown.splitlines() for p in seen)
+    assert "(0.5)" in plane.run("status").stdout
+    (out / "go").touch()
+    job = plane.until("half done", lambda: (j := plane.job("half", "team-a"))["job"]
+                      ["status"] in ("Succeeded", "Failed") and j, timeout=120)
+    assert job["job"]["status"] == "Succeeded"
+
+
+def test_a_fraction_is_refused_in_one_line(plane: ControlPlane):
+    plane.run("project", "create", "team-a", "--gpus", "1")
+    for bad in ("1.5", "-0.5", "0.333", "half"):
+        proc = plane.run("submit", "x", "-p", "team-a", "-g", bad, "--", "true", check=False)
+        assert proc.returncode != 0
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert f"-g {bad}" in proc.stderr
+
+
+def test_a_project_claiming_its_quota_preempts_borrowed_halves(plane: ControlPlane,
+                                                               tmp_path: Path):
+    plane.run("project", "create", "team-a", "--gpus", "2")
+    plane.run("project", "create", "team-b", "--gpus", "2")
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    out_a.mkdir()
+    out_b.mkdir()
+    plane.run("submit", "halves", "-p", "team-a", "-g", "0.5", "--parallelism", "8",
+              "--completions", "8", "--grace-period", "2", "--", "sh", "-c",
+              WAIT.format(out=out_a))
+    plane.until("team-a fills the 4 GPUs", lambda: len(records(out_a)) == 8, timeout=120)
+    plane.run("submit", "whole", "-p", "team-b", "-g", "1", "--parallelism", "2",
+              "--completions", "2", "--", "sh", "-c", WAIT.format(out=out_b))
+    seen_b = plane.until("team-b runs within its quota", lambda: len(records(out_b)) == 2
+                         and records(out_b), timeout=120)
+    projects = plane.until("team-a back at its quota", lambda: (
+        ps := {p["name"]: p for p in plane.json("project", "list")})["team-a"]["allocated"]
+        == 2 and ps, timeout=120)
+    assert projects["team-b"]["allocated"] == 2
+    job = plane.job("halves", "team-a")
+    assert sum(e["kind"] == "Preempted" for e in job["events"]) == 4
+    assert job["job"]["running"] == 4
+    # team-b's GPUs are its own: no half of team-a's is left on them
+    status = plane.json("status")
+    b_gpus = {int(g) for g, *_ in seen_b.values()}
+    for gpu in status["gpus"]:
+        if gpu["index"] in b_gpus:
+            assert not gpu.get("shares") and gpu["project"] == "team-b"
+    (out_a / "go").touch()
+    (out_b / "go").touch()
