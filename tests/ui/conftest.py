@@ -23,7 +23,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+# One browser for the package, closed when its last test is done: Playwright's sync API
+# runs an event loop on the main thread while it is open, and a test after it that calls
+# asyncio.run() would fail ("cannot be called from a running event loop").
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
