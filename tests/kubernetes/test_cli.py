@@ -106,27 +106,3 @@ def test_up_fails_in_one_message_when_the_api_server_is_not_there(tmp_path: Path
         assert "cannot reach the Kubernetes API server" in out.stderr
     finally:
         plane.stop()
-
-
-def test_a_user_joins_a_project_of_the_cluster_and_not_a_missing_one(tmp_path: Path):
-    """Kubernetes keeps the projects (podsweep's store does not): a membership names one."""
-    with FakeApiServer() as fake:
-        plane = ControlPlane(tmp_path / "home")
-        plane.env.pop("KUBECONFIG", None)
-        kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
-        plane.run("up", "--cluster", "kubernetes", "--kubeconfig", str(kubeconfig))
-        try:
-            plane.run("project", "create", "team-a", "--gpus", "2")
-            out = plane.run("user", "create", "alice", "-p", "team-a").stdout
-            token = out.split("CLI token: ")[1].split()[0]
-            assert [(u["name"], u["projects"]) for u in plane.json("user", "list")] == \
-                [("admin", []), ("alice", ["team-a"])]
-            assert [p["name"] for p in plane.json("project", "list", token=token)] == \
-                ["team-a"]
-            missing = plane.run("user", "create", "bob", "-p", "team-z", check=False)
-            assert missing.returncode == 3
-            assert missing.stderr.strip().splitlines() == \
-                ["error: project 'team-z' not found"]
-            assert "bob" not in [u["name"] for u in plane.json("user", "list")]
-        finally:
-            plane.stop()
