@@ -37,12 +37,6 @@ EXAMPLE = REPO / "examples" / "hpo_digits.py"
 KUBECONFIG = os.environ.get("PODSWEEP_E2E_KUBECONFIG")
 NO_POD_RUNS = ("the fake Kubernetes API server runs no pod (no kubelet, no job controller, "
                "no Kueue admission): set PODSWEEP_E2E_KUBECONFIG to a real cluster")
-NOTE_FIRST = ("podsweep submit prints its note on the image's working directory before the "
-              "control plane answers (src/podsweep/cli/submit.py): a refused submit says two "
-              "lines, the note and the error")
-NO_HOST_FILES = ("pods on Kubernetes run in an image: they see neither this machine's files "
-                 "nor its Python (docs/kubernetes)")
-
 
 def paced(slow: float, fast: float) -> str:
     """``sh -c`` that runs its arguments with --epoch-seconds: ``slow`` for the first
@@ -113,6 +107,10 @@ def kubernetes_live(plane: ControlPlane, job: dict[str, Any]) -> list[Any]:
     return [p.metadata.name for p in pods.items]
 
 
+NO_HOST_FILES = ("pods on Kubernetes run in an image: they see neither this machine's files "
+                 "nor its Python (docs/kubernetes)")
+
+
 @dataclass(frozen=True)
 class Facts:
     """How one engine differs where every engine keeps the same contract."""
@@ -167,13 +165,8 @@ FACTS = {
         up=["up", "--cluster", "kubernetes"],
         image=["-i", os.environ.get("PODSWEEP_E2E_IMAGE", "busybox:1.36")],
         no_pods=None if KUBECONFIG else NO_POD_RUNS, host_files=False, live=kubernetes_live,
-        wrong_image=([], "pass -i IMAGE"), too_many_gpus="4 GPU(s)",
-        fails={name: NOTE_FIRST for name in (
-            "test_bad_input_is_refused_and_changes_nothing",
-            "test_users_see_and_touch_only_their_projects")} | {
-            "test_more_gpus_than_the_engine_has_are_refused":
-                "the Kubernetes engine takes -g beyond every node's GPUs: the job is stored "
-                "and waits for ever, where local and Slurm refuse it in one line"}),
+        wrong_image=([], "pass -i IMAGE"),
+        too_many_gpus="no Kubernetes node has more than 4 GPU(s)"),
 }
 
 

@@ -334,6 +334,7 @@ def test_a_follower_that_goes_away_frees_its_stream(fake: FakeApiServer,
 def test_delete_returns_once_no_pod_of_the_job_runs(tmp_path: Path,
                                                     loop: asyncio.AbstractEventLoop):
     with FakeApiServer(termination_delay=None) as fake:
+        fake.add_node("node-1", 4)       # -g 1 fits a node
         cluster = opened(fake, tmp_path, loop)
         cluster.create_project("team-a", 2)
         cluster.submit(spec(), "alice")
@@ -369,6 +370,7 @@ def test_a_delete_that_cannot_see_its_pods_gone_fails_rather_than_return(
 
     monkeypatch.setattr(engine, "DELETE_SLACK", 0.0)
     with FakeApiServer(termination_delay=None) as fake:
+        fake.add_node("node-1", 4)       # -g 1 fits a node
         cluster = opened(fake, tmp_path, loop)
         cluster.create_project("team-a", 2)
         cluster.submit(spec(grace_period=0), "alice")

@@ -76,13 +76,16 @@ def job_options(
 def submit(*args: Any, **kwargs: Any) -> None:
     body, output = job_options(*args, **kwargs)
     api = client()
+    elsewhere = False
     if body["working_dir"] is None:
         if api.get("/status")["shared_filesystem"]:
             body["working_dir"] = os.getcwd()   # a relative script path works as typed
         else:
-            typer.echo("note: pods start in their image's working directory on this "
-                       "cluster, not here (--working-dir sets another)", err=True)
+            elsewhere = True
     job = api.post("/jobs", body)
+    if elsewhere:        # said once the job is taken: a refusal stays one line
+        typer.echo("note: pods start in their image's working directory on this "
+                   "cluster, not here (--working-dir sets another)", err=True)
     emit(output, job, f"The job '{job['name']}' has been submitted successfully to project "
                       f"{job['project']}: {job['completions']} pods, at most "
                       f"{job['parallelism']} at a time, {format_gpus(job['gpus'])} GPU(s) each")

@@ -263,6 +263,15 @@ class KubernetesCluster(ApiCalls):
         if not self.project_exists(spec.project):
             raise NotFound(f"project {spec.project!r} not found; an admin creates it with "
                            f"podsweep project create {spec.project} --gpus N")
+        if spec.gpus:
+            # a pod needing more GPUs than any node has would wait for ever (as on the local
+            # cluster and Slurm, refused instead; the nodes counted are those there now)
+            nodes = self._call("list nodes", self.core.list_node)["items"]
+            most = max((int(quantity(((n.get("status") or {}).get("allocatable") or {})
+                                     .get(GPU, 0))) for n in nodes), default=0)
+            if spec.gpus > most:
+                raise UsageError(f"-g {spec.gpus}: no Kubernetes node has more than {most} "
+                                 f"GPU(s)")
         try:
             created = self._call("create a Job", self.batch.create_namespaced_job,
                                  body["metadata"]["namespace"], body)
