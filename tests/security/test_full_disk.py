@@ -53,12 +53,13 @@ def fill(where: Path) -> Path:
                                       text=True).stdout
                 raise AssertionError(f"no room for a file in {where}:\n{what}") from None
             time.sleep(0.05)
-    with open(filler, "ab") as f:
+    # unbuffered: a buffered file keeps what a failed write could not place and fails
+    # again when it is closed
+    with open(filler, "ab", buffering=0) as f:
         chunk = b"\0" * 65536
         with contextlib.suppress(OSError):
             while True:
                 f.write(chunk)
-                f.flush()
         # the last, partial chunk
         size = 4096
         while size:
