@@ -581,17 +581,19 @@ def usage_of(snapshot: Snapshot) -> dict[str, int]:
 
 def victims_available(
     requester: str, snapshot: Snapshot, usage: dict[str, int], shares: dict[str, float],
-    quotas: dict[str, int],
+    quotas: dict[str, int], claim: bool,
 ) -> int:
-    """GPUs that preempting every pod the rules allow would free for ``requester``."""
+    """GPUs that preempting every pod the rules allow would free for ``requester``: from
+    projects over quota and share, kept at their quota and floor(share); for a quota
+    ``claim``, from projects over quota, kept at their quota."""
     freed = 0
     for v in sorted({p.project for p in snapshot.pods} - {requester}):
         left = usage.get(v, 0)
-        floor = max(quotas.get(v, 0), math.floor(shares[v] + 1e-9))
+        floor = max(quotas.get(v, 0), 0 if claim else math.floor(shares[v] + 1e-9))
         for p in sorted(snapshot.pods, key=lambda p: (-p.seq, p.name)):
             if p.project != v or p.terminating:
                 continue
-            over = left > shares[v] + 1e-9 and left > quotas.get(v, 0)
+            over = (claim or left > shares[v] + 1e-9) and left > quotas.get(v, 0)
             if over and left - len(p.gpus) >= floor:
                 left -= len(p.gpus)
                 freed += len(p.gpus)
@@ -657,28 +659,31 @@ def check_invariants(snapshot: Snapshot, decision: Decision) -> None:
             )
 
     # Preemption: only running pods of projects over both quota and share, never taking
-    # one below either.
+    # one below either; where a project's next pod is within its quota (a quota claim),
+    # of projects over their quota, never taking one below it.
     by_name = {p.name: p for p in snapshot.pods}
     assert len(set(decision.preempt)) == len(decision.preempt)
+    under_quota = {p: n for p, n in heads.items() if after[p] + n <= quotas.get(p, 0)}
     left = dict(after)
     for name in decision.preempt:
         victim = by_name[name]
         assert not victim.terminating
         assert after[victim.project] > quotas.get(victim.project, 0)
-        assert after[victim.project] > shares[victim.project] + 1e-9
+        assert under_quota or after[victim.project] > shares[victim.project] + 1e-9
         left[victim.project] -= len(victim.gpus)
     for project in {by_name[n].project for n in decision.preempt}:
-        assert left[project] >= max(quotas.get(project, 0), math.floor(shares[project] + 1e-9))
+        assert left[project] >= quotas.get(project, 0)
+        assert under_quota or left[project] >= math.floor(shares[project] + 1e-9)
 
     # A project whose next pod fits in its share is not left waiting while pods the rules
     # let it preempt run: victims were chosen, or GPUs on their way back cover it, or no
     # victims can.
     coming = free_left + sum(len(p.gpus) for p in snapshot.pods if p.terminating)
     requesters = {p: n for p, n in heads.items() if after[p] + n <= shares[p] + 1e-9}
-    under_quota = {p: n for p, n in heads.items() if after[p] + n <= quotas.get(p, 0)}
     if not decision.preempt:
         for project, need in {**requesters, **under_quota}.items():
-            available = victims_available(project, snapshot, after, shares, quotas)
+            available = victims_available(project, snapshot, after, shares, quotas,
+                                          project in under_quota)
             assert need <= coming or available < need
             if requesters == {project: need}:
                 assert need <= coming or available < need - coming

@@ -270,24 +270,36 @@ def check_invariants(snapshot: Snapshot, decision: Decision) -> None:
         u["cpus"] += p.cpus
     by_name = {p.name: p for p in snapshot.pods}
     assert len(set(decision.preempt)) == len(decision.preempt)
+    # A quota claim (some project's next pod within its quotas of both) may take victims
+    # below their share, never below their quota.
+    none = {"gpus": 0, "cpus": 0}
+    started: dict[str, int] = {}
+    for s in decision.starts:
+        started[s.job_uid] = started.get(s.job_uid, 0) + 1
+    claim = False
+    for j in sorted(snapshot.jobs, key=lambda j: j.seq):
+        if min(len(j.pending), j.parallelism - j.active) > started.get(j.uid, 0):
+            u, q = usage.get(j.project, none), quotas.get(j.project, none)
+            claim |= u["gpus"] + j.gpus <= q["gpus"] and u["cpus"] + j.cpu <= q["cpus"]
     left = {p: dict(u) for p, u in usage.items()}
     for name in decision.preempt:
         victim = by_name[name]
         assert not victim.terminating
-        quota = quotas.get(victim.project, {"gpus": 0, "cpus": 0})
+        quota = quotas.get(victim.project, none)
         holds = {"gpus": len(victim.gpus), "cpus": victim.cpus}
         assert any(holds[r] and usage[victim.project][r] > quota[r]
-                   and usage[victim.project][r] > shares[r][victim.project] + 1e-9
+                   and (claim or usage[victim.project][r] > shares[r][victim.project] + 1e-9)
                    for r in holds)
         for r in holds:
             left[victim.project][r] -= holds[r]
     # No project loses below its quota of a resource on which it lost a pod while over.
     for project in {by_name[n].project for n in decision.preempt}:
-        quota = quotas.get(project, {"gpus": 0, "cpus": 0})
+        quota = quotas.get(project, none)
+        share = {r: 0.0 if claim else shares[r][project] for r in quota}
         assert any(
-            left[project][r] >= max(quota[r], math.floor(shares[r][project] + 1e-9))
+            left[project][r] >= max(quota[r], math.floor(share[r] + 1e-9))
             for r in ("gpus", "cpus")
-            if usage[project][r] > max(quota[r], shares[r][project] + 1e-9)
+            if usage[project][r] > max(quota[r], share[r] + 1e-9)
         )
 
 
@@ -302,10 +314,18 @@ def test_invariants_hold_for_any_snapshot_with_cpus(snapshot: Snapshot) -> None:
 
 
 def run_to_rest(snapshot: Snapshot, rounds: int = 60) -> Snapshot:
-    """Apply decisions until one starts and preempts nothing and nothing terminates."""
+    """Apply decisions until one starts and preempts nothing and nothing terminates; a pod
+    that started within its project's quotas of both (a quota claim) is never preempted."""
     seq = max((p.seq for p in snapshot.pods), default=0)  # pods' names and seqs are unique
+    quotas = {p.name: (p.quota, p.cpu_quota) for p in snapshot.projects}
+    claimed: set[str] = set()
     for _ in range(rounds):
         decision = decide(snapshot)
+        assert not claimed.intersection(decision.preempt), "a quota claim's pod preempted"
+        usage = {p: [0, 0] for p in quotas}
+        for p in snapshot.pods:
+            usage[p.project][0] += len(p.gpus)
+            usage[p.project][1] += p.cpus
         terminating = [p for p in snapshot.pods if p.terminating]
         if not decision.starts and not decision.preempt and not terminating:
             return snapshot
@@ -323,6 +343,10 @@ def run_to_rest(snapshot: Snapshot, rounds: int = 60) -> Snapshot:
             pods.append(RunningPod(f"{j.uid}-{s.index}-{seq}", j.uid, j.project, s.gpus, seq,
                                    False, j.cpu))
             started[j.uid] += 1
+            usage[j.project][0] += j.gpus
+            usage[j.project][1] += j.cpu
+            if all(u <= q for u, q in zip(usage[j.project], quotas[j.project])):
+                claimed.add(pods[-1].name)
         # a job's pending pods are fresh indexes: those that ended come back as new ones
         new_jobs = []
         for j in jobs.values():

@@ -29,7 +29,9 @@ the resources (dominant resource fairness, as Kueue and Run:ai do). The cycle ru
    scheduled) start at once and count for no share. Otherwise the next start goes to a
    project whose first candidate stays within its fair share of all it needs, before any
    whose candidate would be lent resources beyond its share (or it would be preempted
-   back at once by the first, cycle after cycle); among those, to the lowest dominant
+   back at once by the first, cycle after cycle); among those, to a *quota claim* (a
+   candidate within its project's quota of all it needs) before a candidate that borrows
+   (for the same reason: a claim reclaims from borrowers); then to the lowest dominant
    ratio over the resources the candidate needs (starts of this cycle included; ties by
    name; projects with no share last, the least used first), if its first candidate fits
    in every free resource (whole GPUs: the lowest free ids; a fraction: best fit, the GPU
@@ -40,8 +42,8 @@ the resources (dominant resource fairness, as Kueue and Run:ai do). The cycle ru
    machine could hold at all), projects at or above their share of that resource start
    nothing more that needs it this cycle, so that what it waits for is not lent out only
    to be preempted again.
-5. **Preemption.** For each project still holding a first candidate, lowest dominant ratio
-   first, whose usage plus that pod's need stays within its fair share of every resource
+5. **Preemption.** For each project still holding a first candidate, in the order of
+   phase 4, whose usage plus that pod's need stays within its fair share of every resource
    the pod needs: what is free, held by terminating pods or freed by victims already chosen
    (less what was promised to projects served earlier in this phase) counts first. If it
    falls short of a resource, victims are chosen among running pods holding it, of other
@@ -49,7 +51,13 @@ the resources (dominant resource fairness, as Kueue and Run:ai do). The cycle ru
    project first, newest pod first (:func:`_victim_order`), and only while the victim's
    project keeps more than its quota and its fair share less its smallest pod (at least
    its quota and ``floor(fair share)`` where its pods are whole GPUs or CPUs): then its own
-   next pod would take it over both, so it never preempts back. GPUs are covered where the
+   next pod would take it over both, so it never preempts back. A quota claim reclaims
+   from projects over their quota whatever their share, while they keep more than their
+   quota less their smallest pod: in-quota beats over-quota (Kueue's reclaimWithinCohort),
+   even where pods of fractions or of several GPUs, which do not move, leave a borrower
+   below its share (shares assume GPUs divide freely). Such a borrower may then preempt
+   for its share, but never the claimant (within its quota), and its victims keep the
+   rule above: no pod is preempted back and forth. GPUs are covered where the
    pod fits (a whole GPU needs an empty one), so victims are chosen until it fits, then
    any that a later one made needless are spared. If no set of victims covers the pod,
    nothing is preempted for it.
@@ -66,11 +74,12 @@ Shares are computed with exact fractions, so the comparisons above need no toler
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from ._check import check
 from ._fairshare import water_fill
 from ._placement import Placement
 
@@ -191,15 +200,24 @@ class _Ledger:
         held = {GPU: _gpus_of(pod), CPU: Fraction(pod.cpus)}
         return held if CPU in self.kinds else {GPU: held[GPU]}
 
-    def keeps(self, project: str, resource: str, left: Fraction) -> bool:
+    def keeps(self, project: str, resource: str, left: Fraction, claim: bool) -> bool:
         """Whether a victim's project may be left with ``left`` of a resource: enough that
-        its own next pod would take it over its quota and over its fair share, so that it
-        never preempts back. For whole pods that is its quota; a project of 3/4-GPU pods
-        holding 1.5 on a quota of 1 may lose one (0.75 + 3/4 is over its quota), or the
-        quota it borrows past would be held from the projects owed theirs."""
+        its own next pod would take it over its quota (for a quota ``claim``) or over its
+        quota and its fair share (otherwise). For whole pods that is its quota; a project
+        of 3/4-GPU pods holding 1.5 on a quota of 1 may lose one (0.75 + 3/4 is over its
+        quota), or the quota it borrows past would be held from the projects owed theirs.
+        A claim may leave a borrower below its fair share: shares assume GPUs divide
+        freely, and pods do not move. The borrower may then preempt for its share, but
+        never the claimant, who is within its quota."""
         grain = self.grain[project] if resource == GPU else 1
         return (left + grain > self.quotas[resource][project]
-                and left + grain > self.shares[resource][project])
+                and (claim or left + grain > self.shares[resource][project]))
+
+    def claims(self, project: str, head: JobView) -> bool:
+        """Whether the project's next pod, of job ``head``, keeps it within its quota of
+        every resource: a quota claim, which reclaims from any project over its quota."""
+        return all(self.usage[r][project] + n <= self.quotas[r][project]
+                   for r, n in self.need(head).items())
 
     def lends(self, project: str, head: JobView) -> bool:
         """Whether the project's next pod, of job ``head``, would take it over its fair
@@ -207,26 +225,27 @@ class _Ledger:
         return any(n and self.usage[r][project] + n > self.shares[r][project]
                    for r, n in self.need(head).items())
 
-    def priority(self, project: str, head: JobView) -> tuple[bool, int, Fraction, str]:
+    def priority(self, project: str, head: JobView) -> tuple[bool, bool, int, Fraction, str]:
         """Sort key of a project whose next pod is of job ``head``: projects whose pod
-        stays within their share first, then lowest dominant ``usage / fair share`` over
-        the resources that pod needs, then by name.
+        stays within their share first, quota claims first among those, then lowest
+        dominant ``usage / fair share`` over the resources that pod needs, then by name.
 
         A project with no share of one of them has an infinite ratio; among those the one
         using least of them (as a fraction of the machine) goes first. Only what the pod
         takes counts: a project whose pod would take it over its share of a resource must
         come after one whose pod stays within its share of it, or the lent pod would be
-        preempted by that one at once, and lent again, cycle after cycle.
+        preempted by that one at once, and lent again, cycle after cycle; for the same
+        reason a pod within its share but over its quota comes after a quota claim.
         """
         need = self.need(head)
-        lends = self.lends(project, head)
+        first = (self.lends(project, head), not self.claims(project, head))
         wanted = [r for r in self.kinds if need[r] > 0]
         if all(self.shares[r][project] > 0 for r in wanted) and wanted:
-            return (lends, 0,
+            return (*first, 0,
                     max(self.usage[r][project] / self.shares[r][project] for r in wanted),
                     project)
-        return (lends, 1, max((self.usage[r][project] / (self.size[r] or 1)
-                               for r in wanted), default=Fraction(0)), project)
+        return (*first, 1, max((self.usage[r][project] / (self.size[r] or 1)
+                                for r in wanted), default=Fraction(0)), project)
 
 
 def _short(need: Mapping[str, Fraction], free: Mapping[str, Fraction], gpus: Placement,
@@ -247,7 +266,7 @@ def decide(snapshot: Snapshot) -> Decision:
     under its old name while its old pods terminate, or jobs of one name in two projects);
     the caller tells such pods apart by job uid as well.
     """
-    _check(snapshot)
+    check(snapshot)
     machine = frozenset(snapshot.gpus)
     kinds = (GPU,) if snapshot.cpus is None else (GPU, CPU)
     # Phase 1: demand. Jobs come in submit order, whatever the order of the tuple.
@@ -290,40 +309,6 @@ def decide(snapshot: Snapshot) -> Decision:
         shares={p: float(s) for p, s in sorted(ledger.shares[GPU].items())},
         cpu_shares={p: float(s) for p, s in sorted(ledger.shares.get(CPU, {}).items())},
     )
-
-
-def _check(snapshot: Snapshot) -> None:
-    for what, keys in (
-        ("project", [p.name for p in snapshot.projects]),
-        ("job", [j.uid for j in snapshot.jobs]),
-        ("GPU held by a pod", [g for p in snapshot.pods if p.fraction is None for g in p.gpus]),
-    ):
-        twice = sorted(str(k) for k, n in Counter(keys).items() if n > 1)
-        if twice:
-            raise ValueError(f"snapshot has one {what} twice: {', '.join(twice)}")
-    if any(isinstance(j.gpus, float) or (j.gpus > 1 and j.gpus != int(j.gpus))
-           for j in snapshot.jobs):
-        raise ValueError("snapshot has a job asking for a float or a non-whole count above 1 "
-                         "of GPUs: a share of one GPU is a Fraction in (0, 1)")
-    if any(p.fraction is not None and (not 0 < p.fraction < 1 or len(p.gpus) != 1)
-           for p in snapshot.pods):
-        raise ValueError("snapshot has a pod holding a fraction outside (0, 1) or of other "
-                         "than one GPU")
-    load: dict[int, Fraction] = {}
-    for p in snapshot.pods:
-        for g in p.gpus:
-            load[g] = load.get(g, Fraction(0)) + (p.fraction or 1)
-    past = sorted(str(g) for g, n in load.items() if n > 1)
-    if past:
-        raise ValueError(f"snapshot has a GPU held past its whole by pods: {', '.join(past)}")
-    if (
-        any(min(p.quota, p.cpu_quota) < 0 for p in snapshot.projects)
-        or any(min(j.gpus, j.cpu, j.parallelism, j.active) < 0 for j in snapshot.jobs)
-        or any(p.cpus < 0 for p in snapshot.pods)
-        or (snapshot.cpus is not None and snapshot.cpus < 0)
-    ):
-        raise ValueError("snapshot has a negative quota, GPU or CPU count, parallelism or "
-                         "active count")
 
 
 def _start(
@@ -429,13 +414,15 @@ def _preempt(
         if any(n and usage[r][project] + n > shares[r][project] for r, n in need.items()):
             continue
         if _short(need, coming, gpus, ledger.kinds):
-            chosen = _choose_victims(need, project, running, ledger, machine, coming, gpus)
+            claim = ledger.claims(project, heads[project].job)
+            chosen = _choose_victims(need, project, claim, running, ledger, machine, coming,
+                                     gpus)
             if chosen is None and 0 < need[GPU] <= 1:
                 # The newest pods may be spread over GPUs that stay shared: try to empty
                 # enough of one GPU, lowest id first, by the same order within it.
                 chosen = next((c for g in sorted(gpus.load) if (c := _choose_victims(
-                    need, project, running, ledger, machine, coming, gpus, g)) is not None),
-                    None)
+                    need, project, claim, running, ledger, machine, coming, gpus, g))
+                    is not None), None)
             if chosen is None:
                 continue
             for pod in chosen:
@@ -452,6 +439,7 @@ def _preempt(
 def _choose_victims(
     need: Mapping[str, Fraction],
     requester: str,
+    claim: bool,
     running: Mapping[str, list[RunningPod]],
     ledger: _Ledger,
     machine: frozenset[int],
@@ -476,7 +464,8 @@ def _choose_victims(
         r = short[0]
         over = sorted(
             (v for v in running
-             if v != requester and left[r][v] > shares[r][v] and left[r][v] > quotas[r][v]),
+             if v != requester and left[r][v] > quotas[r][v]
+            and (claim or left[r][v] > shares[r][v])),
             key=lambda v: (-(left[r][v] - shares[r][v]), v),
         )
         victim = next(
@@ -487,7 +476,7 @@ def _choose_victims(
                 if pod not in chosen
                 and _frees(pod, ledger, machine)[r]
                 and (r != GPU or on is None or on in pod.gpus)
-                and ledger.keeps(v, r, left[r][v] - ledger.holds(pod)[r])
+                and ledger.keeps(v, r, left[r][v] - ledger.holds(pod)[r], claim)
             ),
             None,
         )
