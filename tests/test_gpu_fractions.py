@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from fractions import Fraction
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from podsweep.cluster.podenv import pod_env
+from podsweep.cluster.podenv import mps_variables, pod_env
 from podsweep.errors import UsageError
 from podsweep.model import JobSpec, format_gpus, gpus_number, parse_gpus
+from podsweep.runtime import gpus as gpus_module
+from podsweep.runtime import mps_pipe_directory
 
 
 @pytest.mark.parametrize(("given", "parsed"), [
@@ -119,3 +122,71 @@ def test_a_pod_holding_a_share_is_told_it():
                     base={})
     assert "PODSWEEP_GPU_FRACTION" not in whole and \
         "XLA_PYTHON_CLIENT_MEM_FRACTION" not in whole
+
+
+@pytest.fixture
+def mps_dir(tmp_path: Path):
+    """A fake MPS control daemon's pipe directory: a UNIX socket named ``control``."""
+    directory = tmp_path / "mps"
+    directory.mkdir()
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(directory / "control"))
+    yield directory
+    daemon.close()
+
+
+def test_mps_is_found_by_its_control_socket_where_its_daemon_lives(mps_dir, tmp_path,
+                                                                   monkeypatch):
+    named = {"CUDA_MPS_PIPE_DIRECTORY": str(mps_dir)}
+    assert mps_pipe_directory(named) == mps_dir
+    # NVIDIA's default directory where none is named
+    monkeypatch.setattr(gpus_module, "MPS_PIPE_DIRECTORY", str(mps_dir))
+    assert mps_pipe_directory({}) == mps_dir
+    # the daemon's PID file: a live process, or a daemon killed without `quit`
+    pid_file = mps_dir / "nvidia-cuda-mps-control.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    assert mps_pipe_directory(named) == mps_dir
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pid_file.write_text(f"{dead.pid}\n")
+    assert mps_pipe_directory(named) is None
+    pid_file.unlink()
+    # no directory, no control socket, or a plain file in its place: no MPS
+    assert mps_pipe_directory({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path / "none")}) is None
+    (mps_dir / "control").unlink()
+    assert mps_pipe_directory(named) is None
+    (mps_dir / "control").write_text("")
+    assert mps_pipe_directory(named) is None
+
+
+@pytest.mark.parametrize(("fraction", "memory", "limits"), [
+    (Fraction(1, 2), 143771, {"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "50",
+                              "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=71885M"}),
+    # rounded down: three pods of 1/3 never add up past the GPU
+    (Fraction(1, 3), 81559, {"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "33",
+                             "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=27186M"}),
+    (Fraction(1, 100), 100, {"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "1",
+                             "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=1M"}),
+    # a virtual GPU's memory is unknown: the thread share only
+    (Fraction(3, 4), None, {"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "75"}),
+])
+def test_mps_limits_are_the_share_of_threads_and_of_the_gpus_memory(fraction, memory, limits):
+    assert mps_variables(fraction, memory) == limits
+
+
+def test_a_pod_is_given_mps_limits_only_where_mps_runs(mps_dir):
+    spec = JobSpec(name="a", project="p", command=["x"], gpus=Fraction(1, 2),
+                   env={"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "100"})
+    env = pod_env(spec, job_uid="u", pod_name="a-0-0", index=0, attempt=0, gpus=(3,),
+                  base={}, fraction=Fraction(1, 2), gpu_memory_mib=1000, mps=mps_dir)
+    # the share is enforced: the job's -e does not raise it
+    assert (env["CUDA_VISIBLE_DEVICES"], env["CUDA_MPS_PIPE_DIRECTORY"],
+            env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"], env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"]) \
+        == ("3", str(mps_dir), "50", "0=500M")
+    whole = pod_env(spec, job_uid="u", pod_name="a-0-0", index=0, attempt=0, gpus=(3,),
+                    base={}, gpu_memory_mib=1000, mps=mps_dir)
+    assert whole["CUDA_MPS_PIPE_DIRECTORY"] == str(mps_dir)
+    assert "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT" not in whole
+    without = pod_env(spec, job_uid="u", pod_name="a-0-0", index=0, attempt=0, gpus=(3,),
+                      base={}, fraction=Fraction(1, 2), gpu_memory_mib=1000)
+    assert not {"CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"} & set(without)

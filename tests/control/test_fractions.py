@@ -1,8 +1,10 @@
 """Fractional GPUs on a real control plane: pods of ``-g 0.5`` share GPUs two by two, each
-told its share, and a project claiming its quota preempts another's borrowed halves."""
+told its share, a project claiming its quota preempts another's borrowed halves, and where
+CUDA MPS runs, a pod gets the limits that enforce its share."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from .conftest import ControlPlane
@@ -92,3 +94,48 @@ def test_a_project_claiming_its_quota_preempts_borrowed_halves(plane: ControlPla
             assert not gpu.get("shares") and gpu["project"] == "team-b"
     (out_a / "go").touch()
     (out_b / "go").touch()
+
+
+MPS_VARIABLES = ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+                 "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
+SHOW_MPS = "; ".join(f'echo "{k}=${{{k}-unset}}"' for k in MPS_VARIABLES)
+
+
+def test_with_mps_running_a_fractional_pod_gets_the_limits_it_enforces(tmp_path: Path):
+    """No GPU and no MPS here: the control daemon's pipe directory is faked, a directory
+    named by CUDA_MPS_PIPE_DIRECTORY holding a UNIX socket named ``control``, which is what
+    podsweep looks for. The GPUs are virtual, of unknown memory, so a pod gets its thread
+    share and no memory limit (tests/test_gpu_fractions.py covers that limit); what CUDA
+    does with both is NVIDIA's."""
+    mps = tmp_path / "mps"
+    mps.mkdir()
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(mps / "control"))
+    plane = ControlPlane(tmp_path / "home")
+    plane.env["CUDA_MPS_PIPE_DIRECTORY"] = str(mps)
+    plane.run("up", "--gpus", "1")
+    try:
+        plane.run("project", "create", "team-a", "--gpus", "1")
+
+        def run(name: str, gpus: str) -> dict[str, str]:
+            plane.run("submit", name, "-p", "team-a", "-g", gpus, "--", "sh", "-c", SHOW_MPS)
+            job = plane.until(f"{name} done", lambda: (j := plane.job(name, "team-a"))
+                              ["job"]["status"] in ("Succeeded", "Failed") and j, timeout=120)
+            assert job["job"]["status"] == "Succeeded", job
+            log = plane.run("logs", name, "-p", "team-a").stdout
+            return dict(line.split("=", 1) for line in log.split())
+
+        assert run("third", "0.33") == {"CUDA_MPS_PIPE_DIRECTORY": str(mps),
+                                        "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "33",
+                                        "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "unset"}
+        # a whole GPU is the pod's own: it connects to the daemon, with no limit
+        assert run("whole", "1") == {"CUDA_MPS_PIPE_DIRECTORY": str(mps),
+                                     "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "unset",
+                                     "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "unset"}
+        # MPS is looked for at each start: once its daemon is gone, a share is a contract
+        daemon.close()
+        (mps / "control").unlink()
+        assert run("after", "0.5") == dict.fromkeys(MPS_VARIABLES, "unset")
+    finally:
+        plane.stop()
+        daemon.close()

@@ -1,6 +1,7 @@
 """podsweep.runtime — running the local cluster's pods as processes on this machine.
 
-- :mod:`~podsweep.runtime.gpus`: the GPUs there are to hand out (NVML, or virtual ones).
+- :mod:`~podsweep.runtime.gpus`: the GPUs there are to hand out (NVML, or virtual ones),
+  and whether CUDA MPS runs to enforce the shares of fractional pods.
 - :mod:`~podsweep.runtime.sandbox`: the command line that gives a pod its volumes, through
   podsweep's own sandbox (``sandbox.c``, built like the native supervisor).
 - :mod:`~podsweep.runtime.process`: :class:`PodProcess`, the control plane's handle on one
@@ -18,7 +19,7 @@ Linux only: it relies on process groups, ``/proc`` and pidfds.
 from __future__ import annotations
 
 from .errors import RuntimeSetupError
-from .gpus import GPU, discover_gpus, virtual_gpus
+from .gpus import GPU, discover_gpus, mps_pipe_directory, virtual_gpus
 from .native import native_supervisor
 from .process import PodProcess
 from .sandbox import wrap_command
@@ -30,6 +31,7 @@ __all__ = [
     "PodProcess",
     "RuntimeSetupError",
     "discover_gpus",
+    "mps_pipe_directory",
     "native_supervisor",
     "virtual_gpus",
     "wrap_command",

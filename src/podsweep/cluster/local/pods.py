@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from ...errors import DiskFull, is_disk_full
 from ...model import JobStatus, PodStatus, format_gpus, pod_name
-from ...runtime import PodLaunch, PodProcess, wrap_command
+from ...runtime import PodLaunch, PodProcess, mps_pipe_directory, wrap_command
 from ...store import Pod
 from ..podenv import pod_env
 from ..stored import DELETED, PREEMPTED, exit_reason, failed_message, succeeded_message
@@ -81,9 +81,13 @@ class PodLifecycle(LocalEngine):
         spec = state.job.spec
         pod_dir = Path(pod.dir)
         gpus = pod.gpus
+        device = next((d for d in self.gpus if d.index in gpus), None)
         env = pod_env(spec, job_uid=pod.job_uid, pod_name=pod.name, index=pod.index,
                       attempt=pod.attempt, gpus=gpus, base=self._base_env,
-                      fraction=pod.fraction)
+                      fraction=pod.fraction,
+                      gpu_memory_mib=device.memory_mib if device else None,
+                      # looked for at each start: MPS may be started or stopped meanwhile
+                      mps=mps_pipe_directory(os.environ))
         try:
             argv = wrap_command(spec.command, spec.volumes, spec.working_dir, self.isolation)
             # in the sandbox, the sandbox changes into the working dir itself: it may lie
