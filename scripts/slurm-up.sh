@@ -11,6 +11,7 @@
 # Settings (environment, defaults in brackets):
 #   PODSWEEP_SLURM_STATE  where pid records and install logs go [/var/tmp/podsweep-slurm]
 #   SLURM_GPUS [4]  SLURM_CPUS [16]  SLURM_MEM_MB [16000]  SLURM_CLUSTER [podsweep]
+#   SLURM_SHARDS [4]: shards of each GPU (Slurm's gres/shard), for pods of a share of one
 #
 # Stop with scripts/slurm-down.sh (only what this script started, by pid).
 set -euo pipefail
@@ -21,6 +22,7 @@ GPUS=${SLURM_GPUS:-4}
 CPUS=${SLURM_CPUS:-16}
 MEM_MB=${SLURM_MEM_MB:-16000}
 CLUSTER=${SLURM_CLUSTER:-podsweep}
+SHARDS=${SLURM_SHARDS:-4}
 NODE=$(hostname -s)            # slurmd finds its NodeName by the short hostname
 DB_PASS=podsweep-slurmdbd      # a MariaDB user reachable only through the local socket
 LOGS=/var/log/slurm
@@ -131,13 +133,13 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # believe the CPUs and memory below rather than this small machine's
 SlurmdParameters=config_overrides
-GresTypes=gpu
+GresTypes=gpu,shard
 MaxArraySize=10001
 # a preempted task gets SIGTERM, then SIGKILL this many seconds later
 KillWait=30
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
-AccountingStorageTRES=gres/gpu
+AccountingStorageTRES=gres/gpu,gres/shard
 AccountingStorageEnforce=associations,limits,qos,safe
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
@@ -145,13 +147,18 @@ PriorityType=priority/multifactor
 PriorityWeightQOS=10000
 PreemptType=preempt/qos
 PreemptMode=REQUEUE
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:$GPUS State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:$GPUS,shard:$((GPUS * SHARDS)) State=UNKNOWN
 PartitionName=gpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP DefMemPerCPU=1000
 # podsweep lends idle GPUs by moving a task that waits on its project's quota here (same
 # nodes). A partition of its own, because Slurm's scheduler skips every other task of an
 # array in the partition where one of its tasks could not start (the over-quota ones).
 PartitionName=borrow Nodes=$NODE Default=NO MaxTime=INFINITE State=UP DefMemPerCPU=1000"
+# Each GPU's shards on the GPU's own device file: Slurm gives a task shards of one GPU and
+# points CUDA_VISIBLE_DEVICES at it; a GPU holding shards is not given whole, and back.
 gres_conf="NodeName=$NODE Name=gpu File=/dev/fakegpu[0-$((GPUS - 1))]"
+for ((i = 0; i < GPUS; i++)); do
+  gres_conf+=$'\n'"NodeName=$NODE Name=shard Count=$SHARDS File=/dev/fakegpu$i"
+done
 dbd_conf="AuthType=auth/munge
 DbdHost=localhost
 DbdPort=6819
@@ -223,7 +230,14 @@ start slurmctld /run/slurmctld.pid /usr/sbin/slurmctld
 # slurmctld exits 0 even when it dies right after forking: ask it
 wait_until 30 scontrol ping || die "slurmctld does not answer"
 start slurmd /run/slurmd.pid /usr/sbin/slurmd
-[[ " ${changed[*]} " == *" slurmctld "* ]] && { scontrol reconfigure >/dev/null 2>&1 || true; }
+if [[ " ${changed[*]} " == *" slurmctld "* ]]; then
+  scontrol reconfigure >/dev/null 2>&1 || true
+  # slurmctld 22.05 was seen to exit on this reconfigure, just after its restart with shards
+  # newly configured (a job from before in its state): start it again if it did
+  sleep 1
+  start slurmctld /run/slurmctld.pid /usr/sbin/slurmctld
+  wait_until 30 scontrol ping || die "slurmctld does not answer"
+fi
 
 # ------------------------------------------------------------------ the node, idle
 end=$(( $(date +%s) + 60 ))
@@ -239,5 +253,8 @@ done
 # GPUs registered in accounting: podsweep's QOS limits (GrpTRES=gres/gpu=N) need them
 wait_until 30 bash -c 'sacctmgr -n -P show tres type=gres format=name | grep -qx gpu' \
   || die "slurmdbd does not know gres/gpu"
+# ... and shards, for the limits in shards of projects with pods of a share of one GPU
+wait_until 30 bash -c 'sacctmgr -n -P show tres type=gres format=name | grep -qx shard' \
+  || die "slurmdbd does not know gres/shard"
 say "slurm ready: node $NODE $state, $(sinfo -h -n "$NODE" -o %G), $CPUS CPUs"
 echo "slurm ready"

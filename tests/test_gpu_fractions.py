@@ -80,14 +80,14 @@ def test_gpus_are_shown_as_people_read_them():
     assert gpus_number(Fraction(2, 2)) == 1 and isinstance(gpus_number(Fraction(4, 2)), int)
 
 
-@pytest.mark.parametrize("cluster", ["Slurm", "Kubernetes"])
-def test_slurm_and_kubernetes_refuse_a_share_in_one_line(cluster):
+def test_kubernetes_refuses_a_share_in_one_line():
+    # (Slurm runs a share as GPU shards, or refuses it: tests/cluster/test_slurm_script.py)
     half = JobSpec(name="a", project="p", command=["x"], gpus=Fraction(1, 2), image="img")
     with pytest.raises(UsageError) as caught:
-        half.whole_gpus(cluster)
+        half.whole_gpus("Kubernetes")
     assert str(caught.value).startswith("-g 0.5: fractional GPUs run on the local cluster "
-                                        "only;")
-    assert JobSpec(name="a", project="p", command=["x"], gpus=2).whole_gpus(cluster) == 2
+                                        "and on Slurm's GPU shards;")
+    assert JobSpec(name="a", project="p", command=["x"], gpus=2).whole_gpus("Kubernetes") == 2
 
 
 def test_render_refuses_a_share_as_kubernetes_would(tmp_path):
@@ -97,8 +97,8 @@ def test_render_refuses_a_share_as_kubernetes_would(tmp_path):
                            "--", "true"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
-        "error: -g 0.5: fractional GPUs run on the local cluster only; the Kubernetes "
-        "cluster gives a pod whole GPUs (-g 1)"]
+        "error: -g 0.5: fractional GPUs run on the local cluster and on Slurm's GPU "
+        "shards; the Kubernetes cluster gives a pod whole GPUs (-g 1)"]
     whole = subprocess.run([podsweep, "render", "a", "-p", "team-a", "-g", "1", "-i", "img",
                             "--", "true"], capture_output=True, text=True, env=env, timeout=60)
     assert whole.returncode == 0 and 'nvidia.com/gpu: "1"' in whole.stdout

@@ -325,12 +325,12 @@ class JobSpec:
             raise UsageError("two volumes have the same target")
 
     def whole_gpus(self, cluster: str) -> int:
-        """Its GPUs per pod on a cluster that gives pods whole GPUs only (Slurm, Kubernetes),
-        or a one-line UsageError for a share of one."""
+        """Its GPUs per pod on a cluster that gives pods whole GPUs only (Kubernetes), or a
+        one-line UsageError for a share of one."""
         if isinstance(self.gpus, Fraction):
             raise UsageError(f"-g {format_gpus(self.gpus)}: fractional GPUs run on the local "
-                             f"cluster only; the {cluster} cluster gives a pod whole GPUs "
-                             f"(-g 1)")
+                             f"cluster and on Slurm's GPU shards; the {cluster} cluster "
+                             f"gives a pod whole GPUs (-g 1)")
         return self.gpus
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from podsweep.cluster.slurm.parse import (
     parse_nodes,
     partitions,
     read_accounts,
+    shards_per_gpu,
     tasks_from_sacct,
     tasks_from_squeue,
 )
@@ -100,6 +101,18 @@ def test_nodes() -> None:
     assert parse_nodes(golden("scontrol-show-node.txt")) == [Node("vm", 16, 4, 4, True, 5)]
     drained = "NodeName=n2 CPUTot=8 CPUAlloc=0 State=IDLE+DRAIN CfgTRES=cpu=8,gres/gpu=2"
     assert parse_nodes(drained) == [Node("n2", 8, 2, 0, False, 0)]
+
+
+def test_nodes_with_shards() -> None:
+    # scripts/slurm-up.sh's node, its 4 GPUs cut in 4 shards each, one task holding 2: a
+    # shard is no whole GPU in use
+    nodes = parse_nodes(golden("scontrol-show-node-shards.txt"))
+    assert nodes == [Node("vm", 16, 4, 0, True, 1, 16)]
+    assert shards_per_gpu(nodes) == 4
+    assert shards_per_gpu([Node("n", 8, 2, 0, True)]) == 0          # no shards at all
+    # nodes that cut their GPUs otherwise: a share would be a different count on each
+    assert shards_per_gpu([*nodes, Node("n", 8, 2, 0, True, 0, 4)]) == 0
+    assert shards_per_gpu([*nodes, Node("n", 8, 0, 0, True)]) == 4    # a GPU-less node
 
 
 @pytest.mark.parametrize("text, expected", [

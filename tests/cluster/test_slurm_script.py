@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from podsweep.cluster.slurm.script import array_name, batch_script, host_path, sbatch_command
+from podsweep.cluster.slurm.accounts import grp_tres
+from podsweep.cluster.slurm.script import (
+    array_name,
+    batch_script,
+    host_path,
+    sbatch_command,
+    shards_of,
+)
+from podsweep.errors import UsageError
 from podsweep.model import JobSpec, Volume
 
 
@@ -117,3 +126,44 @@ def test_the_working_dir_on_this_machine(working_dir: str, volumes: list[str],
     spec = JobSpec("j", "p", ["true"], working_dir=working_dir,
                    volumes=[Volume.parse(v) for v in volumes])
     assert host_path(spec) == expected
+
+
+def test_a_share_of_one_gpu_is_that_many_of_its_shards(tmp_path: Path) -> None:
+    half = JobSpec("h", "p", ["sh", "-c", "env"], gpus=Fraction(1, 2), parallelism=2,
+                   completions=2)
+    assert shards_of(half, 4) == 2 and shards_of(half, 10) == 5
+    assert shards_of(JobSpec("w", "p", ["true"], gpus=2), 4) == 0
+    line = sbatch_command(half, tmp_path / "job.sh", name="h.x", account="p", qos="ps-p",
+                          partition="gpu", shards=2)
+    assert "--gres=shard:2" in line and not any(a.startswith("--gres=gpu") for a in line)
+    # the pod is told its share, as on the local cluster; the job's -e may lower JAX's
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    run_task(batch_script(half, "ab12cd34", job_dir, half.command), job_dir, 0, None, "2")
+    env = dict(line.split("=", 1) for line in
+               (job_dir / "h-0-0.log").read_text().splitlines() if "=" in line)
+    assert (env["CUDA_VISIBLE_DEVICES"], env["PODSWEEP_GPU_FRACTION"],
+            env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) == ("2", "0.5", "0.5")
+    lower = JobSpec("h", "p", ["true"], gpus=Fraction(1, 2),
+                    env={"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.4"})
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION=0.4" in batch_script(lower, "u", job_dir, ["true"])
+    assert "PODSWEEP_GPU_FRACTION" not in batch_script(
+        JobSpec("w", "p", ["true"], gpus=1), "u", job_dir, ["true"])
+
+
+@pytest.mark.parametrize(("gpus", "per_gpu", "says"), [
+    (Fraction(1, 3), 4, "-g 0.33: this Slurm cluster cuts each GPU in 4 shards, so a share "
+                        "is a whole number of them (0.25, 0.5, 0.75)"),
+    (Fraction(1, 2), 0, "-g 0.5: this Slurm cluster has no GPU shards (gres/shard) to give "
+                        "a pod a share of one GPU; use a whole number of GPUs"),
+])
+def test_a_share_that_is_no_whole_number_of_shards_is_refused_in_one_line(
+        gpus: Fraction, per_gpu: int, says: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        shards_of(JobSpec("h", "p", ["true"], gpus=gpus), per_gpu)
+    assert str(caught.value) == says
+
+
+def test_a_quota_in_gpus_is_one_in_shards_too() -> None:
+    assert grp_tres(2, 8, 4) == "GrpTRES=gres/gpu=2,gres/shard=8,cpu=8"
+    assert grp_tres(2, 0) == "GrpTRES=gres/gpu=2,cpu=-1"     # a Slurm without shards

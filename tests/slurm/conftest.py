@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from podsweep.cluster.slurm.parse import parse_nodes, shards_per_gpu
+
 from ..control.conftest import ControlPlane
 
 
@@ -26,6 +28,14 @@ def run(*argv: str, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr}")
     return proc.stdout
+
+
+def gpu_tres(gpus: int, cpus: int = 0) -> str:
+    """A project QOS's GrpTRES as sacctmgr shows it: its CPU quota (none if 0), its GPU
+    quota, and the same in shards where Slurm cuts GPUs in shards (scripts/slurm-up.sh)."""
+    per_gpu = shards_per_gpu(parse_nodes(run("scontrol", "-o", "show", "node")))
+    return ",".join([f"cpu={cpus}"] * bool(cpus) + [f"gres/gpu={gpus}"]
+                    + [f"gres/shard={gpus * per_gpu}"] * bool(per_gpu))
 
 
 def slurm_missing() -> str | None:

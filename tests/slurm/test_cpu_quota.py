@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .conftest import SlurmPlane, run
+from .conftest import SlurmPlane, gpu_tres, run
 
 
 def grptres(qos: str) -> str:
@@ -31,18 +31,18 @@ def running(plane: SlurmPlane, array: str) -> list[dict[str, Any]]:
 def test_the_cpu_quota_is_on_the_qos_and_quota_0_only_borrows(plane: SlurmPlane):
     p = plane.prefix
     plane.run("project", "create", "team-a", "--gpus", "1", "--cpus", "2")
-    plane.until("the QOS with cpu=2", lambda: grptres(f"ps-{p}team-a") == "cpu=2,gres/gpu=1")
+    plane.until("the QOS with cpu=2", lambda: grptres(f"ps-{p}team-a") == gpu_tres(1, 2))
     plane.run("project", "quota", "team-a", "--cpus", "3")
-    plane.until("cpu=3", lambda: grptres(f"ps-{p}team-a") == "cpu=3,gres/gpu=1")
+    plane.until("cpu=3", lambda: grptres(f"ps-{p}team-a") == gpu_tres(1, 3))
     plane.run("project", "quota", "team-a", "--gpus", "2")     # the CPU quota stays
-    plane.until("gpu=2", lambda: grptres(f"ps-{p}team-a") == "cpu=3,gres/gpu=2")
+    plane.until("gpu=2", lambda: grptres(f"ps-{p}team-a") == gpu_tres(2, 3))
     listed = {x["name"]: (x["deserved"], x["cpus"]) for x in plane.json("project", "list")}
     assert listed == {"team-a": (2, 3)}
     bad = plane.run("project", "quota", "team-a", "--cpus", "-1", check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     # quota 0: no CPU limit on the QOS (cpu=0 would hold back its GPU tasks too)
     plane.run("project", "quota", "team-a", "--cpus", "0")
-    plane.until("no cpu limit", lambda: grptres(f"ps-{p}team-a") == "gres/gpu=2")
+    plane.until("no cpu limit", lambda: grptres(f"ps-{p}team-a") == gpu_tres(2))
 
     # ... and a GPU-less job of a project with no CPU quota runs on idle CPUs, borrowed
     plane.run("submit", "free", "-p", "team-a", "--cpu", "1", "--parallelism", "2",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .conftest import SlurmPlane, run
+from .conftest import SlurmPlane, gpu_tres, run
 
 
 def qos_row(name: str) -> dict[str, str]:
@@ -25,20 +25,20 @@ def test_projects_become_accounts_with_a_qos_that_holds_the_quota(plane: SlurmPl
         "format=account,user,qos,defaultqos").split()
         if line.split("|")[1] and line.split("|")[3] == f"ps-{p}team-a"])
     row = qos_row(f"ps-{p}team-a")
-    assert row["grptres"] == "gres/gpu=2" and row["preempt"] == f"ps_{p}borrow"
+    assert row["grptres"] == gpu_tres(2) and row["preempt"] == f"ps_{p}borrow"
     borrow = run("sacctmgr", "-n", "-P", "show", "qos", "where", f"name=ps_{p}borrow",
                  "format=preemptmode").strip()
     assert borrow == "requeue"
 
     plane.run("project", "quota", "team-a", "--gpus", "3")
-    plane.until("the new limit", lambda: qos_row(f"ps-{p}team-a")["grptres"] == "gres/gpu=3")
+    plane.until("the new limit", lambda: qos_row(f"ps-{p}team-a")["grptres"] == gpu_tres(3))
     assert {x["name"]: x["deserved"] for x in plane.json("project", "list")} == {"team-a": 3}
 
     again = plane.run("project", "create", "team-a", "--gpus", "1", check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
     bad = plane.run("project", "create", "Team_A", "--gpus", "1", check=False)
     assert bad.returncode == 2 and "invalid project name" in bad.stderr
-    assert qos_row(f"ps-{p}team-a")["grptres"] == "gres/gpu=3"
+    assert qos_row(f"ps-{p}team-a")["grptres"] == gpu_tres(3)
 
 
 def test_bad_input_is_refused_and_nothing_is_stored(plane: SlurmPlane, tmp_path: Path):

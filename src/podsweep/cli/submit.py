@@ -31,7 +31,7 @@ def job_options(
         help="the command each pod runs, after --")] = None,
     gpu: Annotated[str, typer.Option(
         "--gpu", "-g", help="GPUs per pod: a whole number, or a share of one GPU in (0, 1) "
-        "such as 0.5 (local cluster only)")] = str(JOB_DEFAULTS["gpus"]),
+        "such as 0.5 (local cluster, and Slurm with GPU shards)")] = str(JOB_DEFAULTS["gpus"]),
     parallelism: Annotated[int, typer.Option(
         help="pods running at once, at most")] = JOB_DEFAULTS["parallelism"],
     completions: Annotated[int, typer.Option(

@@ -11,6 +11,9 @@ Mapping (``podsweep up --cluster slurm``):
   small batch script that sets the ``PODSWEEP_*`` variables from ``SLURM_ARRAY_TASK_ID`` and
   ``SLURM_RESTART_COUNT``, sends the task's output to ``<home>/slurm/<uid>/<pod>.log`` and
   execs the command (under podsweep's sandbox when it has volumes, as on the local cluster).
+- A share of one GPU (``-g 0.5``) is Slurm's GPU shards (``--gres=shard:N``, N the share
+  times the shards a GPU is cut in), where the cluster has them; the QOS then also limits
+  ``gres/shard`` to the quota's worth (:func:`.script.shards_of`, :func:`.accounts.grp_tres`).
 - A **pod** is an array task's attempt: ``<job>-<index>-<attempt>``, the attempt being
   Slurm's restart count.
 - **Borrowing**: a task that waits on its project's quota (reason ``QOSGrpGRES`` or

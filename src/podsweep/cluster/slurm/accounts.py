@@ -18,19 +18,23 @@ from ...errors import SlurmError
 from ...model import JobSpec
 from ...store import Store
 from .commands import SlurmCommands
-from .parse import read_accounts
+from .parse import Node, read_accounts, shards_per_gpu
 
 log = logging.getLogger("podsweep.cluster.slurm")
 
 ASSOCIATION_TIMEOUT = 30.0   # sacctmgr's change to slurmctld knowing it (about a second)
 
 
-def grp_tres(gpus: int, cpus: int) -> str:
+def grp_tres(gpus: int, cpus: int, shards_per_gpu: int = 0) -> str:
     """The project QOS's limit. A CPU quota of 0 is no CPU limit (-1), not ``cpu=0``,
     which would hold back every task of the project, GPU tasks within their GPU quota
     included: a GPU-less job of such a project is submitted to the borrow QOS instead
-    (it runs on idle CPUs only), see :meth:`SlurmAccounts._home`."""
-    return f"GrpTRES=gres/gpu={gpus},cpu={cpus if cpus > 0 else -1}"
+    (it runs on idle CPUs only), see :meth:`SlurmAccounts._home`. Where Slurm cuts GPUs in
+    shards, the quota in GPUs is also one in shards (``shards_per_gpu`` a GPU), for pods
+    of a share of one: Slurm counts the two apart, so a project may hold its quota in
+    whole GPUs and again in shards (docs/slurm.md)."""
+    shards = f",gres/shard={gpus * shards_per_gpu}" if shards_per_gpu else ""
+    return f"GrpTRES=gres/gpu={gpus}{shards},cpu={cpus if cpus > 0 else -1}"
 
 
 class SlurmAccounts(SlurmCommands):
@@ -47,6 +51,7 @@ class SlurmAccounts(SlurmCommands):
     _foreign: dict[str, str]                    # project -> why Slurm's account is not ours
     _ready: dict[str, asyncio.Task[None]]       # project -> its Slurm set-up
     _borrow_ready: asyncio.Future[None]
+    _nodes: list[Node]
     _wake: asyncio.Event
 
     def account(self, project: str) -> str:
@@ -92,7 +97,8 @@ class SlurmAccounts(SlurmCommands):
         if qos not in (await self._asacctmgr("show", "qos", "format=name")).split():
             await self._asacctmgr("add", "qos", qos)
         await self._asacctmgr("modify", "qos", "where", f"name={qos}", "set",
-                              grp_tres(gpus, cpus), "Priority=10",
+                              grp_tres(gpus, cpus, shards_per_gpu(self._nodes)),
+                              "Priority=10",
                               f"Preempt={self.borrow_qos}")
         if not (await self._asacctmgr("show", "account", account, "format=account")).strip():
             await self._asacctmgr("add", "account", account,
@@ -143,5 +149,6 @@ class SlurmAccounts(SlurmCommands):
         if project is None:
             return
         await self._asacctmgr("modify", "qos", "where", f"name={self.qos(name)}", "set",
-                              grp_tres(project.gpus, project.cpus))
+                              grp_tres(project.gpus, project.cpus,
+                                       shards_per_gpu(self._nodes)))
         self._wake.set()

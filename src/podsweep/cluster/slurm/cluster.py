@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import pwd
 import re
@@ -21,8 +22,15 @@ from ...runtime import wrap_command
 from ...store import Job, Pod, Store
 from ..base import ClusterInfo, JobInfo, ProjectInfo
 from ..stored import DELETED, StoredJobs
-from .parse import LIVE_STATES, RUNNING_STATES, array_in_sacct, array_in_squeue, read_accounts
-from .script import array_name, batch_script, host_path, sbatch_command
+from .parse import (
+    LIVE_STATES,
+    RUNNING_STATES,
+    array_in_sacct,
+    array_in_squeue,
+    read_accounts,
+    shards_per_gpu,
+)
+from .script import array_name, batch_script, host_path, sbatch_command, shards_of
 from .sync import SlurmSync
 
 log = logging.getLogger("podsweep.cluster.slurm")
@@ -228,8 +236,9 @@ class SlurmCluster(SlurmSync, StoredJobs):
         if spec.image:
             raise UsageError(f"-i {spec.image}: this Slurm cluster runs pods as plain "
                              f"processes on its nodes; drop -i")
-        gpus = spec.whole_gpus("Slurm")
         nodes = self._nodes
+        shards_of(spec, shards_per_gpu(nodes))      # a share: a whole number of shards
+        gpus = math.ceil(spec.gpus)
         most = max((n.gpus for n in nodes), default=0)
         if gpus > most:
             raise UsageError(f"-g {spec.gpus}: no Slurm node has more than {most} GPU(s)")
@@ -268,9 +277,14 @@ class SlurmCluster(SlurmSync, StoredJobs):
                 self._refused(job, foreign)
                 return
             qos, partition = self._home(spec.project, spec)
+            try:        # the nodes are read again meanwhile: they may cut GPUs otherwise
+                shards = shards_of(spec, shards_per_gpu(self._nodes))
+            except UsageError as exc:
+                self._refused(job, str(exc))
+                return
             sbatch = sbatch_command(spec, script, name=array_name(job.name, job.uid),
                                     account=self.account(spec.project), qos=qos,
-                                    partition=partition)
+                                    partition=partition, shards=shards)
             try:
                 out = await self._arun(*sbatch)
             except SlurmError as exc:

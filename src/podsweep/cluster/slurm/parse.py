@@ -52,6 +52,7 @@ class Node:
     used: int
     usable: bool
     cpus_used: int = 0
+    shards: int = 0              # gres/shard: the node's GPUs cut in shards, all told
 
 
 def _gpus_of(tres: str) -> int:
@@ -186,8 +187,18 @@ def parse_nodes(text: str) -> list[Node]:
         usable = not any(s in state for s in ("DRAIN", "DOWN", "FAIL", "NOT_RESPONDING"))
         cpus = int(fields["CPUTot"]) if fields.get("CPUTot", "").isdigit() else 0
         cpus_used = int(fields["CPUAlloc"]) if fields.get("CPUAlloc", "").isdigit() else 0
-        nodes.append(Node(fields["NodeName"], cpus, total, used, usable, cpus_used))
+        shards = re.search(r"gres/shard=(\d+)", fields.get("CfgTRES", ""))
+        nodes.append(Node(fields["NodeName"], cpus, total, used, usable, cpus_used,
+                          int(shards.group(1)) if shards else 0))
     return nodes
+
+
+def shards_per_gpu(nodes: list[Node]) -> int:
+    """How many shards (gres/shard) each GPU is cut in, the same on every node that has
+    them; 0 where no node has shards, or nodes cut their GPUs differently (a share of one
+    GPU would then be a different number of shards on each)."""
+    cuts = {n.shards // n.gpus for n in nodes if n.gpus and n.shards}
+    return cuts.pop() if len(cuts) == 1 else 0
 
 
 def read_accounts(text: str) -> dict[str, str]:

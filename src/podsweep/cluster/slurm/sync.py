@@ -15,9 +15,10 @@ import contextlib
 import logging
 import time
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
-from ...model import JobStatus, PodStatus, pod_name
+from ...model import JobStatus, PodStatus, format_gpus, pod_name
 from ...store import Job, Pod
 from ..stored import PREEMPTED, exit_reason, failed_message, succeeded_message
 from .accounts import SlurmAccounts
@@ -121,11 +122,14 @@ class SlurmSync(SlurmAccounts):
                 name = pod_name(spec.name, index, task.restarts)
                 gpus = task.gpus or self._recorded_gpus(job_dir / f"{name}.gpus")
                 where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
+                if gpus and isinstance(spec.gpus, Fraction):
+                    where += f" ({format_gpus(spec.gpus)} of it)"     # as the local cluster
                 borrowed = " (borrowed beyond the quota)" if task.qos == self.borrow_qos \
                     else ""
                 with self.store.transaction():      # the pod and its event, or neither
+                    share = spec.gpus if isinstance(spec.gpus, Fraction) else None
                     pod = self.store.insert_pod(job.uid, index, task.restarts, name, gpus,
-                                                str(job_dir))
+                                                str(job_dir), share)
                     if 0 < task.start <= pod.created:      # Slurm's start, whole seconds
                         self.store.update_pod(pod, created=task.start)
                         pod = replace(pod, created=task.start)
@@ -247,8 +251,10 @@ class SlurmSync(SlurmAccounts):
         quotas = [Quota(self.qos(p.name), p.gpus, p.cpus) for p in self.store.projects()]
         jobs = {int(j.engine_ref): j for j in self.store.jobs(include_done=False)
                 if j.engine_ref is not None and j.uid not in self._deleting}
-        arrays = [ArrayJob(array_id, self.qos(j.project), j.spec.whole_gpus("Slurm"), j.spec.cpu,
-                           j.spec.parallelism, j.seq) for array_id, j in jobs.items()]
+        # a job of shards of a GPU is not lent: the lending counts whole GPUs (docs/slurm.md)
+        arrays = [ArrayJob(array_id, self.qos(j.project), int(j.spec.gpus), j.spec.cpu,
+                           j.spec.parallelism, j.seq) for array_id, j in jobs.items()
+                  if not isinstance(j.spec.gpus, Fraction)]
         for move in lend(self._all, self._nodes, quotas, arrays, self.borrow_qos,
                          self.partition, self.borrow_partition):
             await self._move(jobs[move.array_id], move.task, move.qos, move.partition)
