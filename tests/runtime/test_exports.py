@@ -12,6 +12,7 @@ def test_public_names() -> None:
         "PodProcess",
         "RuntimeSetupError",
         "discover_gpus",
+        "mps_pipe_directory",
         "native_supervisor",
         "virtual_gpus",
         "wrap_command",
