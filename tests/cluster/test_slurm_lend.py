@@ -5,7 +5,7 @@ function of squeue's records, the nodes, the quotas and podsweep's arrays."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +79,13 @@ CASES = [
          nodes=[node(used=2)], moves=[loan(1, 2)]),
     Case("nothing idle, nothing lent", [task(1, 0), waiting(1, 1, 2)], [job(1)],
          nodes=[node(used=4)]),
+    Case("a GPU holding shards of a running task is not idle, though no gres/gpu is used",
+         # b's two tasks of shards hold GPUs 1 and 2 (Slurm's gres_detail: shard:2(IDX:1))
+         [task(1, 0), waiting(1, 1, 2, 3),
+          replace(task(2, 0, project="b", gpus=0), gpus=(1,)),
+          replace(task(2, 1, project="b", gpus=0), gpus=(2,))],
+         [job(1)], quotas=[quota("a", 1), quota("b", 1)], nodes=[node(used=1)],
+         moves=[loan(1, 1)]),
     Case("a drained node lends nothing", [task(1, 0), waiting(1, 1, 2)], [job(1)],
          nodes=[node(used=1, usable=False)]),
     Case("the idle GPUs of the emptiest usable node: a task runs on one node",

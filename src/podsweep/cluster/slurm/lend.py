@@ -97,9 +97,15 @@ def lend(tasks: Sequence[Task], nodes: Sequence[Node], quotas: Sequence[Quota],
         if task.state in RUNNING_STATES or \
                 (task.state == "PENDING" and task.qos == borrow_qos):
             running[task.array_id] = running.get(task.array_id, 0) + 1
+    # GPUs holding shards (gres/shard) of running tasks: Slurm counts them in no node's
+    # gres/gpu, yet gives none of them to a task of whole GPUs
+    sharded: dict[str, set[int]] = {}
+    for task in tasks:
+        if task.state in RUNNING_STATES and task.gpus and not task.gpus_each:
+            sharded.setdefault(task.node, set()).update(task.gpus)
     # idle GPUs and CPUs: free on a usable node, less what waiting tasks will take anyway
     usable = [n for n in nodes if n.usable]
-    free = max((n.gpus - n.used for n in usable), default=0)
+    free = max((n.gpus - n.used - len(sharded.get(n.name, ())) for n in usable), default=0)
     free_cpus = max((n.cpus - n.cpus_used for n in usable), default=0)
     for task in tasks:
         if task.state != "PENDING":
