@@ -139,3 +139,40 @@ def test_with_mps_running_a_fractional_pod_gets_the_limits_it_enforces(tmp_path:
     finally:
         plane.stop()
         daemon.close()
+
+
+def test_a_quota_claim_reclaims_a_gpu_from_a_borrower_left_below_its_share(tmp_path: Path):
+    """Fragmentation, on 2 GPUs: team-b borrows two thirds of GPU 0; team-a, with a quota of
+    2, runs 3/4 on GPU 1 and claims another 3/4, which only both of team-b's pods make room
+    for, leaving team-b below its fair share (1/2). In-quota beats over-quota: both go,
+    though every pod borrows its CPU (the default CPU quota of 0)."""
+    plane = ControlPlane(tmp_path / "home")
+    plane.run("up", "--gpus", "2", "--cpus", "16")
+    try:
+        reclaim(plane, tmp_path)
+    finally:
+        plane.stop()
+
+
+def reclaim(plane: ControlPlane, tmp_path: Path) -> None:
+    plane.run("project", "create", "team-a", "--gpus", "2")
+    plane.run("project", "create", "team-b", "--gpus", "0")
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    out_a.mkdir()
+    out_b.mkdir()
+    plane.run("submit", "thirds", "-p", "team-b", "-g", "0.33", "--parallelism", "2",
+              "--completions", "2", "--grace-period", "2", "--", "sh", "-c",
+              WAIT.format(out=out_b))
+    first = plane.until("team-b's two on one GPU", lambda: len(records(out_b)) == 2 and
+                        records(out_b), timeout=120)
+    assert len({gpu for gpu, *_ in first.values()}) == 1
+    plane.run("submit", "big", "-p", "team-a", "-g", "0.75", "--parallelism", "2",
+              "--completions", "2", "--", "sh", "-c", WAIT.format(out=out_a))
+    seen = plane.until("team-a's two running", lambda: len(records(out_a)) == 2 and
+                       records(out_a), timeout=120)
+    assert sorted(gpu for gpu, *_ in seen.values()) == ["0", "1"]
+    job = plane.job("thirds", "team-b")
+    assert sum(e["kind"] == "Preempted" for e in job["events"]) == 2
+    assert job["job"]["running"] == 0       # 1/4 is left on each GPU: they wait
+    (out_a / "go").touch()
+    (out_b / "go").touch()

@@ -648,12 +648,16 @@ def check_invariants(snapshot: Snapshot, decision: Decision) -> None:
             heads[project] = gpu_cands[sum(ran)][0].gpus
 
     # Work-conserving: a pod that would fit waits only if it would take its project to or
-    # over its share, while a project below its share waits for more GPUs than are free.
+    # over its share, while a project below its share waits for more GPUs than are free;
+    # or over its quota, while a project within its quota (a claim) waits for more.
     free_left = len(machine - held) - len(given)
     for project, need in heads.items():
         if need <= free_left:
-            assert after[project] >= shares[project] - 1e-9
-            assert any(
+            claim_waits = after[project] + need > quotas.get(project, 0) and any(
+                n > free_left and after[q] + n <= quotas.get(q, 0) and n <= len(machine)
+                for q, n in heads.items())
+            assert claim_waits or after[project] >= shares[project] - 1e-9
+            assert claim_waits or any(
                 n > free_left and after[q] < shares[q] - 1e-9 and n <= len(machine)
                 for q, n in heads.items()
             )

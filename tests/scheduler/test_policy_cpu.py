@@ -270,17 +270,18 @@ def check_invariants(snapshot: Snapshot, decision: Decision) -> None:
         u["cpus"] += p.cpus
     by_name = {p.name: p for p in snapshot.pods}
     assert len(set(decision.preempt)) == len(decision.preempt)
-    # A quota claim (some project's next pod within its quotas of both) may take victims
-    # below their share, never below their quota.
+    # A quota claim of a resource (some project's next pod within its quota of it) may
+    # take victims below their share of it, never below their quota.
     none = {"gpus": 0, "cpus": 0}
     started: dict[str, int] = {}
     for s in decision.starts:
         started[s.job_uid] = started.get(s.job_uid, 0) + 1
-    claim = False
+    claim = dict.fromkeys(none, False)
     for j in sorted(snapshot.jobs, key=lambda j: j.seq):
         if min(len(j.pending), j.parallelism - j.active) > started.get(j.uid, 0):
             u, q = usage.get(j.project, none), quotas.get(j.project, none)
-            claim |= u["gpus"] + j.gpus <= q["gpus"] and u["cpus"] + j.cpu <= q["cpus"]
+            for r, n in (("gpus", j.gpus), ("cpus", j.cpu)):
+                claim[r] |= bool(n) and u[r] + n <= q[r]
     left = {p: dict(u) for p, u in usage.items()}
     for name in decision.preempt:
         victim = by_name[name]
@@ -288,14 +289,14 @@ def check_invariants(snapshot: Snapshot, decision: Decision) -> None:
         quota = quotas.get(victim.project, none)
         holds = {"gpus": len(victim.gpus), "cpus": victim.cpus}
         assert any(holds[r] and usage[victim.project][r] > quota[r]
-                   and (claim or usage[victim.project][r] > shares[r][victim.project] + 1e-9)
+                   and (claim[r] or usage[victim.project][r] > shares[r][victim.project] + 1e-9)
                    for r in holds)
         for r in holds:
             left[victim.project][r] -= holds[r]
     # No project loses below its quota of a resource on which it lost a pod while over.
     for project in {by_name[n].project for n in decision.preempt}:
         quota = quotas.get(project, none)
-        share = {r: 0.0 if claim else shares[r][project] for r in quota}
+        share = {r: 0.0 if claim[r] else shares[r][project] for r in quota}
         assert any(
             left[project][r] >= max(quota[r], math.floor(share[r] + 1e-9))
             for r in ("gpus", "cpus")

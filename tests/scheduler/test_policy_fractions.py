@@ -181,6 +181,8 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_decide_with_fractions(case: Case) -> None:
+    # the same where CPUs are scheduled, plenty of them, with no CPU quota (the default)
+    assert decide(replace(case.snapshot, cpus=64)).starts == case.starts
     decision = decide(case.snapshot)
     assert decision.starts == case.starts
     assert decision.preempt == case.preempt
@@ -380,8 +382,10 @@ def test_decision_with_fractions_ignores_input_order(snapshot: Snapshot,
 # Properties of whole runs: cycle after cycle, preempted pods end before the next one
 
 
-def run_to_rest(snapshot: Snapshot, rounds: int = 80) -> Snapshot:
-    """Apply decisions until one starts and preempts nothing and nothing terminates.
+def run_to_rest(snapshot: Snapshot, rounds: int = 80, one_by_one: bool = False) -> Snapshot:
+    """Apply decisions until one starts and preempts nothing and nothing terminates. The
+    preempted pods end before the next cycle, or (``one_by_one``) one a cycle, oldest
+    first, as real pods do: each end is a cycle of its own.
 
     No ping-pong: a pod that started within its project's quota (a quota claim, whether it
     took the place of preempted pods or found it free) is never preempted in a later cycle:
@@ -393,9 +397,11 @@ def run_to_rest(snapshot: Snapshot, rounds: int = 80) -> Snapshot:
     for _ in range(rounds):
         decision = decide(snapshot)
         assert not claimed.intersection(decision.preempt), "a quota claim's pod preempted"
-        terminating = [p for p in snapshot.pods if p.terminating]
+        terminating = sorted((p for p in snapshot.pods if p.terminating), key=lambda p: p.seq)
         if not decision.starts and not decision.preempt and not terminating:
             return snapshot
+        ending = {p.name for p in terminating[:1 if one_by_one else None]}
+        terminating = [p for p in terminating if p.name in ending]
         jobs = {j.uid: j for j in snapshot.jobs}
         usage = dict.fromkeys(quotas, Fraction(0))
         for p in snapshot.pods:
@@ -405,7 +411,7 @@ def run_to_rest(snapshot: Snapshot, rounds: int = 80) -> Snapshot:
             gone[p.job_uid] += 1
         preempted = set(decision.preempt)
         pods = [replace(p, terminating=True) if p.name in preempted else p
-                for p in snapshot.pods if not p.terminating]
+                for p in snapshot.pods if p.name not in ending]
         started = dict.fromkeys(jobs, 0)
         for s in decision.starts:
             j = jobs[s.job_uid]
@@ -429,8 +435,12 @@ def run_to_rest(snapshot: Snapshot, rounds: int = 80) -> Snapshot:
 @st.composite
 def contests(draw: st.DrawFn) -> Snapshot:
     """Projects whose quotas fit in the machine, each with jobs of one size (a fraction or one
-    GPU), arriving in turn: the first borrow all they can, the later claim their quota."""
+    GPU), arriving in turn: the first borrow all they can, the later claim their quota. Half
+    of them schedule CPUs too, plenty of them and no CPU quota (the local cluster's default:
+    every pod borrows its CPU, and its GPUs within the GPU quota are still a claim)."""
     n_gpus = draw(st.integers(1, 4))
+    cpus = draw(st.sampled_from([None, 64]))
+    one_by_one = draw(st.booleans())
     names = [f"p{i}" for i in range(draw(st.integers(1, 3)))]
     gpu_left = n_gpus
     projects = []
@@ -438,13 +448,14 @@ def contests(draw: st.DrawFn) -> Snapshot:
         g = draw(st.integers(0, gpu_left))
         gpu_left -= g
         projects.append(ProjectView(n, g))
-    snapshot = Snapshot(tuple(range(n_gpus)), tuple(projects), (), ())
+    snapshot = Snapshot(tuple(range(n_gpus)), tuple(projects), (), (), cpus)
     for i, n in enumerate(names):
         size = draw(st.sampled_from(SIZES[:-1]))
         jobs = [JobView(f"u{i}{k}", f"j{i}{k}", n, size, draw(st.integers(1, 10)), 2 * i + k, 0,
                         tuple(PendingPod(x, 0) for x in range(draw(st.integers(0, 10)))))
                 for k in range(draw(st.integers(1, 2)))]
-        snapshot = run_to_rest(replace(snapshot, jobs=snapshot.jobs + tuple(jobs)))
+        snapshot = run_to_rest(replace(snapshot, jobs=snapshot.jobs + tuple(jobs)),
+                               one_by_one=one_by_one)
     return snapshot
 
 
@@ -536,3 +547,6 @@ def test_fragmentation_a_quota_claim_reclaims_from_a_borrower_below_its_share() 
     assert sorted(decide(snapshot).preempt) == ["a", "b"]
     rest = run_to_rest(snapshot)
     assert sorted((p.project, p.gpus) for p in rest.pods) == [("p1", (0,)), ("p1", (1,))]
+    # the claim is per resource: where CPUs are scheduled and the CPU quotas are 0 (the
+    # default), every pod borrows its CPU, and the GPUs within p1's GPU quota are a claim
+    assert sorted(decide(replace(snapshot, cpus=8)).preempt) == ["a", "b"]

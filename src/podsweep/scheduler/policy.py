@@ -29,37 +29,38 @@ the resources (dominant resource fairness, as Kueue and Run:ai do). The cycle ru
    scheduled) start at once and count for no share. Otherwise the next start goes to a
    project whose first candidate stays within its fair share of all it needs, before any
    whose candidate would be lent resources beyond its share (or it would be preempted
-   back at once by the first, cycle after cycle); among those, to a *quota claim* (a
-   candidate within its project's quota of all it needs) before a candidate that borrows
-   (for the same reason: a claim reclaims from borrowers); then to the lowest dominant
+   back at once by the first, cycle after cycle); among those, to the candidate within its
+   project's quota of the most resources it needs (a *quota claim* of each, which reclaims
+   it from borrowers, so a borrower must not go first); then to the lowest dominant
    ratio over the resources the candidate needs (starts of this cycle included; ties by
    name; projects with no share last, the least used first), if its first candidate fits
    in every free resource (whole GPUs: the lowest free ids; a fraction: best fit, the GPU
    with the least room that holds it, so whole GPUs stay free; see :mod:`._placement`).
    A project whose first candidate does not fit is blocked for the cycle: a later small
-   job never overtakes an earlier big one.
-   Once a project below its fair share of a resource is blocked on it (by a pod the
-   machine could hold at all), projects at or above their share of that resource start
-   nothing more that needs it this cycle, so that what it waits for is not lent out only
-   to be preempted again.
+   job never overtakes an earlier big one. Once a project below its fair share of a
+   resource (or a quota claim of it) is blocked on it (by a pod the machine could hold at
+   all), projects at or above their share of it (or that would borrow it) start nothing
+   more that needs it this cycle: what it waits for is not lent out only to be preempted.
 5. **Preemption.** For each project still holding a first candidate, in the order of
-   phase 4, whose usage plus that pod's need stays within its fair share of every resource
-   the pod needs: what is free, held by terminating pods or freed by victims already chosen
-   (less what was promised to projects served earlier in this phase) counts first. If it
-   falls short of a resource, victims are chosen among running pods holding it, of other
-   projects over both their fair share and their quota of it: from the most over-share
-   project first, newest pod first (:func:`_victim_order`), and only while the victim's
-   project keeps more than its quota and its fair share less its smallest pod (at least
-   its quota and ``floor(fair share)`` where its pods are whole GPUs or CPUs): then its own
-   next pod would take it over both, so it never preempts back. A quota claim reclaims
-   from projects over their quota whatever their share, while they keep more than their
+   phase 4, whose usage plus that pod's need stays within its fair share (or its quota) of
+   every resource the pod needs: what is free, held by terminating pods or freed by
+   victims already chosen (less what was promised to projects served earlier in this
+   phase) counts first. If it falls short of a resource, victims are chosen among running
+   pods holding it, of other projects over both their fair share and their quota of it:
+   from the most over-share project first, newest pod first (:func:`_victim_order`), and
+   only while the victim's project keeps more than its quota and its fair share less its
+   smallest pod (at least its quota and ``floor(fair share)`` where its pods are whole
+   GPUs or CPUs): then its own next pod would take it over both, so it never preempts
+   back. A quota claim of a resource (per resource: with the default CPU quota of 0 every
+   pod borrows its CPUs, yet its GPUs within the GPU quota are a claim) reclaims it from
+   projects over their quota of it whatever their share, while they keep more than their
    quota less their smallest pod: in-quota beats over-quota (Kueue's reclaimWithinCohort),
    even where pods of fractions or of several GPUs, which do not move, leave a borrower
    below its share (shares assume GPUs divide freely). Such a borrower may then preempt
-   for its share, but never the claimant (within its quota), and its victims keep the
-   rule above: no pod is preempted back and forth. GPUs are covered where the
-   pod fits (a whole GPU needs an empty one), so victims are chosen until it fits, then
-   any that a later one made needless are spared. If no set of victims covers the pod,
+   for its share, but never the claimant (within its quota of it), and its victims keep
+   the rule above: no pod is preempted back and forth. GPUs are covered where the pod
+   fits (a whole GPU needs an empty one), so victims are chosen until it fits, then any
+   that a later one made needless are spared. If no set of victims covers the pod,
    nothing is preempted for it.
 
 Hence a project at or below its quota of a resource is never preempted for it (a borrower
@@ -206,18 +207,17 @@ class _Ledger:
         quota and its fair share (otherwise). For whole pods that is its quota; a project
         of 3/4-GPU pods holding 1.5 on a quota of 1 may lose one (0.75 + 3/4 is over its
         quota), or the quota it borrows past would be held from the projects owed theirs.
-        A claim may leave a borrower below its fair share: shares assume GPUs divide
-        freely, and pods do not move. The borrower may then preempt for its share, but
-        never the claimant, who is within its quota."""
+        A claim may leave it below its share (shares assume GPUs divide; pods do not move)."""
         grain = self.grain[project] if resource == GPU else 1
         return (left + grain > self.quotas[resource][project]
                 and (claim or left + grain > self.shares[resource][project]))
 
-    def claims(self, project: str, head: JobView) -> bool:
-        """Whether the project's next pod, of job ``head``, keeps it within its quota of
-        every resource: a quota claim, which reclaims from any project over its quota."""
-        return all(self.usage[r][project] + n <= self.quotas[r][project]
-                   for r, n in self.need(head).items())
+    def claims(self, project: str, head: JobView) -> set[str]:
+        """The resources of which the project's next pod, of job ``head``, keeps it within
+        its quota: a quota claim of each, which reclaims it from projects over their quota
+        of it (per resource: under the default CPU quota of 0 every pod borrows its CPU)."""
+        return {r for r, n in self.need(head).items()
+                if n and self.usage[r][project] + n <= self.quotas[r][project]}
 
     def lends(self, project: str, head: JobView) -> bool:
         """Whether the project's next pod, of job ``head``, would take it over its fair
@@ -225,20 +225,21 @@ class _Ledger:
         return any(n and self.usage[r][project] + n > self.shares[r][project]
                    for r, n in self.need(head).items())
 
-    def priority(self, project: str, head: JobView) -> tuple[bool, bool, int, Fraction, str]:
+    def priority(self, project: str, head: JobView) -> tuple[bool, int, int, Fraction, str]:
         """Sort key of a project whose next pod is of job ``head``: projects whose pod
-        stays within their share first, quota claims first among those, then lowest
-        dominant ``usage / fair share`` over the resources that pod needs, then by name.
+        stays within their share first, among those the pods that claim most resources
+        within quota first, then lowest dominant ``usage / fair share`` over the resources
+        that pod needs, then by name.
 
         A project with no share of one of them has an infinite ratio; among those the one
         using least of them (as a fraction of the machine) goes first. Only what the pod
         takes counts: a project whose pod would take it over its share of a resource must
         come after one whose pod stays within its share of it, or the lent pod would be
         preempted by that one at once, and lent again, cycle after cycle; for the same
-        reason a pod within its share but over its quota comes after a quota claim.
+        reason a pod that borrows a resource comes after one that claims it.
         """
         need = self.need(head)
-        first = (self.lends(project, head), not self.claims(project, head))
+        first = (self.lends(project, head), -len(self.claims(project, head)))
         wanted = [r for r in self.kinds if need[r] > 0]
         if all(self.shares[r][project] > 0 for r in wanted) and wanted:
             return (*first, 0,
@@ -319,7 +320,7 @@ def _start(
 ) -> tuple[list[Start], dict[str, deque[_Candidate]]]:
     """Phase 4. Updates the ledger's usage, ``gpus`` and ``free``; returns the starts and
     what did not start."""
-    usage, shares, size = ledger.usage, ledger.shares, ledger.size
+    usage, shares, size, quotas = ledger.usage, ledger.shares, ledger.size, ledger.quotas
     starts: list[Start] = []
     queues: dict[str, deque[_Candidate]] = {p: deque() for p in sorted(usage[GPU])}
     for job in jobs:
@@ -330,13 +331,16 @@ def _start(
             else:
                 queues[job.project].append(_Candidate(job, pending))
     blocked: set[str] = set()
-    # The resources a project below its fair share waits for: from then on, what of them
-    # comes free is kept for the projects below their share of it.
-    reserved: set[str] = set()
+    # The resources a project below its fair share (or a quota claim) waits for: what of
+    # them comes free, as pods end one by one, is kept for those below their share of it
+    # (within their quota of it), or a borrower started there would only be preempted.
+    reserved: dict[str, set[str]] = {"share": set(), "quota": set()}
 
     def held_back(project: str) -> bool:
-        need = ledger.need(queues[project][0].job)
-        return any(need[r] and usage[r][project] >= shares[r][project] for r in reserved)
+        u = {r: usage[r][project] for r in ledger.kinds}
+        return any(n and ((r in reserved["share"] and u[r] >= shares[r][project])
+                          or (r in reserved["quota"] and u[r] + n > quotas[r][project]))
+                   for r, n in ledger.need(queues[project][0].job).items())
 
     while True:
         ready = [p for p, queue in queues.items()
@@ -352,7 +356,9 @@ def _start(
             # A pod larger than the machine never starts; holding resources back for it
             # would only leave them idle forever.
             if all(need[r] <= size[r] for r in ledger.kinds):
-                reserved.update(r for r in short if usage[r][project] < shares[r][project])
+                reserved["share"].update(r for r in short
+                                         if usage[r][project] < shares[r][project])
+                reserved["quota"].update(set(short) & ledger.claims(project, head.job))
             continue
         given = gpus.take(need[GPU])
         assert given is not None  # not short of GPUs
@@ -408,20 +414,22 @@ def _preempt(
     victims: list[str] = []
     for project in sorted(heads, key=lambda p: ledger.priority(p, heads[p].job)):
         need = ledger.need(heads[project].job)
-        # A project that lost pods above kept more than its share less its smallest pod,
-        # so it never gets here with a pod more within its share: nobody preempts and is
-        # preempted for one resource.
-        if any(n and usage[r][project] + n > shares[r][project] for r, n in need.items()):
+        # A project that lost pods above kept more than its share less its smallest pod
+        # (or its quota), so it never gets here with a pod more within its share (or
+        # quota): nobody preempts and is preempted for one resource. A claim may pass its
+        # share: its usage may count pods of jobs gone, which its demand does not.
+        claims = ledger.claims(project, heads[project].job)
+        if any(n and usage[r][project] + n > shares[r][project] and r not in claims
+               for r, n in need.items()):
             continue
         if _short(need, coming, gpus, ledger.kinds):
-            claim = ledger.claims(project, heads[project].job)
-            chosen = _choose_victims(need, project, claim, running, ledger, machine, coming,
+            chosen = _choose_victims(need, project, claims, running, ledger, machine, coming,
                                      gpus)
             if chosen is None and 0 < need[GPU] <= 1:
                 # The newest pods may be spread over GPUs that stay shared: try to empty
                 # enough of one GPU, lowest id first, by the same order within it.
                 chosen = next((c for g in sorted(gpus.load) if (c := _choose_victims(
-                    need, project, claim, running, ledger, machine, coming, gpus, g))
+                    need, project, claims, running, ledger, machine, coming, gpus, g))
                     is not None), None)
             if chosen is None:
                 continue
@@ -439,7 +447,7 @@ def _preempt(
 def _choose_victims(
     need: Mapping[str, Fraction],
     requester: str,
-    claim: bool,
+    claims: set[str],
     running: Mapping[str, list[RunningPod]],
     ledger: _Ledger,
     machine: frozenset[int],
@@ -465,7 +473,7 @@ def _choose_victims(
         over = sorted(
             (v for v in running
              if v != requester and left[r][v] > quotas[r][v]
-            and (claim or left[r][v] > shares[r][v])),
+            and (r in claims or left[r][v] > shares[r][v])),
             key=lambda v: (-(left[r][v] - shares[r][v]), v),
         )
         victim = next(
@@ -476,7 +484,7 @@ def _choose_victims(
                 if pod not in chosen
                 and _frees(pod, ledger, machine)[r]
                 and (r != GPU or on is None or on in pod.gpus)
-                and ledger.keeps(v, r, left[r][v] - ledger.holds(pod)[r], claim)
+                and ledger.keeps(v, r, left[r][v] - ledger.holds(pod)[r], r in claims)
             ),
             None,
         )
