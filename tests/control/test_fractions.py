@@ -20,6 +20,16 @@ def records(out: Path) -> dict[str, list[str]]:
     return {p.name: p.read_text().split() for p in out.iterdir() if p.name != "go"}
 
 
+def two_teams(plane: ControlPlane, tmp_path: Path, quota_b: int) -> tuple[Path, Path]:
+    """team-a with a quota of 2 GPUs, team-b with ``quota_b``; where each one's pods record."""
+    plane.run("project", "create", "team-a", "--gpus", "2")
+    plane.run("project", "create", "team-b", "--gpus", str(quota_b))
+    outs = tmp_path / "a", tmp_path / "b"
+    for out in outs:
+        out.mkdir()
+    return outs
+
+
 def test_half_gpu_pods_run_two_to_a_gpu_each_told_its_share(plane: ControlPlane,
                                                             tmp_path: Path):
     plane.run("project", "create", "team-a", "--gpus", "4")
@@ -66,11 +76,7 @@ def test_a_fraction_is_refused_in_one_line(plane: ControlPlane):
 
 def test_a_project_claiming_its_quota_preempts_borrowed_halves(plane: ControlPlane,
                                                                tmp_path: Path):
-    plane.run("project", "create", "team-a", "--gpus", "2")
-    plane.run("project", "create", "team-b", "--gpus", "2")
-    out_a, out_b = tmp_path / "a", tmp_path / "b"
-    out_a.mkdir()
-    out_b.mkdir()
+    out_a, out_b = two_teams(plane, tmp_path, 2)
     plane.run("submit", "halves", "-p", "team-a", "-g", "0.5", "--parallelism", "8",
               "--completions", "8", "--grace-period", "2", "--", "sh", "-c",
               WAIT.format(out=out_a))
@@ -155,11 +161,7 @@ def test_a_quota_claim_reclaims_a_gpu_from_a_borrower_left_below_its_share(tmp_p
 
 
 def reclaim(plane: ControlPlane, tmp_path: Path) -> None:
-    plane.run("project", "create", "team-a", "--gpus", "2")
-    plane.run("project", "create", "team-b", "--gpus", "0")
-    out_a, out_b = tmp_path / "a", tmp_path / "b"
-    out_a.mkdir()
-    out_b.mkdir()
+    out_a, out_b = two_teams(plane, tmp_path, 0)
     plane.run("submit", "thirds", "-p", "team-b", "-g", "0.33", "--parallelism", "2",
               "--completions", "2", "--grace-period", "2", "--", "sh", "-c",
               WAIT.format(out=out_b))
