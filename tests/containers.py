@@ -91,7 +91,11 @@ def build_rootfs(root: Path) -> None:
     if not (root / "bin/sh").exists():
         os.symlink(programs[0].name, root / "bin/sh")
     extensions = sorted((root / "usr/lib" / version / "lib-dynload").glob("*.so"))
-    for lib in _libraries([python, *programs, *extensions]):
+    libraries = _libraries([python, *programs, *extensions])
+    # glibc loads libgcc_s at run time, not at link time, to unwind a thread that ends
+    # (pthread_exit): without it, a process whose thread ends at exit aborts (exit 134)
+    libgcc = [lib.parent / "libgcc_s.so.1" for lib in libraries if lib.name == "libc.so.6"]
+    for lib in libraries | {p for p in libgcc if p.exists()}:
         copy(lib)
         real = lib.resolve()
         if real != lib:
@@ -107,7 +111,7 @@ def build_rootfs(root: Path) -> None:
     (root / "etc/group").write_text("root:x:0:\n")
 
 
-def test_image(cache: Path) -> str:
+def build_test_image(cache: Path) -> str:
     """The tag of the test image, built and imported unless podman has it already."""
     engine = podman()
     assert engine is not None
@@ -130,4 +134,4 @@ def test_image(cache: Path) -> str:
 
 
 if __name__ == "__main__":     # build it by hand: python tests/containers.py
-    print(test_image(Path("/tmp/podsweep-image")))
+    print(build_test_image(Path("/tmp/podsweep-image")))
