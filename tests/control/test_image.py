@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,8 @@ def test_the_walkthrough_runs_in_an_image(cplane: ControlPlane, image: str,
     assert job["job"]["status"] == "Succeeded", job
     pods = pods_of(job)
     logs = {n: plane.run("logs", "hpo1", "-p", "team-a", "--pod", n).stdout for n in pods}
-    assert job["job"]["succeeded"] == 6 and job["job"]["failed"] == 0, json.dumps((job["pods"], logs), indent=1)
+    assert job["job"]["succeeded"] == 6 and job["job"]["failed"] == 0, \
+        json.dumps((job["pods"], logs), indent=1)
     assert pods[preempted]["status"] == "Preempted"
     index = preempted.split("-")[1]
     assert f"hpo1-{index}-1" in pods
