@@ -167,6 +167,9 @@ def test_a_job_is_queued_suspended_and_its_pods_make_its_status(
     job = fake.get("Job", NS, "hpo1")
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    # -i is the pod's image, as the API server stored it
+    assert [c["image"] for c in job["spec"]["template"]["spec"]["containers"]] == \
+        ["example/t:1"]
     assert job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"] == \
         {"claimName": "data", "readOnly": False}
     [listed] = cluster.jobs(["team-a"])

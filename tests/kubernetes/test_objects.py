@@ -48,6 +48,7 @@ def test_the_job_is_a_valid_indexed_job_queued_in_its_projects_queue():
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never" and pod["terminationGracePeriodSeconds"] == 45
     container = pod["containers"][0]
+    assert container["image"] == "example/train:1"
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert [(m["mountPath"], m["readOnly"]) for m in container["volumeMounts"]] == \
         [("/nfs/hpo", False), ("/data", True)]
