@@ -103,6 +103,15 @@ def _limits() -> list[str]:
     return out
 
 
+def _runtime(engine: str) -> list[str]:
+    """runc where podman has it: crun, podman's default where both are installed, cannot
+    start a container on a host with cgroups in hybrid mode (v1 and v2 both mounted,
+    "cgroups in hybrid mode not supported"), which runc can."""
+    if "podman" in os.path.basename(engine) and shutil.which("runc"):
+        return ["--runtime", "runc"]
+    return []
+
+
 @dataclass(frozen=True)
 class Container:
     """One pod's container: what ``podman run`` is told."""
@@ -137,7 +146,7 @@ def run_argv(c: Container, pod_dir: Path) -> list[str]:
     """The pod's command line: :mod:`containerpod` with the engine's ``create`` (a pull's
     failure written to ``pod_dir``'s :data:`PULL_MARK`)."""
     create = [c.engine, "create", "--init", "--name", c.name, "--network", "host",
-              "--pull", "never", *_limits()]
+              "--pull", "never", *_runtime(c.engine), *_limits()]
     for name in c.names:
         create += ["-e", name]
     for volume in c.volumes:
