@@ -7,7 +7,7 @@ its own tests), a shell and the few programs the tests' scripts call, and podswe
 library. ``podman import`` turns the tree into an image in about two seconds.
 
 The tag holds a hash of what went in, so one build serves every test session until the
-files change (:func:`test_image`).
+files change (:func:`build_test_image`); :func:`image` is the tests' fixture.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 HPO = REPO / "src" / "podsweep"
@@ -131,6 +133,17 @@ def build_test_image(cache: Path) -> str:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return tag
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test image's tag; a skip where podman is missing, a failure if it must be there
+    (``PODSWEEP_REQUIRE_PODMAN=1``, .ci/run)."""
+    if podman() is None:
+        if os.environ.get("PODSWEEP_REQUIRE_PODMAN") == "1":
+            pytest.fail("PODSWEEP_REQUIRE_PODMAN=1 but podman is not installed")
+        pytest.skip("podman is not installed (apt-get install podman): -i runs nowhere here")
+    return build_test_image(tmp_path_factory.mktemp("image"))
 
 
 if __name__ == "__main__":     # build it by hand: python tests/containers.py

@@ -309,7 +309,7 @@ class JobSpec:
         if not stored:
             check_command_size(self.command, self.env)
             if self.image is not None and (not isinstance(self.image, str)
-                                           or not IMAGE_RE.match(self.image)):
+                                           or not IMAGE_RE.fullmatch(self.image)):
                 raise UsageError(f"-i {self.image!r}: not an image reference (such as "
                                  f"python:3.11-slim or registry.example.com/team/train:1)")
         # the bounds are for new jobs: one stored before them still loads

@@ -19,19 +19,10 @@ import pytest
 
 import podsweep.hpo as hpo
 
-from ..containers import build_test_image, podman
+from ..containers import podman
 from .conftest import PODSWEEP, ControlPlane
 
 TRAINER = Path(__file__).with_name("trainer.py")
-
-
-@pytest.fixture(scope="session")
-def image(tmp_path_factory: pytest.TempPathFactory) -> str:
-    if podman() is None:
-        if os.environ.get("PODSWEEP_REQUIRE_PODMAN") == "1":
-            pytest.fail("PODSWEEP_REQUIRE_PODMAN=1 but podman is not installed")
-        pytest.skip("podman is not installed (apt-get install podman): -i runs nowhere here")
-    return build_test_image(tmp_path_factory.mktemp("image"))
 
 
 def containers(uid: str) -> list[str]:
