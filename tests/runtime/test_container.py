@@ -25,10 +25,14 @@ def test_the_pods_own_variables_go_in_by_name_and_the_control_planes_stay_out() 
     env = {**base, "HOME": "/home/job", "PODSWEEP_POD_NAME": "j-0-0",
            "CUDA_VISIBLE_DEVICES": "2,3", "EXTRA": "yes"}
     client, names = ct.container_env(env, base, {"HOME": "/home/job", "EXTRA": "yes"},
-                                     [2, 3], cdi=False)
-    assert client == env        # podman itself needs PATH; it reads the values from here
+                                     [2, 3], cdi=False,
+                                     engine_env={"XDG_RUNTIME_DIR": "/run/user/1001",
+                                                 "SECRET_KEY": "no"})
+    # podman itself needs PATH, and rootless podman its runtime directory; it reads the
+    # values of the container's variables from here
+    assert client == {**env, "XDG_RUNTIME_DIR": "/run/user/1001"}
     assert sorted(names) == ["CUDA_VISIBLE_DEVICES", "EXTRA", "HOME", "PODSWEEP_POD_NAME"]
-    client, _ = ct.container_env(env, base, {}, [2, 3], cdi=True)
+    client, _ = ct.container_env(env, base, {}, [2, 3], cdi=True, engine_env={})
     assert client["CUDA_VISIBLE_DEVICES"] == "0,1"      # the container sees its GPUs alone
 
 

@@ -126,20 +126,32 @@ class Container:
     devices: Sequence[str] = ()    # CDI devices: nvidia.com/gpu=UUID
 
 
+ENGINE_ENV = ("XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "CONTAINERS_CONF",
+              "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF", "REGISTRY_AUTH_FILE",
+              "DOCKER_HOST", "DOCKER_CONFIG")
+"""The control plane's variables that tell its engine where its storage, configuration
+and credentials are (rootless podman's among them): the client gets them, the container
+does not."""
+
+
 def container_env(env: Mapping[str, str], base: Mapping[str, str],
-                  job_env: Mapping[str, str], gpus: Sequence[int],
-                  cdi: bool) -> tuple[dict[str, str], list[str]]:
+                  job_env: Mapping[str, str], gpus: Sequence[int], cdi: bool,
+                  engine_env: Mapping[str, str] | None = None,
+                  ) -> tuple[dict[str, str], list[str]]:
     """The client's environment and the names of the variables that go into the container.
 
     ``env`` is the pod's whole environment, ``base`` the control plane's allowlisted part of
-    it: those stay with the client (podman needs PATH) unless the job set them with ``-e``.
+    it: those stay with the client (podman needs PATH) unless the job set them with ``-e``,
+    as do :data:`ENGINE_ENV` from ``engine_env`` (the process's environment by default).
     With CDI the container sees its GPUs numbered from 0.
     """
+    source = os.environ if engine_env is None else engine_env
+    engine = {k: source[k] for k in ENGINE_ENV if k in source and k not in env}
     client = dict(env)
     if cdi and gpus:
         client["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpus)))
     names = [k for k in client if k not in base or k in job_env]
-    return client, names
+    return {**client, **engine}, names
 
 
 def run_argv(c: Container, pod_dir: Path) -> list[str]:
