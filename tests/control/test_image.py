@@ -219,3 +219,23 @@ def test_without_podman_a_submit_with_an_image_is_refused_in_one_line(tmp_path: 
         assert cp.json("list", "-p", "p") == []
     finally:
         cp.stop()
+
+
+def test_a_container_that_ignores_sigterm_is_killed_after_the_grace_period(
+        cplane: ControlPlane, image: str) -> None:
+    """delete: SIGTERM into the container, which ignores it; after the grace period the
+    supervisor SIGKILLs the pod with its container, and the container is removed before
+    delete returns."""
+    plane = cplane
+    plane.run("project", "create", "p", "--gpus", "1")
+    plane.run("submit", "deaf", "-p", "p", "-i", image, "--grace-period", "1", "--", "sh",
+              "-c", "trap 'echo ignoring SIGTERM' TERM; echo up; "
+                    "while true; do sleep 0.2; done")
+    uid = plane.job("deaf", "p")["job"]["uid"]
+    log = plane.home / "pods" / uid / "deaf-0-0" / "pod.log"
+    plane.until("deaf running", lambda: log.exists() and "up" in log.read_text(), timeout=60)
+    plane.run("delete", "deaf", "-p", "p")
+    assert containers(uid) == []
+    assert "ignoring SIGTERM" in log.read_text()
+    exit_file = json.loads((log.parent / "exit.json").read_text())
+    assert exit_file["code"] == -signal.SIGKILL and exit_file["signalled"] is True
