@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 HPO = REPO / "src" / "podsweep"
 # what the tests' shell scripts call, besides the shell's builtins
 PROGRAMS = ("sh", "sleep", "cat", "date", "pwd", "env", "true", "ls")
-PYTHON = Path("/usr/bin/python3")
+# Debian's Python where there is one, else the one running the tests (a venv's base)
+PYTHON = Path("/usr/bin/python3") if Path("/usr/bin/python3").exists() else \
+    Path(getattr(sys, "_base_executable", sys.executable))
+# podsweep.hpo's place in the image, on PYTHONPATH: whatever the interpreter's own
+# site-packages directory is called (Debian's dist-packages, others' site-packages)
+SITE = "/opt/podsweep"
 REPOSITORY = "localhost/podsweep-test-python"
 
 
@@ -102,7 +108,7 @@ def build_rootfs(root: Path) -> None:
         real = lib.resolve()
         if real != lib:
             copy(real)
-    site = root / "usr/local/lib" / version / "dist-packages" / "podsweep"
+    site = root / SITE.lstrip("/") / "podsweep"
     site.mkdir(parents=True)
     shutil.copy2(HPO / "__init__.py", site / "__init__.py")
     shutil.copytree(HPO / "hpo", site / "hpo", ignore=shutil.ignore_patterns("__pycache__"))
@@ -127,7 +133,8 @@ def build_test_image(cache: Path) -> str:
         build_rootfs(root)
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run([engine, "import", "--change", "CMD=/usr/bin/python3",
-                        "--change", "ENV=PATH=/usr/local/bin:/usr/bin:/bin", "-", tag],
+                        "--change", "ENV=PATH=/usr/local/bin:/usr/bin:/bin",
+                        "--change", f"ENV=PYTHONPATH={SITE}", "-", tag],
                        stdin=tar.stdout, check=True, capture_output=True)
         assert tar.wait() == 0
     finally:
