@@ -26,8 +26,9 @@ one as podsweep can tell (opt-in: FakeApiServer alone still runs no pod):
   namespace of the pod's own, nothing made on the host); any other volume leaves the pod
   Pending (``FailedMount``). The output goes to ``logs/NAMESPACE/POD.log`` and to the API's
   ``log`` (``follow`` too); the pod is Running, then Succeeded or Failed with the exit code
-  (128 + the signal). A deleted pod gets SIGTERM (its process group), then SIGKILL after
-  ``terminationGracePeriodSeconds``, and goes from the API once its process has ended, as
+  (128 + the signal); when its main process ends, the rest of its process group is
+  killed, as a container ends whole. A deleted pod's main process gets SIGTERM, then its
+  process group SIGKILL after ``terminationGracePeriodSeconds``, and goes from the API once its process has ended, as
   on a real cluster (its log with it, but for the file). A command that cannot start
   fails the pod with exit code 128 (``StartError``), as containerd reports it.
 """
@@ -185,7 +186,9 @@ class FakeCluster:
                     api._remove_pod(*key)
                 elif key not in self._signalled:
                     self._signalled.add(key)
-                    _kill(proc, signal.SIGTERM)
+                    # the container's main process, as a runtime signals it; the rest of
+                    # its processes die with it, or at the SIGKILL
+                    proc.send_signal(signal.SIGTERM)
                     grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
                     timer = threading.Timer(grace, _kill, (proc, signal.SIGKILL))
                     timer.daemon = True

@@ -8,7 +8,8 @@ preemption, no fair sharing, every workload of priority 0):
   the Job's uid, owned by it) whose one pod set asks ``min(parallelism, completions)`` pods
   of the template's requests and GPU limits. It goes with its Job; it is ``Finished`` once
   the Job has a Complete or Failed condition, and its quota is free again.
-- **Admission.** Oldest first, a pending Workload is admitted when every resource it asks
+- **Admission.** Those that need not borrow first, then the oldest, a pending Workload is
+  admitted when every resource it asks
   fits what its ClusterQueue's cohort has free (its own unused nominal quota and what the
   others lend: no lending or borrowing limits): conditions ``QuotaReserved`` and
   ``Admitted``, ``status.admission``, and the Job unsuspended. Else ``QuotaReserved`` False
@@ -183,14 +184,19 @@ class FakeKueue:
                 admitted.append(workload)
                 for name, value in self._asks(workload).items():
                     usage[cq][name] = usage[cq].get(name, 0) + value
-        pending = sorted((w for w in api.objects_of("Workload")
-                          if not self._admitted(w) and not condition(w, "Finished")),
-                         key=lambda w: (w["metadata"]["creationTimestamp"],
-                                        w["metadata"]["name"]))
-        for workload in pending:
-            queue = self._queue_of(workload)
-            if queue is None:
-                continue
+        waiting = [(w, self._queue_of(w)) for w in api.objects_of("Workload")
+                   if not self._admitted(w) and not condition(w, "Finished")]
+
+        def borrows(workload: dict[str, Any], queue: dict[str, Any]) -> bool:
+            mine, used = self._nominal(queue), usage[queue["metadata"]["name"]]
+            return any(used.get(r, 0) + v > mine.get(r, 0)
+                       for r, v in self._asks(workload).items())
+
+        # Kueue's scheduler: entries that need not borrow first, then the oldest
+        pending = sorted(((w, q) for w, q in waiting if q is not None),
+                         key=lambda wq: (borrows(*wq), wq[0]["metadata"]["creationTimestamp"],
+                                         wq[0]["metadata"]["name"]))
+        for workload, queue in pending:
             name = queue["metadata"]["name"]
             cohort = [n for n, q in queues.items()
                       if q["spec"].get("cohort") and
