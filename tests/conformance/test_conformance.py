@@ -145,6 +145,15 @@ class Facts:
     # what of the job still runs, in the engine's own view: (plane, the job's detail)
     live: Callable[[ControlPlane, dict[str, Any]], list[Any]] = local_live
     walk_args: list[str] = field(default_factory=list)     # the walk-through's submit
+    # the CPUs team-b needs as quota for its job to reclaim its GPUs: Kueue reclaims only
+    # for a workload within its queue's nominal quota in every resource (with none, team-b's
+    # job borrows CPUs of the idle queue, and waits for hpo1 to end)
+    walk_cpus: int = 0
+    # a reclaim preempts the borrowing job whole (Kueue evicts a Workload: all its pods,
+    # which Kubernetes then deletes, and the job waits to be admitted again), not only the
+    # pod over quota; the job's event that says so
+    reclaims_job: bool = False
+    preemption: str = "Preempted"
     walk_pace: tuple[float, float, int] = (0.4, 0.1, 8)     # slow and fast epoch, epochs
     # a submit whose image does not fit the engine, and what the refusal says
     wrong_image: tuple[list[str], str] = (["-i", "img:1"], "container runtime")
@@ -198,6 +207,7 @@ FACTS = {
         log_file=lambda home, job, pod: (home.parent / FAKE_KUBELET /
                                          f"podsweep-{job['job']['project']}" / f"{pod}.log"),
         live=kubernetes_live,
+        walk_cpus=1, reclaims_job=True, preemption="Kueue Preempted",
         wrong_image=([], "pass -i IMAGE"),
         too_many_gpus="no Kubernetes node has more than 4 GPU(s)"),
 }
@@ -220,9 +230,10 @@ class Engine:
         self.facts = FACTS[engine]
         self.image = self.facts.image
 
-    def project(self, gpus: int) -> str:
+    def project(self, gpus: int, cpus: int = 0) -> str:
         name = f"c{uuid.uuid4().hex[:8]}"
-        self.plane.run("project", "create", name, "--gpus", str(gpus))
+        self.plane.run("project", "create", name, "--gpus", str(gpus),
+                       *(["--cpus", str(cpus)] if cpus else []))
         return name
 
     def submit(self, name: str, project: str, *args: str, script: str,
@@ -668,9 +679,9 @@ def test_the_walkthrough(engine: Engine, tmp_path: Path) -> None:
     4 GPUs; team-a and team-b deserve 2 each. hpo1 (team-a): 12 pods of
     examples/hpo_digits.py, 3 at a time, one GPU each, the shared directory at /nfs/hpo. Two
     run within team-a's quota and the engine lends the third an idle GPU. Then team-b claims
-    its 2 GPUs: the lent pod is preempted and its index runs again as the next attempt; its
-    trial is handed out again and resumes from its checkpoint, and all 12 configurations
-    complete.
+    its 2 GPUs: the lent pod is preempted (on Kubernetes, hpo1 whole: Kueue evicts
+    workloads) and its index runs again as the next attempt; its trial is handed out again
+    and resumes from its checkpoint, and all 12 configurations complete.
     """
     plane = engine.plane
     facts = engine.facts
@@ -678,10 +689,10 @@ def test_the_walkthrough(engine: Engine, tmp_path: Path) -> None:
     nfs = tmp_path / "nfs"
     nfs.mkdir()
     team_a = engine.project(2)
-    team_b = engine.project(2)
+    team_b = engine.project(2, facts.walk_cpus)
     plane.run("project", "set", team_a)
-    plane.run("submit", "hpo1", "-g", "1", "--parallelism", "3", "--completions", "12",
-              "-v", f"{nfs}:/nfs/hpo", *facts.walk_args, "--", "sh", "-c",
+    plane.run("submit", "hpo1", *engine.image, "-g", "1", "--parallelism", "3",
+              "--completions", "12", "-v", f"{nfs}:/nfs/hpo", *facts.walk_args, "--", "sh", "-c",
               paced(slow=slow, fast=fast), sys.executable, str(EXAMPLE), "--epochs",
               str(epochs))
 
@@ -699,39 +710,49 @@ def test_the_walkthrough(engine: Engine, tmp_path: Path) -> None:
     # read from the log file itself, not through a CLI call per probe: on a loaded machine
     # each call takes a second or more of the lent pod's few seconds left mid-trial (CI once
     # saw the pod finish first, and then nothing was left to preempt)
-    log_file = facts.log_file(plane.home, job["job"]["uid"], lent)
+    log_file = facts.log_file(plane.home, job, lent)
     plane.until("the lent pod past its first epoch", lambda: log_file.exists()
                 and "epoch 0:" in log_file.read_text())
-    plane.run("submit", "train", "-p", team_b, "-g", "2", "--", "sleep", "12")
+    running = [p["name"] for p in job["pods"] if p["status"] == "Running"]
+    plane.run("submit", "train", "-p", team_b, *engine.image, "-g", "2", "--", "sleep", "12")
     job = plane.until("a preemption", lambda: (lambda j: j if any(
-        e["kind"] == "Preempted" for e in j["events"]) else None)(plane.job("hpo1", team_a)))
-    preempted = next(e["message"].split()[1].rstrip(":") for e in job["events"]
-                     if e["kind"] == "Preempted")
-    assert preempted == lent
+        e["kind"] == facts.preemption for e in j["events"]) else None)(
+            plane.job("hpo1", team_a)))
+    preempted = [e["message"].split()[1].rstrip(":") for e in job["events"]
+                 if e["kind"] == "Preempted"]
+    # Kubernetes deletes the evicted job's pods: they are gone from its detail
+    assert preempted == ([] if facts.reclaims_job else [lent])
     # both jobs in one CLI call, a snapshot (two calls, each a second or more on a loaded
     # machine, once never saw both at once); team-b's pod runs 12 s for the probe to see it
-    plane.until("hpo1 on 2 pods beside train", lambda: {
-        j["name"]: j["running"] for j in plane.json("list", "-A")} == {"hpo1": 2, "train": 1})
+    beside = 0 if facts.reclaims_job else 2
+    plane.until(f"hpo1 on {beside} pods beside train", lambda: {
+        j["name"]: j["running"] for j in plane.json("list", "-A")} == {"hpo1": beside,
+                                                                      "train": 1})
     get = plane.run("get", "hpo1").stdout
-    assert "Preempted" in get and preempted in get
+    assert "Preempted" in get and (facts.reclaims_job or lent in get)
 
     job = engine.finished("hpo1", team_a, timeout=240, every=1.0)
     assert job["job"]["status"] == "Succeeded" and job["job"]["succeeded"] == 12
     assert job["job"]["failed"] == 0
-    index = preempted.split("-")[1]
-    facts.records.preempted(plane, "hpo1", team_a, index)
+    index = int(lent.split("-")[1])
+    facts.records.preempted(plane, "hpo1", team_a, str(index))
 
-    # the preempted pod's index ran again, and some later pod (whichever picked first)
-    # was handed the preempted trial and resumed it from its checkpoint
+    # the preempted pod's index ran again (as its next attempt where the engine keeps the
+    # preempted pod), and some later pod (whichever picked first) was handed each
+    # preempted trial and resumed it from its checkpoint
     names = [p["name"] for p in job["pods"]]
-    assert f"hpo1-{index}-1" in names
+    assert (index, 0 if facts.reclaims_job else 1) in \
+        {(p["index"], p["attempt"]) for p in job["pods"] if p["status"] == "Succeeded"}
     logs = {n: p.stdout for n, p in zip(names, plane.run_all(
         *(["logs", "hpo1", "--pod", n] for n in names)))}
     resumed = [n for n, text in logs.items() if "Picked preempted HPO experiment #" in text]
-    assert len(resumed) == 1, {n: t[:200] for n, t in logs.items()}
-    assert "Resuming from checkpoint" in logs[resumed[0]]
-    assert "Using HPO directory /nfs/hpo" in logs[preempted]
-    assert "Picked HPO experiment #" in logs[preempted]
+    assert len(resumed) == (len(running) if facts.reclaims_job else 1), \
+        {n: t[:200] for n, t in logs.items()}
+    assert all("Resuming from checkpoint" in logs[n] for n in resumed)
+    # the lent pod's own log, from the file (Kubernetes keeps no deleted pod's log)
+    lent_log = facts.log_file(plane.home, job, lent).read_text()
+    assert "Using HPO directory /nfs/hpo" in lent_log
+    assert "Picked HPO experiment #" in lent_log
 
     # one file holds the 12 configurations with their reports; the best is marked
     uid = job["job"]["uid"]

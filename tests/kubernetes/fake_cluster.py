@@ -28,13 +28,15 @@ one as podsweep can tell (opt-in: FakeApiServer alone still runs no pod):
   ``log`` (``follow`` too); the pod is Running, then Succeeded or Failed with the exit code
   (128 + the signal); when its main process ends, the rest of its process group is
   killed, as a container ends whole. A deleted pod's main process gets SIGTERM, then its
-  process group SIGKILL after ``terminationGracePeriodSeconds``, and goes from the API once its process has ended, as
-  on a real cluster (its log with it, but for the file). A command that cannot start
+  process group SIGKILL after ``terminationGracePeriodSeconds``, and the pod goes from the
+  API once its process has ended, as on a real cluster (its log with it, but for the
+  file). A command that cannot start
   fails the pod with exit code 128 (``StartError``), as containerd reports it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -299,7 +301,5 @@ def _field(pod: dict[str, Any], path: str) -> str:
 
 
 def _kill(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):    # all ended already
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

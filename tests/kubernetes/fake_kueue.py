@@ -204,11 +204,9 @@ class FakeKueue:
             asks = self._asks(workload)
             nominal = self._nominal(queue)
 
-            def free(resource: str, used: dict[str, dict[str, int]]) -> int:
-                return sum(self._nominal(queues[n]).get(resource, 0) -
-                           used[n].get(resource, 0) for n in cohort)
-
-            short = {r: v - free(r, usage) for r, v in asks.items() if v > free(r, usage)}
+            free = {r: sum(self._nominal(queues[n]).get(r, 0) - usage[n].get(r, 0)
+                           for n in cohort) for r in asks}
+            short = {r: v - free[r] for r, v in asks.items() if v > free[r]}
             if not short:
                 self._admit(workload, name, asks)
                 for r, v in asks.items():

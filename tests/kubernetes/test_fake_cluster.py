@@ -18,14 +18,14 @@ import pytest
 
 pytest.importorskip("kubernetes")
 
-from podsweep.cluster import open_cluster  # noqa: E402
-from podsweep.cluster.kubernetes import KubernetesCluster  # noqa: E402
-from podsweep.cluster.kubernetes.views import condition  # noqa: E402
-from podsweep.model import JobSpec  # noqa: E402
+from podsweep.cluster import open_cluster
+from podsweep.cluster.kubernetes import KubernetesCluster
+from podsweep.cluster.kubernetes.views import condition
+from podsweep.model import JobSpec
 
-from .fake_apiserver import FakeApiServer  # noqa: E402
-from .fake_cluster import FakeCluster  # noqa: E402
-from .fake_kueue import FakeKueue  # noqa: E402
+from .fake_apiserver import FakeApiServer
+from .fake_cluster import FakeCluster
+from .fake_kueue import FakeKueue
 
 
 @pytest.fixture
