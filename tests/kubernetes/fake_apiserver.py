@@ -13,7 +13,8 @@ Jobs against Kubernetes' own schemas in strict mode (kubernetes-validate, pinned
 no unknown field); Kueue objects against the field names of Kueue's v1beta1 API; merge
 patches only as ``application/merge-patch+json``; only the query parameters it knows.
 
-The test plays the rest of the cluster (Kueue, the job controller, the kubelets) through
+Alone it runs no pod: the test plays the rest of the cluster (Kueue, the job controller,
+the kubelets), or FakeCluster (fake_cluster.py) plays it for the test, through the same
 methods: :meth:`admit` a Job, :meth:`add_pod` with a phase, :meth:`set_pod` (a preemption is
 phase Failed with a ``DisruptionTarget`` condition), :meth:`write_log`; :meth:`hold` keeps
 the next request waiting until the test lets it go. Job status follows
