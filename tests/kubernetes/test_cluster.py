@@ -120,6 +120,20 @@ def test_a_project_is_a_namespace_with_its_kueue_queues_and_quota(
     assert quotas(fake, "team-a") == {"nvidia.com/gpu": 2, "cpu": 6}
 
 
+def test_the_idle_queue_lends_the_gpus_no_project_has_as_quota(
+        fake: FakeApiServer, cluster: KubernetesCluster):
+    """As the local cluster lends idle GPUs: Kueue lends only quota, so a project's job
+    over its quota (the README's 3 pods on a 2-GPU project) would wait for ever on a node
+    with GPUs no project holds."""
+    assert quotas(fake, IDLE_QUEUE) == {"nvidia.com/gpu": 2, "cpu": 16}    # 4 less team-a's
+    cluster.create_project("team-b", 1)
+    assert quotas(fake, IDLE_QUEUE)["nvidia.com/gpu"] == 1
+    cluster.set_quota("team-a", 5)          # more than the nodes have: nothing is idle
+    assert quotas(fake, IDLE_QUEUE)["nvidia.com/gpu"] == 0
+    cluster.set_quota("team-a", 1)
+    assert quotas(fake, IDLE_QUEUE) == {"nvidia.com/gpu": 2, "cpu": 16}
+
+
 def quotas(fake: FakeApiServer, queue: str) -> dict[str, Any]:
     """A ClusterQueue's nominal quotas by resource."""
     found = fake.get("ClusterQueue", None, queue)

@@ -171,8 +171,7 @@ class KubernetesCluster(ApiCalls):
         with contextlib.suppress(Conflict):
             self._call("create a LocalQueue", self.custom.create_namespaced_custom_object,
                        KUEUE_GROUP, KUEUE_VERSION, ns, "localqueues", objects["LocalQueue"])
-        if cpus:
-            self._sync_idle()
+        self._sync_idle()
         return self._project_infos([name], {name: (gpus, cpus)})[0]
 
     def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
@@ -188,8 +187,7 @@ class KubernetesCluster(ApiCalls):
                               KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", name) or {}
         self._patch_quota(name, nominal(queue, GPU) if gpus is None else gpus,
                           nominal(queue, "cpu") if cpus is None else cpus)
-        if cpus is not None:
-            self._sync_idle()
+        self._sync_idle()
 
     def _patch_quota(self, name: str, gpus: int, cpus: int) -> None:
         queue = next(o for o in project_objects(name, gpus, cpus)
@@ -201,17 +199,19 @@ class KubernetesCluster(ApiCalls):
                    _content_type="application/merge-patch+json")
 
     def _sync_idle(self) -> None:
-        """Set the idle queue's CPUs: the nodes' allocatable CPUs less the projects' CPU
+        """Set the idle queue's CPUs and GPUs: the nodes' allocatable ones less the projects'
         quotas (none if they promise more), so that Kueue lends what no project holds and
         a project within its quota reclaims what was lent. Read again at every ``up`` and
-        CPU quota change: nodes added meanwhile count from then."""
+        quota change: nodes added meanwhile count from then."""
         try:
             nodes = self._call("list nodes", self.core.list_node)["items"]
-            total = sum(quantity(((n.get("status") or {}).get("allocatable") or {})
-                                      .get("cpu", 0)) for n in nodes)
+            total, gpus = (sum(quantity(((n.get("status") or {}).get("allocatable") or {})
+                                        .get(resource, 0)) for n in nodes)
+                           for resource in ("cpu", GPU))
         except Forbidden:
-            log.warning("may not list nodes: CPUs are lent without bound (%d)", CPU_QUOTA)
-            total = CPU_QUOTA
+            log.warning("may not list nodes: CPUs are lent without bound (%d), GPUs not at "
+                        "all", CPU_QUOTA)
+            total, gpus = CPU_QUOTA, 0
         queues = self._call("list ClusterQueues", self.custom.list_cluster_custom_object,
                             KUEUE_GROUP, KUEUE_VERSION, "clusterqueues",
                             label_selector=PROJECT_LABEL)["items"]
@@ -222,7 +222,8 @@ class KubernetesCluster(ApiCalls):
                          CPU_QUOTA)
                 self._patch_quota(queue["metadata"]["name"], nominal(queue, GPU), 0)
         body = idle_queue(max(0, total - sum(nominal(q, "cpu") for q in queues
-                                             if nominal(q, "cpu") != CPU_QUOTA)))
+                                             if nominal(q, "cpu") != CPU_QUOTA)),
+                          max(0, gpus - sum(nominal(q, GPU) for q in queues)))
         try:
             self._call("create the idle CPUs' ClusterQueue",
                        self.custom.create_cluster_custom_object, KUEUE_GROUP, KUEUE_VERSION,

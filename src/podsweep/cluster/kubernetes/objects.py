@@ -4,8 +4,10 @@
   ClusterQueue whose nominal quotas of ``nvidia.com/gpu`` and ``cpu`` are the project's
   GPUs and CPUs. Every ClusterQueue is in one cohort, so idle quota is borrowed and
   reclaimed (``reclaimWithinCohort``): the walk-through's over-quota use and preemption.
-- The **idle CPUs** are one more ClusterQueue of the cohort, :data:`IDLE_QUEUE`, whose ``cpu``
-  quota is the nodes' CPUs that no project has as quota. No LocalQueue points to it and it
+- The **idle CPUs and GPUs** are one more ClusterQueue of the cohort, :data:`IDLE_QUEUE`,
+  whose ``cpu`` and ``nvidia.com/gpu`` quotas are the nodes' CPUs and GPUs that no project
+  has as quota (Kueue lends only quota: without it a job over its project's quota would
+  wait on idle GPUs that no project holds). No LocalQueue points to it and it
   selects no namespace, so it admits nothing: it only lends, and so a project with CPU
   quota 0 runs on idle CPUs only, borrowed, and a project within its CPU quota takes them
   back by preemption (as on the local cluster, quota 0 may only borrow).
@@ -63,12 +65,13 @@ def _resource_groups(gpus: int, cpus: int) -> list[dict[str, Any]]:
                                         {"name": "cpu", "nominalQuota": cpus}]}]}]
 
 
-def idle_queue(cpus: int) -> dict[str, Any]:
-    """The ClusterQueue that lends the cohort the CPUs no project has as quota."""
+def idle_queue(cpus: int, gpus: int = 0) -> dict[str, Any]:
+    """The ClusterQueue that lends the cohort the CPUs and GPUs no project has as quota
+    (named for the CPUs, which it lent first)."""
     return {"apiVersion": KUEUE_API, "kind": "ClusterQueue",
             "metadata": {"name": IDLE_QUEUE, "labels": {ROLE_LABEL: "idle-cpus"}},
             # no namespaceSelector (Kueue: no namespace) and no LocalQueue: it admits nothing
-            "spec": {"cohort": COHORT, "resourceGroups": _resource_groups(0, cpus)}}
+            "spec": {"cohort": COHORT, "resourceGroups": _resource_groups(gpus, cpus)}}
 
 
 def project_objects(project: str, gpus: int, cpus: int = 0) -> list[dict[str, Any]]:
