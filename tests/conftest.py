@@ -22,6 +22,7 @@ __all__ = ["image"]
 SHARED = {"slurm": "slurm", "image": "podman"}
 
 
+@pytest.hookimpl(tryfirst=True)      # before xdist's, which reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
@@ -30,3 +31,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                       if name in names or name in params.values()), None)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Slurm's tests must not run side by side: refuse a pytest whose xdist no longer groups
+    (pytest 9.2 stopped honouring the nodeid suffix xdist groups by, and the marks are then
+    silently ignored: pytest-dev/pytest-xdist#1386), hence pyproject's pytest<9.2."""
+    if config.getoption("dist", "no") == "loadgroup" and pytest.version_tuple[:2] >= (9, 2):
+        raise pytest.UsageError(f"pytest {pytest.__version__} ignores xdist's groups "
+                                "(pytest-dev/pytest-xdist#1386): install pytest<9.2, "
+                                "or run with -n 0")
