@@ -19,7 +19,7 @@ from .containers import image
 __all__ = ["image"]
 
 #: a fixture or a parameter's value that names a resource of the machine -> its xdist group
-SHARED = {"slurm": "slurm", "image": "podman"}
+SHARED = {"slurm": "slurm", "image": "podman", "rootless": "podman"}
 
 
 @pytest.hookimpl(tryfirst=True)      # before xdist's, which reads the marks
