@@ -170,7 +170,8 @@ def test_a_project_without_cpu_quota_lends_no_cpus(
     with fake.changed:
         kueue.sync()
         assert condition(workload(fake, "podsweep-team-e", "fits"), "Admitted") is not None
-    # team-a's jobs take its own 16 CPUs, none of which team-e borrowed
+    # team-a's job takes its own 16 CPUs, none of which team-e borrowed: Kueue admits 32 on
+    # the node's 16, and the kube-scheduler holds what does not fit (docs/kubernetes.md)
     engine.submit(job("many", "team-a", "true", parallelism=16, completions=16), "bob")
     with fake.changed:
         kueue.sync()
