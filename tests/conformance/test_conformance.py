@@ -147,10 +147,6 @@ class Facts:
     # what of the job still runs, in the engine's own view: (plane, the job's detail)
     live: Callable[[ControlPlane, dict[str, Any]], list[Any]] = local_live
     walk_args: list[str] = field(default_factory=list)     # the walk-through's submit
-    # the CPUs team-b needs as quota for its job to reclaim its GPUs: Kueue reclaims only
-    # for a workload within its queue's nominal quota in every resource (with none, team-b's
-    # job borrows CPUs of the idle queue, and waits for hpo1 to end)
-    walk_cpus: int = 0
     # a reclaim preempts the borrowing job whole (Kueue evicts a Workload: all its pods,
     # which Kubernetes then deletes, and the job waits to be admitted again), not only the
     # pod over quota; the job's event that says so
@@ -216,7 +212,7 @@ FACTS = {
         log_file=lambda home, job, pod: (home.parent / FAKE_KUBELET /
                                          f"podsweep-{job['job']['project']}" / f"{pod}.log"),
         live=kubernetes_live,
-        walk_cpus=1, reclaims_job=True, preemption="Kueue Preempted",
+        reclaims_job=True, preemption="Kueue Preempted",
         wrong_image=([], "pass -i IMAGE"),
         too_many_gpus="no Kubernetes node has more than 4 GPU(s)"),
 }
@@ -700,7 +696,7 @@ def test_the_walkthrough(engine: Engine, tmp_path: Path) -> None:
     nfs = tmp_path / "nfs"
     nfs.mkdir()
     team_a = engine.project(2)
-    team_b = engine.project(2, facts.walk_cpus)
+    team_b = engine.project(2)      # the default CPU quota, 0, on every engine
     plane.run("project", "set", team_a)
     plane.run("submit", "hpo1", *engine.image, "-g", "1", "--parallelism", "3",
               "--completions", "12", "-v", f"{nfs}:/nfs/hpo", *facts.walk_args, "--", "sh", "-c",

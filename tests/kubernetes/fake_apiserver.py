@@ -41,6 +41,8 @@ from urllib.parse import parse_qs, urlsplit
 import kubernetes_validate
 import yaml
 
+from podsweep.cluster.kubernetes.views import quantity
+
 KUBERNETES = "1.33.0"       # the schemas Namespaces and Jobs are validated against
 TOKEN = "fake-apiserver-token"
 KUEUE = "kueue.x-k8s.io/v1beta1"
@@ -495,6 +497,14 @@ class FakeApiServer:
                         quota = resource.get("nominalQuota")
                         if not re.fullmatch(r"\d+[a-zA-Z]*", str(quota)):
                             raise ApiError(422, "Invalid", f"nominalQuota {quota!r}")
+                        # Kueue's webhook: a lendingLimit needs a cohort, and at most
+                        # the nominal quota
+                        lends = resource.get("lendingLimit")
+                        if lends is not None and (
+                                not spec.get("cohort") or
+                                not re.fullmatch(r"\d+[a-zA-Z]*", str(lends)) or
+                                quantity(lends) > quantity(quota)):
+                            raise ApiError(422, "Invalid", f"lendingLimit {lends!r}")
             preemption = spec.get("preemption") or {}
             only("preemption", preemption)
             if set(preemption.values()) - PREEMPTION_VALUES:

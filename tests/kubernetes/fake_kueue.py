@@ -11,7 +11,9 @@ preemption, no fair sharing, every workload of priority 0):
 - **Admission.** Those that need not borrow first, then the oldest, a pending Workload is
   admitted when every resource it asks
   fits what its ClusterQueue's cohort has free (its own unused nominal quota and what the
-  others lend: no lending or borrowing limits): conditions ``QuotaReserved`` and
+  others lend). A ``lendingLimit`` bounds what a queue lends, as Kueue's ``available``
+  (``pkg/cache/resource_node.go``) counts it: the rest of its quota is its own, and its
+  usage up to that is not the cohort's; no borrowing limits: conditions ``QuotaReserved`` and
   ``Admitted``, ``status.admission``, and the Job unsuspended. Else ``QuotaReserved`` False
   with Kueue's "insufficient unused quota" message. A namespace its ClusterQueue does not
   select, or a LocalQueue that is not there, keeps it pending.
@@ -110,6 +112,27 @@ class FakeKueue:
                 for group in queue["spec"].get("resourceGroups") or []
                 for flavor in group.get("flavors") or [] for r in flavor.get("resources") or []}
 
+    def _guaranteed(self, queue: dict[str, Any]) -> dict[str, int]:
+        """What of a queue's nominal quota it lends no one: nominal less lendingLimit."""
+        return {r["name"]: max(0, quantity(r["nominalQuota"]) - quantity(r["lendingLimit"]))
+                for group in queue["spec"].get("resourceGroups") or []
+                for flavor in group.get("flavors") or [] for r in flavor.get("resources") or []
+                if "lendingLimit" in r}
+
+    def _available(self, queues: dict[str, dict[str, Any]], used: dict[str, dict[str, int]],
+                   name: str, resource: str) -> int:
+        """What of ``resource`` queue ``name`` may still take: its own unused guaranteed
+        quota, and what its cohort has left of what its queues lend."""
+        cohort = queues[name]["spec"].get("cohort")
+        members = [n for n, q in queues.items() if cohort and q["spec"].get("cohort") == cohort]
+        mine = self._guaranteed(queues[name]).get(resource, 0)
+        pool = 0
+        for member in members or [name]:
+            kept = self._guaranteed(queues[member]).get(resource, 0)
+            use = used[member].get(resource, 0)
+            pool += self._nominal(queues[member]).get(resource, 0) - kept - max(0, use - kept)
+        return max(0, mine - used[name].get(resource, 0)) + pool
+
     @staticmethod
     def _asks(workload: dict[str, Any]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -204,8 +227,7 @@ class FakeKueue:
             asks = self._asks(workload)
             nominal = self._nominal(queue)
 
-            free = {r: sum(self._nominal(queues[n]).get(r, 0) - usage[n].get(r, 0)
-                           for n in cohort) for r in asks}
+            free = {r: self._available(queues, usage, name, r) for r in asks}
             short = {r: v - free[r] for r, v in asks.items() if v > free[r]}
             if not short:
                 self._admit(workload, name, asks)
@@ -239,11 +261,8 @@ class FakeKueue:
             return any(used[queue].get(r, 0) > mine.get(r, 0) for r in needed)
 
         def fits() -> bool:
-            free = {r: sum(self._nominal(queues[n]).get(r, 0) - used[n].get(r, 0)
-                           for n in used if queues[n]["spec"].get("cohort") ==
-                           queues[name]["spec"].get("cohort")) for r in asks}
-            return all(used[name].get(r, 0) + v <= nominal.get(r, 0) and v <= free[r]
-                       for r, v in asks.items())
+            return all(used[name].get(r, 0) + v <= nominal.get(r, 0) and
+                       v <= self._available(queues, used, name, r) for r, v in asks.items())
 
         def move(victim: dict[str, Any], sign: int) -> None:
             queue = victim["status"]["admission"]["clusterQueue"]

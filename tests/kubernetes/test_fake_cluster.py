@@ -62,10 +62,11 @@ def until(what: str, probe: Any, timeout: float = 60) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def workload(fake: FakeApiServer, ns: str) -> dict[str, Any]:
-    """The namespace's one Workload, live (as Kueue changes it)."""
+def workload(fake: FakeApiServer, ns: str, job: str | None = None) -> dict[str, Any]:
+    """The namespace's one Workload (of ``job``, if given), live (as Kueue changes it)."""
     with fake.changed:
-        [found] = [w for w in fake.objects_of("Workload") if w["metadata"]["namespace"] == ns]
+        [found] = [w for w in fake.objects_of("Workload") if w["metadata"]["namespace"] == ns
+                   and (job is None or w["metadata"]["ownerReferences"][0]["name"] == job)]
     return found
 
 
@@ -94,7 +95,7 @@ def test_pods_run_as_processes_with_their_index_environment_and_log(
 def test_kueue_admits_what_the_cohort_lends_and_reclaims_it_by_evicting_the_whole_borrower(
         fake: FakeApiServer, engine: KubernetesCluster):
     engine.create_project("team-a", 2)
-    engine.create_project("team-b", 2, 1)    # 1 CPU: its job need not borrow any
+    engine.create_project("team-b", 2)       # CPU quota 0: no CPU limit, so no CPU borrowed
     engine.submit(job("hpo1", "team-a", "sleep 60", gpus=1, parallelism=3, completions=6),
                   "alice")
     kueue = FakeKueue(fake)
@@ -134,13 +135,13 @@ def test_kueue_admits_what_the_cohort_lends_and_reclaims_it_by_evicting_the_whol
 def test_kueue_reclaims_nothing_for_a_workload_that_would_borrow_another_resource(
         fake: FakeApiServer, engine: KubernetesCluster):
     """Kueue's rule (reclaimWithinCohort without borrowWithinCohort): the preemptor must fit
-    its queue's nominal quota in every resource it asks. team-b has no CPU quota, so its
-    job borrows CPUs, and waits for its GPUs rather than take them back."""
+    its queue's nominal quota in every resource it asks. team-b's job asks 2 CPUs on a CPU
+    quota of 1, so it borrows CPUs, and waits for its GPUs rather than take them back."""
     engine.create_project("team-a", 2)
-    engine.create_project("team-b", 2)
+    engine.create_project("team-b", 2, 1)
     engine.submit(job("hpo1", "team-a", "sleep 60", gpus=1, parallelism=3, completions=6),
                   "alice")
-    engine.submit(job("train", "team-b", "true", gpus=2), "bob")
+    engine.submit(job("train", "team-b", "true", gpus=2, cpu=2), "bob")
     kueue = FakeKueue(fake)
     with fake.changed:
         kueue.sync()
@@ -148,6 +149,33 @@ def test_kueue_reclaims_nothing_for_a_workload_that_would_borrow_another_resourc
         assert condition(hpo1, "Admitted") is not None
         kueue.sync()
         assert condition(hpo1, "Evicted") is None and condition(train, "QuotaReserved") is None
+
+
+def test_a_project_without_cpu_quota_lends_no_cpus(
+        fake: FakeApiServer, engine: KubernetesCluster):
+    """CPU quota 0 is a cpu quota of the node's 16 CPUs with a lendingLimit of 0: its own,
+    lent to no one. team-e (4 CPUs) borrows only the 12 that no project has as quota."""
+    engine.create_project("team-a", 2)
+    engine.create_project("team-e", 0, 4)
+    engine.submit(job("wide", "team-e", "true", parallelism=17, completions=17), "alice")
+    kueue = FakeKueue(fake)
+    with fake.changed:
+        kueue.sync()
+        wide = workload(fake, "podsweep-team-e")
+        assert condition(wide, "QuotaReserved") is None
+        assert "insufficient unused quota for cpu in flavor default-flavor, 1 more needed" \
+            in next(c for c in wide["status"]["conditions"]
+                    if c["type"] == "QuotaReserved")["message"]
+    engine.submit(job("fits", "team-e", "true", parallelism=16, completions=16), "alice")
+    with fake.changed:
+        kueue.sync()
+        assert condition(workload(fake, "podsweep-team-e", "fits"), "Admitted") is not None
+    # team-a's job takes its own 16 CPUs, none of which team-e borrowed: Kueue admits 32 on
+    # the node's 16, and the kube-scheduler holds what does not fit (docs/kubernetes.md)
+    engine.submit(job("many", "team-a", "true", parallelism=16, completions=16), "bob")
+    with fake.changed:
+        kueue.sync()
+        assert condition(workload(fake, "podsweep-team-a"), "Admitted") is not None
 
 
 def test_a_deleted_pod_gets_sigterm_then_sigkill_after_its_grace_period(

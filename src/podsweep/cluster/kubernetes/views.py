@@ -23,7 +23,7 @@ from typing import Any
 from ...errors import PodsweepError, UsageError
 from ...model import JobSpec, JobStatus, PodStatus, check_name
 from ..base import EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
-from .objects import GPU, PROJECT_LABEL, SPEC_ANNOTATION, USER_LABEL
+from .objects import CPU_QUOTA, GPU, PROJECT_LABEL, SPEC_ANNOTATION, USER_LABEL
 
 CONTROLLER_UID = ("batch.kubernetes.io/controller-uid", "controller-uid")
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -317,14 +317,30 @@ def job_detail(job: dict[str, Any], pods: list[dict[str, Any]],
 # ------------------------------------------------------------ projects
 
 
-def nominal(queue: dict[str, Any], name: str) -> int:
-    """A ClusterQueue's nominal quota of a resource (GPUs or whole CPUs)."""
+def resource_quota(queue: dict[str, Any], name: str) -> dict[str, Any]:
+    """A ClusterQueue's quota of one resource (``nominalQuota`` and the limits), or {}."""
     for group in (queue.get("spec") or {}).get("resourceGroups") or []:
         for flavor in group.get("flavors") or []:
             for resource in flavor.get("resources") or []:
                 if resource.get("name") == name:
-                    return quantity(resource.get("nominalQuota", 0))
-    return 0
+                    return dict(resource)
+    return {}
+
+
+def nominal(queue: dict[str, Any], name: str) -> int:
+    """A ClusterQueue's nominal quota of a resource (GPUs or whole CPUs)."""
+    return quantity(resource_quota(queue, name).get("nominalQuota", 0))
+
+
+def cpu_quota(queue: dict[str, Any]) -> int:
+    """A project's CPU quota, from its ClusterQueue: 0 where its ``cpu`` quota is lent to
+    no one (CPU quota 0, a quota that never binds) or is that of the queues made before
+    CPU quotas bound, :data:`~.objects.CPU_QUOTA`."""
+    cpu = resource_quota(queue, "cpu")
+    if "lendingLimit" in cpu:
+        return 0
+    cpus = quantity(cpu.get("nominalQuota", 0))
+    return 0 if cpus == CPU_QUOTA else cpus
 
 
 def project_infos(names: list[str], quotas: dict[str, tuple[int, int]],
