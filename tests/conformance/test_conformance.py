@@ -235,10 +235,9 @@ class Engine:
         self.facts = FACTS[engine]
         self.image = self.facts.image
 
-    def project(self, gpus: int, cpus: int = 0) -> str:
+    def project(self, gpus: int) -> str:
         name = f"c{uuid.uuid4().hex[:8]}"
-        self.plane.run("project", "create", name, "--gpus", str(gpus),
-                       *(["--cpus", str(cpus)] if cpus else []))
+        self.plane.run("project", "create", name, "--gpus", str(gpus))
         return name
 
     def submit(self, name: str, project: str, *args: str, script: str,
