@@ -31,8 +31,12 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/mypy
 
+# Two workers: most tests wait on real processes, so two cores carry two at once (about
+# 40% less time); tests on one Slurm or one podman image store share a worker
+# (tests/conftest.py). TEST_WORKERS=0 runs them one by one.
+TEST_WORKERS ?= 2
 test-py: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # podsweep.hpo runs inside users' images: its tests run on the oldest and newest Pythons
 # we support, with nothing but the standard library and pytest.

@@ -23,6 +23,10 @@ from .errors import UsageError
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 63
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# An image reference ([registry[:port]/]name[:tag][@sha256:digest]) in the characters its
+# grammar allows: never one that starts with "-", which a container engine's command line
+# would take for an option
+IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}$")
 MAX_GRACE_PERIOD = 3600.0
 # Upper bounds on a job's counts, refused at submit: far above any real sweep, low enough
 # that nothing sized by them (a job's indexes, the pods offered in one reconcile) can stall
@@ -304,6 +308,10 @@ class JobSpec:
                                  f"without NUL characters")
         if not stored:
             check_command_size(self.command, self.env)
+            if self.image is not None and (not isinstance(self.image, str)
+                                           or not IMAGE_RE.fullmatch(self.image)):
+                raise UsageError(f"-i {self.image!r}: not an image reference (such as "
+                                 f"python:3.11-slim or registry.example.com/team/train:1)")
         # the bounds are for new jobs: one stored before them still loads
         def most(bound: int) -> int | None:
             return None if stored else bound

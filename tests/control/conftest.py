@@ -19,13 +19,26 @@ from typing import Any, Callable
 
 import pytest
 
+from ..containers import User
+
 PODSWEEP = str(Path(sys.executable).with_name("podsweep"))
 
 
 class ControlPlane:
-    def __init__(self, home: Path) -> None:
+    """``user``: whom the CLI (and so the control plane it starts) runs as; this process's
+    user by default. Another user gets a login's environment, and this tree's code."""
+
+    def __init__(self, home: Path, user: User | None = None) -> None:
         self.home = home
-        self.env = {**os.environ, "PODSWEEP_HOME": str(home)}
+        self.user = user
+        if user is None or not user.other:
+            self.env = {**os.environ, "PODSWEEP_HOME": str(home)}
+        else:
+            # a relative PYTHONPATH (src) means the tree's code only from this directory
+            code = os.pathsep.join(os.path.abspath(p) for p in
+                                   os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
+            self.env = user.env({"PODSWEEP_HOME": str(home),
+                                 **({"PYTHONPATH": code} if code else {})})
         for key in ("PODSWEEP_PROJECT", "PODSWEEP_TOKEN", "PODSWEEP_URL"):
             self.env.pop(key, None)
 
@@ -34,7 +47,8 @@ class ControlPlane:
         env = dict(self.env)
         if token is not None:
             env["PODSWEEP_TOKEN"] = token
-        proc = subprocess.run([PODSWEEP, *args], capture_output=True, text=True, env=env,
+        argv = [PODSWEEP, *args] if self.user is None else self.user.argv(PODSWEEP, *args)
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env,
                               timeout=120, cwd=cwd)
         if check and proc.returncode != 0:
             raise AssertionError(f"podsweep {' '.join(args)} -> {proc.returncode}\n"

@@ -22,14 +22,20 @@ def test_over_quota_pods_are_preempted_and_rerun(plane: ControlPlane, tmp_path: 
     plane.run("project", "create", "team-b", "--gpus", "2")
     marker = tmp_path / "runs"
     marker.mkdir()
+    gate = tmp_path / "gate"
+    # each pod runs until the gate opens, so the three are still running when team-b comes
+    # however slowly a loaded machine starts its job (a fixed sleep raced with it)
     script = (f'touch {marker}/$PODSWEEP_POD_NAME; trap "exit 143" TERM; '
-              f'sleep 1.5 & wait')
+              f'while [ ! -e {gate} ]; do sleep 0.05; done & wait')
     plane.run("submit", "hpo1", "-p", "team-a", "-g", "1", "--parallelism", "3",
               "--completions", "6", "--grace-period", "5", "--", "sh", "-c", script)
     plane.until("3 pods of hpo1 running",
                 lambda: plane.job("hpo1", "team-a")["job"]["running"] == 3)
     plane.run("submit", "b", "-p", "team-b", "-g", "1", "--parallelism", "2",
               "--completions", "2", "--", "sleep", "1")
+    plane.until("a preemption", lambda: any(
+        e["kind"] == "Preempted" for e in plane.job("hpo1", "team-a")["events"]))
+    gate.touch()
     job = plane.until("hpo1 done", lambda: done(plane, "hpo1", "team-a"))
     assert job["job"]["status"] == "Succeeded" and job["job"]["succeeded"] == 6
     assert job["job"]["failed"] == 0
@@ -45,11 +51,15 @@ def test_the_control_plane_survives_its_own_crash(plane: ControlPlane, tmp_path:
     plane.run("project", "create", "team-a", "--gpus", "2")
     runs = tmp_path / "runs"
     runs.mkdir()
+    gate = tmp_path / "gate"
+    # the first two pods run until the gate opens, which is once the control plane is dead
     plane.run("submit", "c", "-p", "team-a", "-g", "1", "--parallelism", "2",
               "--completions", "6", "--", "sh", "-c",
-              f"echo $PODSWEEP_POD_NAME >> {runs}/$PODSWEEP_POD_INDEX; sleep 0.8")
+              f"echo $PODSWEEP_POD_NAME >> {runs}/$PODSWEEP_POD_INDEX; "
+              f"while [ ! -e {gate} ]; do sleep 0.05; done")
     plane.until("2 running", lambda: plane.job("c", "team-a")["job"]["running"] == 2)
     os.kill(plane.server_pid(), signal.SIGKILL)
+    gate.touch()
     time.sleep(1.5)                      # the running pods end while nobody watches
     plane.run("up")
     job = plane.until("c done", lambda: done(plane, "c", "team-a"))

@@ -13,7 +13,8 @@ Jobs against Kubernetes' own schemas in strict mode (kubernetes-validate, pinned
 no unknown field); Kueue objects against the field names of Kueue's v1beta1 API; merge
 patches only as ``application/merge-patch+json``; only the query parameters it knows.
 
-The test plays the rest of the cluster (Kueue, the job controller, the kubelets) through
+Alone it runs no pod: the test plays the rest of the cluster (Kueue, the job controller,
+the kubelets), or FakeCluster (fake_cluster.py) plays it for the test, through the same
 methods: :meth:`admit` a Job, :meth:`add_pod` with a phase, :meth:`set_pod` (a preemption is
 phase Failed with a ``DisruptionTarget`` condition), :meth:`write_log`; :meth:`hold` keeps
 the next request waiting until the test lets it go. Job status follows
@@ -39,6 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import kubernetes_validate
 import yaml
+
+from podsweep.cluster.kubernetes.views import quantity
 
 KUBERNETES = "1.33.0"       # the schemas Namespaces and Jobs are validated against
 TOKEN = "fake-apiserver-token"
@@ -170,6 +173,11 @@ class FakeApiServer:
             return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
                     if k == kind and (namespace is None or ns == namespace)]
 
+    def objects_of(self, kind: str) -> list[dict[str, Any]]:
+        """The live objects of a kind (not copies), for the fakes that play the cluster's
+        controllers; call with :attr:`changed` held."""
+        return [o for (k, _, _), o in sorted(self.objects.items()) if k == kind]
+
     def add_node(self, name: str, gpus: int) -> None:
         with self.changed:
             self.objects[("Node", None, name)] = {
@@ -185,8 +193,10 @@ class FakeApiServer:
             self.changed.notify_all()
 
     def add_pod(self, namespace: str, job: str, index: int, phase: str = "Running",
-                node: str = "node-1") -> str:
-        """What the job controller and a kubelet do: a pod of the job's template."""
+                node: str | None = "node-1") -> str:
+        """What the job controller and a kubelet do: a pod of the job's template, named as
+        the job controller names it (``generateName: JOB-INDEX-``), with the
+        ``JOB_COMPLETION_INDEX`` variable it adds; ``node`` None: not scheduled yet."""
         with self.changed:
             owner = self.objects[("Job", namespace, job)]
             uid = owner["metadata"]["uid"]
@@ -206,8 +216,15 @@ class FakeApiServer:
                                     "apiVersion": "batch/v1", "kind": "Job", "name": job,
                                     "uid": uid, "controller": True,
                                     "blockOwnerDeletion": True}]},
-                   "spec": {**template["spec"], "nodeName": node},
+                   "spec": template["spec"],
                    "status": {"phase": "Pending"}}
+            if node is not None:
+                pod["spec"]["nodeName"] = node
+            for container in pod["spec"]["containers"]:
+                container["env"] = [*container.get("env", []), {
+                    "name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                        "fieldPath": "metadata.annotations['batch.kubernetes.io/"
+                                     "job-completion-index']"}}}]
             self.objects[("Pod", namespace, name)] = pod
             self.logs[(namespace, name)] = bytearray()
             self._set_pod(pod, phase)
@@ -236,11 +253,16 @@ class FakeApiServer:
                                             "state": {"running": {"startedAt": self._now()}}}]
         elif phase in ("Succeeded", "Failed"):
             code = exit_code if exit_code is not None else (0 if phase == "Succeeded" else 1)
+            ran = [(s.get("state") or {}).get("running") or {}
+                   for s in status.get("containerStatuses") or []]
+            ended: dict[str, Any] = {"exitCode": code,
+                                     "reason": "Completed" if code == 0 else "Error",
+                                     "finishedAt": self._now()}
+            if ran and ran[0].get("startedAt"):     # a container that ran says since when
+                ended["startedAt"] = ran[0]["startedAt"]
             status["containerStatuses"] = [{
                 "name": "main", "ready": False, "restartCount": 0, "image": "", "imageID": "",
-                "state": {"terminated": {"exitCode": code,
-                                         "reason": "Completed" if code == 0 else "Error",
-                                         "finishedAt": self._now()}}}]
+                "state": {"terminated": ended}}]
         self._sync_job(pod)
         self.changed.notify_all()
 
@@ -475,6 +497,14 @@ class FakeApiServer:
                         quota = resource.get("nominalQuota")
                         if not re.fullmatch(r"\d+[a-zA-Z]*", str(quota)):
                             raise ApiError(422, "Invalid", f"nominalQuota {quota!r}")
+                        # Kueue's webhook: a lendingLimit needs a cohort, and at most
+                        # the nominal quota
+                        lends = resource.get("lendingLimit")
+                        if lends is not None and (
+                                not spec.get("cohort") or
+                                not re.fullmatch(r"\d+[a-zA-Z]*", str(lends)) or
+                                quantity(lends) > quantity(quota)):
+                            raise ApiError(422, "Invalid", f"lendingLimit {lends!r}")
             preemption = spec.get("preemption") or {}
             only("preemption", preemption)
             if set(preemption.values()) - PREEMPTION_VALUES:

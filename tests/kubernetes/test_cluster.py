@@ -93,8 +93,9 @@ def test_a_project_is_a_namespace_with_its_kueue_queues_and_quota(
         cluster.set_quota("team-c", 1)
     with pytest.raises(UsageError):
         cluster.create_project("team-d", -1)
-    # CPU quotas: the queue's cpu quota binds; the idle CPUs' queue lends what no project has
-    assert quotas(fake, "team-a") == {"nvidia.com/gpu": 3, "cpu": 0}
+    # CPU quotas: the queue's cpu quota binds; the idle CPUs' queue lends what no project has.
+    # CPU quota 0 is no CPU limit: the node's 16 CPUs, lent to no one
+    assert quotas(fake, "team-a") == {"nvidia.com/gpu": 3, "cpu": (16, 0)}
     idle = fake.get("ClusterQueue", None, IDLE_QUEUE)
     assert idle is not None and idle["spec"]["cohort"] == "podsweep"
     assert "namespaceSelector" not in idle["spec"]            # Kueue: no namespace at all
@@ -112,6 +113,12 @@ def test_a_project_is_a_namespace_with_its_kueue_queues_and_quota(
     assert quotas(fake, IDLE_QUEUE)["cpu"] == 0
     assert {p.name: (p.deserved, p.cpus) for p in cluster.projects()} == \
         {"team-a": (2, 6), "team-b": (1, 0), "team-e": (1, 20)}
+    cluster.set_quota("team-a", cpus=0)                       # back to no CPU limit
+    assert quotas(fake, "team-a") == {"nvidia.com/gpu": 2, "cpu": (16, 0)}
+    cluster.set_quota("team-a", gpus=1)                       # and it stays so
+    assert quotas(fake, "team-a") == {"nvidia.com/gpu": 1, "cpu": (16, 0)}
+    assert {p.name: p.cpus for p in cluster.projects()}["team-a"] == 0
+    cluster.set_quota("team-a", 2, 6)
     with pytest.raises(UsageError, match="--cpus"):
         cluster.set_quota("team-a", cpus=-1)
     with pytest.raises(UsageError, match="--cpus"):
@@ -120,25 +127,48 @@ def test_a_project_is_a_namespace_with_its_kueue_queues_and_quota(
     assert quotas(fake, "team-a") == {"nvidia.com/gpu": 2, "cpu": 6}
 
 
+def test_the_idle_queue_lends_the_gpus_no_project_has_as_quota(
+        fake: FakeApiServer, cluster: KubernetesCluster):
+    """As the local cluster lends idle GPUs: Kueue lends only quota, so a project's job
+    over its quota (the README's 3 pods on a 2-GPU project) would wait for ever on a node
+    with GPUs no project holds."""
+    assert quotas(fake, IDLE_QUEUE) == {"nvidia.com/gpu": 2, "cpu": 16}    # 4 less team-a's
+    cluster.create_project("team-b", 1)
+    assert quotas(fake, IDLE_QUEUE)["nvidia.com/gpu"] == 1
+    cluster.set_quota("team-a", 5)          # more than the nodes have: nothing is idle
+    assert quotas(fake, IDLE_QUEUE)["nvidia.com/gpu"] == 0
+    cluster.set_quota("team-a", 1)
+    assert quotas(fake, IDLE_QUEUE) == {"nvidia.com/gpu": 2, "cpu": 16}
+
+
 def quotas(fake: FakeApiServer, queue: str) -> dict[str, Any]:
-    """A ClusterQueue's nominal quotas by resource."""
+    """A ClusterQueue's nominal quotas by resource; (nominal, lendingLimit) where it has a
+    lendingLimit."""
     found = fake.get("ClusterQueue", None, queue)
     assert found is not None
-    return {r["name"]: r["nominalQuota"]
+    return {r["name"]: (r["nominalQuota"], r["lendingLimit"]) if "lendingLimit" in r
+            else r["nominalQuota"]
             for r in found["spec"]["resourceGroups"][0]["flavors"][0]["resources"]}
 
 
-def test_a_queue_from_before_cpu_quotas_gets_the_default_at_up(
-        fake: FakeApiServer, tmp_path: Path, loop: asyncio.AbstractEventLoop):
-    from podsweep.cluster.kubernetes.objects import CPU_QUOTA, project_objects
+@pytest.mark.parametrize("before", [
+    100_000,    # made before CPU quotas bound: a cpu quota that never did
+    0,          # CPU quota 0 as it was first written: every job borrowed CPUs
+])
+def test_a_queue_from_before_gets_cpu_quota_0_as_written_now_at_up(
+        fake: FakeApiServer, tmp_path: Path, loop: asyncio.AbstractEventLoop, before: int):
+    from podsweep.cluster.kubernetes.objects import project_objects
+    from podsweep.cluster.kubernetes.views import cpu_quota
 
     old = next(o for o in project_objects("team-x", 2) if o["kind"] == "ClusterQueue")
-    old["spec"]["resourceGroups"][0]["flavors"][0]["resources"][1]["nominalQuota"] = CPU_QUOTA
+    old["spec"]["resourceGroups"][0]["flavors"][0]["resources"][1] = \
+        {"name": "cpu", "nominalQuota": before}
     assert raw(fake, "POST", "/apis/kueue.x-k8s.io/v1beta1/clusterqueues", old)[0] == 201
     cluster = opened(fake, tmp_path, loop)          # up: recover()
     try:
-        assert quotas(fake, "team-x") == {"nvidia.com/gpu": 2, "cpu": 0}
+        assert quotas(fake, "team-x") == {"nvidia.com/gpu": 2, "cpu": (16, 0)}
         assert quotas(fake, IDLE_QUEUE)["cpu"] == 16
+        assert cpu_quota(fake.get("ClusterQueue", None, "team-x")) == 0
     finally:
         cluster.shutdown()
 
@@ -167,6 +197,9 @@ def test_a_job_is_queued_suspended_and_its_pods_make_its_status(
     job = fake.get("Job", NS, "hpo1")
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    # -i is the pod's image, as the API server stored it
+    assert [c["image"] for c in job["spec"]["template"]["spec"]["containers"]] == \
+        ["example/t:1"]
     assert job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"] == \
         {"claimName": "data", "readOnly": False}
     [listed] = cluster.jobs(["team-a"])

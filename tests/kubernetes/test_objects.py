@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from podsweep.cluster.kubernetes.objects import job_object, project_objects
+from podsweep.cluster.kubernetes.objects import CPU_QUOTA, job_object, project_objects
+from podsweep.cluster.kubernetes.views import cpu_quota
 from podsweep.errors import UsageError
 from podsweep.model import JobSpec, Volume
 
@@ -48,6 +49,7 @@ def test_the_job_is_a_valid_indexed_job_queued_in_its_projects_queue():
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never" and pod["terminationGracePeriodSeconds"] == 45
     container = pod["containers"][0]
+    assert container["image"] == "example/train:1"
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert [(m["mountPath"], m["readOnly"]) for m in container["volumeMounts"]] == \
         [("/nfs/hpo", False), ("/data", True)]
@@ -101,6 +103,27 @@ def test_project_objects_use_kueues_fields_in_one_cohort():
     container = job_object(SPEC, "alice")["spec"]["template"]["spec"]["containers"][0]
     asked = {*container["resources"]["requests"], *container["resources"].get("limits", {})}
     assert asked <= set(cq["spec"]["resourceGroups"][0]["coveredResources"])
+
+
+@pytest.mark.parametrize("cpus, node_cpus, written, read", [
+    # CPU quota 0 is no CPU limit: the nodes' CPUs, lent to no one, so that no job of the
+    # project borrows CPUs (Kueue reclaims GPUs only for a job that borrows nothing)
+    (0, 16, {"nominalQuota": 16, "lendingLimit": 0}, 0),
+    (0, CPU_QUOTA, {"nominalQuota": CPU_QUOTA, "lendingLimit": 0}, 0),
+    (4, 16, {"nominalQuota": 4}, 4),        # a CPU quota binds, and is lent while idle
+    (32, 16, {"nominalQuota": 32}, 32),
+])
+def test_a_cpu_quota_of_0_never_binds_and_reads_back_as_0(
+        cpus: int, node_cpus: int, written: dict[str, Any], read: int):
+    cq = next(o for o in project_objects("team-a", 2, cpus, node_cpus)
+              if o["kind"] == "ClusterQueue")
+    assert cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"][1] == \
+        {"name": "cpu", **written}
+    assert cpu_quota(cq) == read
+    # as the API server may hand it back
+    cpu = cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"][1]
+    cpu.update({k: str(v) for k, v in cpu.items() if k != "name"})
+    assert cpu_quota(cq) == read
 
 
 def test_bad_input_for_kubernetes_is_refused():

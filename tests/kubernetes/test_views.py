@@ -177,9 +177,13 @@ def test_a_job_reads_back_as_it_was_submitted():
     (job(succeeded=3), [], ("Pending", None, None, 0, 1)),
     (job(succeeded=4, conditions=[cond("Complete", 60)]), [],
      ("Succeeded", T0 + 60, "4 pods succeeded", 0, 0)),
+    # the backoff limit in podsweep's words, as the other clusters say it
     (job(failed=7, conditions=[cond("Failed", 70, reason="BackoffLimitExceeded",
                                     message="Job has reached the specified backoff limit")]),
-     [], ("Failed", T0 + 70, "Job has reached the specified backoff limit", 0, 0)),
+     [], ("Failed", T0 + 70, "7 pods failed (backoff limit 6)", 0, 0)),
+    (job(failed=1, conditions=[cond("Failed", 70, reason="DeadlineExceeded",
+                                    message="Job was active longer than specified")]),
+     [], ("Failed", T0 + 70, "Job was active longer than specified", 0, 0)),
     # foreground deletion under way: deleted, its pods still counted while they stop
     (job(deleting=True), [pod("a", deleting=True)], ("Deleted", T0 + 90, None, 1, 0)),
 ])
@@ -230,6 +234,27 @@ def test_a_jobs_detail_merges_kueues_the_pods_and_the_jobs_events_in_time_order(
     assert detail.spec["name"] == "hpo1" and detail.spec["image"] == "example/t:1"
     admitted = job_detail(job(), [], workload)            # no longer suspended
     assert admitted.job.message is None
+
+
+def test_a_jobs_events_say_when_each_pod_started_and_how_the_job_ended_once():
+    """As on the other clusters: a Started event per pod that ran (its container's start),
+    and the job's end in podsweep's words, once: the Workload's Finished condition repeats
+    the Job's own."""
+    obj = job(failed=2, conditions=[cond("Failed", 30, reason="BackoffLimitExceeded",
+                                         message="Job has reached the specified backoff limit")])
+    obj["spec"]["backoffLimit"] = 1
+    pods = [pod("bad-0-a", created=5, phase="Failed", node="n1",
+                ended={"exitCode": 3, "startedAt": stamp(6), "finishedAt": stamp(7)}),
+            pod("bad-0-b", created=10, node="n1"),
+            pod("bad-0-c", created=12, phase="Pending")]
+    pods[1]["status"]["containerStatuses"][0]["state"] = {"running": {"startedAt": stamp(11)}}
+    workload = [cond("Finished", 31, reason="JobFinished", message="Job failed")]
+    events = [(e.time - T0, e.kind, e.message) for e in job_detail(obj, pods, workload).events]
+    assert events == [
+        (5, "Created", "pod bad-0-a"), (6, "Started", "pod bad-0-a on n1"),
+        (7, "Failed", "pod bad-0-a: exit code 3"), (10, "Created", "pod bad-0-b"),
+        (11, "Started", "pod bad-0-b on n1"), (12, "Created", "pod bad-0-c"),
+        (30, "Failed", "2 pods failed (backoff limit 1)")]
 
 
 # ------------------------------------------------------------ projects

@@ -95,9 +95,9 @@ def test_submit_follow_logs_and_delete_a_job(page: Any, ui: UI, tmp_path: Path,
         page.get_by_label("Working directory").fill(str(tmp_path))
 
     fill_the_form()
-    page.get_by_label("Image (-i; needs a container runtime)").fill("busybox")
+    page.get_by_label("Image (-i; each pod runs in it)").fill("-busybox")
     page.get_by_role("button", name="Submit").click()
-    expect(page.get_by_role("alert")).to_contain_text("no container runtime configured")
+    expect(page.get_by_role("alert")).to_contain_text("not an image reference")
     fill_the_form()
     page.get_by_role("button", name="Submit").click()
     expect(page).to_have_url(re.compile(r"/jobs/team-a/hello"))

@@ -16,7 +16,8 @@ app = typer.Typer(help="Projects and their GPU and CPU quotas.", no_args_is_help
                   rich_markup_mode=None)
 
 
-CPUS_HELP = "deserved CPUs (0: it only borrows CPUs no other project needs)"
+CPUS_HELP = ("deserved CPUs (0: no CPU quota: on the local cluster its pods borrow idle CPUs; "
+             "on Slurm and Kubernetes its GPU jobs' CPUs are not limited)")
 
 
 def check_quotas(gpus: int | None, cpus: int | None) -> None:

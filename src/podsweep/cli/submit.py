@@ -43,10 +43,12 @@ def job_options(
         "--environment", "-e", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
     working_dir: Annotated[Optional[str], typer.Option(
         help="where the command runs (default: the directory you submit from, where pods "
-             "share this filesystem: local, Slurm; on Kubernetes the image's own)")
+             "share this filesystem: local, Slurm; with -i, or on Kubernetes, the image's "
+             "own)")
     ] = JOB_DEFAULTS["working_dir"],
     image: Annotated[Optional[str], typer.Option(
-        "--image", "-i", help="container image")] = JOB_DEFAULTS["image"],
+        "--image", "-i", help="run each pod in this container image (local: through "
+        "podman; Kubernetes: the pod's image)")] = JOB_DEFAULTS["image"],
     cpu: Annotated[int, typer.Option(
         help="CPUs per pod (sets OMP_NUM_THREADS)")] = JOB_DEFAULTS["cpu"],
     backoff_limit: Annotated[int, typer.Option(
@@ -78,7 +80,9 @@ def submit(*args: Any, **kwargs: Any) -> None:
     api = client()
     elsewhere = False
     if body["working_dir"] is None:
-        if api.get("/status")["shared_filesystem"]:
+        # a pod in an image starts in the image's working directory, as `podman run`'s
+        # does, wherever the cluster runs it
+        if not body["image"] and api.get("/status")["shared_filesystem"]:
             body["working_dir"] = os.getcwd()   # a relative script path works as typed
         else:
             elsewhere = True

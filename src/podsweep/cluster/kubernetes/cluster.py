@@ -52,6 +52,7 @@ from .objects import (
     project_objects,
 )
 from .views import (
+    cpu_quota,
     job_detail,
     job_info,
     job_infos,
@@ -62,6 +63,7 @@ from .views import (
     pods_left,
     project_infos,
     quantity,
+    resource_quota,
     valid_name,
 )
 
@@ -75,6 +77,12 @@ DELETE_SLACK = 120.0
 
 LOG_CHUNK = 1 << 16
 WORKLOAD_JOB_UID = "kueue.x-k8s.io/job-uid"     # Kueue's label on a Job's Workload
+
+
+def _unbound(nodes: tuple[int, int] | None) -> int:
+    """The ``cpu`` quota of a project with CPU quota 0: the nodes' CPUs, which it cannot
+    outgrow in pods that run (without bound where they cannot be read or say none)."""
+    return nodes[0] if nodes and nodes[0] else CPU_QUOTA
 
 
 class KubernetesCluster(ApiCalls):
@@ -123,7 +131,7 @@ class KubernetesCluster(ApiCalls):
             raise UsageError(f"Kueue is not installed in this cluster (no {KUEUE_API} "
                              f"ClusterQueue): install it first (see the README)") from exc
         try:
-            self._sync_idle()
+            self._sync_idle(self._nodes())
         except PodsweepError as exc:    # projects are still usable; the next change retries
             log.warning("could not set the idle CPUs' ClusterQueue: %s", exc)
 
@@ -148,7 +156,8 @@ class KubernetesCluster(ApiCalls):
         check_name("project", name)
         check_count("--gpus", gpus, 0)
         check_count("--cpus", cpus, 0)
-        objects = {o["kind"]: o for o in project_objects(name, gpus, cpus)}
+        nodes = self._nodes()
+        objects = {o["kind"]: o for o in project_objects(name, gpus, cpus, _unbound(nodes))}
         ns = objects["Namespace"]["metadata"]["name"]
         if self._missing("read a namespace", self.core.read_namespace, ns) is not None:
             raise Conflict(f"project {name!r} already exists (namespace {ns})")
@@ -166,13 +175,12 @@ class KubernetesCluster(ApiCalls):
                 raise Conflict(f"a Kueue ClusterQueue {name!r} exists that is not podsweep's; "
                                f"choose another project name") from exc
             # podsweep's own, left by a create that stopped before the namespace: finish it
-            self._patch_quota(name, gpus, cpus)
+            self._patch_quota(name, gpus, cpus, nodes)
         self._call("create a namespace", self.core.create_namespace, objects["Namespace"])
         with contextlib.suppress(Conflict):
             self._call("create a LocalQueue", self.custom.create_namespaced_custom_object,
                        KUEUE_GROUP, KUEUE_VERSION, ns, "localqueues", objects["LocalQueue"])
-        if cpus:
-            self._sync_idle()
+        self._sync_idle(nodes)
         return self._project_infos([name], {name: (gpus, cpus)})[0]
 
     def set_quota(self, name: str, gpus: int | None = None, cpus: int | None = None) -> None:
@@ -186,13 +194,14 @@ class KubernetesCluster(ApiCalls):
             return
         queue = self._missing("read a ClusterQueue", self.custom.get_cluster_custom_object,
                               KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", name) or {}
+        nodes = self._nodes()
         self._patch_quota(name, nominal(queue, GPU) if gpus is None else gpus,
-                          nominal(queue, "cpu") if cpus is None else cpus)
-        if cpus is not None:
-            self._sync_idle()
+                          cpu_quota(queue) if cpus is None else cpus, nodes)
+        self._sync_idle(nodes)
 
-    def _patch_quota(self, name: str, gpus: int, cpus: int) -> None:
-        queue = next(o for o in project_objects(name, gpus, cpus)
+    def _patch_quota(self, name: str, gpus: int, cpus: int,
+                     nodes: tuple[int, int] | None) -> None:
+        queue = next(o for o in project_objects(name, gpus, cpus, _unbound(nodes))
                      if o["kind"] == "ClusterQueue")
         # a merge patch replaces the list whole: the project's one group, its new quotas
         self._call("set a ClusterQueue's quota", self.custom.patch_cluster_custom_object,
@@ -200,29 +209,42 @@ class KubernetesCluster(ApiCalls):
                    {"spec": {"resourceGroups": queue["spec"]["resourceGroups"]}},
                    _content_type="application/merge-patch+json")
 
-    def _sync_idle(self) -> None:
-        """Set the idle queue's CPUs: the nodes' allocatable CPUs less the projects' CPU
-        quotas (none if they promise more), so that Kueue lends what no project holds and
-        a project within its quota reclaims what was lent. Read again at every ``up`` and
-        CPU quota change: nodes added meanwhile count from then."""
+    def _nodes(self) -> tuple[int, int] | None:
+        """The nodes' allocatable CPUs and GPUs, in whole ones (the nodes there now); None
+        where podsweep may not list nodes."""
         try:
             nodes = self._call("list nodes", self.core.list_node)["items"]
-            total = sum(quantity(((n.get("status") or {}).get("allocatable") or {})
-                                      .get("cpu", 0)) for n in nodes)
         except Forbidden:
-            log.warning("may not list nodes: CPUs are lent without bound (%d)", CPU_QUOTA)
-            total = CPU_QUOTA
+            return None
+        cpus, gpus = (sum(quantity(((n.get("status") or {}).get("allocatable") or {})
+                                   .get(resource, 0)) for n in nodes)
+                      for resource in ("cpu", GPU))
+        return cpus, gpus
+
+    def _sync_idle(self, nodes: tuple[int, int] | None) -> None:
+        """Set the idle queue's CPUs and GPUs: the nodes' allocatable ones less the projects'
+        quotas (none if they promise more), so that Kueue lends what no project holds and
+        a project within its quota reclaims what was lent; and the ``cpu`` quota of each
+        project with CPU quota 0 to the nodes' CPUs, so that it never binds. Read again at
+        every ``up`` and quota change: nodes added meanwhile count from then."""
+        if nodes is None:
+            log.warning("may not list nodes: CPUs are lent without bound (%d), GPUs not at "
+                        "all", CPU_QUOTA)
+        total, gpus = nodes or (CPU_QUOTA, 0)
         queues = self._call("list ClusterQueues", self.custom.list_cluster_custom_object,
                             KUEUE_GROUP, KUEUE_VERSION, "clusterqueues",
                             label_selector=PROJECT_LABEL)["items"]
         for queue in queues:
-            if nominal(queue, "cpu") == CPU_QUOTA:
-                # made before CPU quotas bound, with one that never did: now the default, 0
-                log.info("ClusterQueue %s: CPU quota %d -> 0", queue["metadata"]["name"],
-                         CPU_QUOTA)
-                self._patch_quota(queue["metadata"]["name"], nominal(queue, GPU), 0)
-        body = idle_queue(max(0, total - sum(nominal(q, "cpu") for q in queues
-                                             if nominal(q, "cpu") != CPU_QUOTA)))
+            cpu = resource_quota(queue, "cpu")
+            if cpu_quota(queue) == 0 and ("lendingLimit" not in cpu or
+                                          nominal(queue, "cpu") != _unbound(nodes)):
+                # CPU quota 0 written another way (0, which made every job borrow CPUs, or
+                # CPU_QUOTA, before CPU quotas bound), or for other nodes than there are now
+                log.info("ClusterQueue %s: CPU quota 0 -> cpu %d lent to no one",
+                         queue["metadata"]["name"], _unbound(nodes))
+                self._patch_quota(queue["metadata"]["name"], nominal(queue, GPU), 0, nodes)
+        body = idle_queue(max(0, total - sum(cpu_quota(q) for q in queues)),
+                          max(0, gpus - sum(nominal(q, GPU) for q in queues)))
         try:
             self._call("create the idle CPUs' ClusterQueue",
                        self.custom.create_cluster_custom_object, KUEUE_GROUP, KUEUE_VERSION,
@@ -249,7 +271,7 @@ class KubernetesCluster(ApiCalls):
         queues = self._call("list ClusterQueues", self.custom.list_cluster_custom_object,
                             KUEUE_GROUP, KUEUE_VERSION, "clusterqueues",
                             label_selector=PROJECT_LABEL)["items"]
-        quotas = {q["metadata"]["name"]: (nominal(q, GPU), nominal(q, "cpu")) for q in queues}
+        quotas = {q["metadata"]["name"]: (nominal(q, GPU), cpu_quota(q)) for q in queues}
         return self._project_infos(names, quotas)
 
     def _project_infos(self, names: list[str],

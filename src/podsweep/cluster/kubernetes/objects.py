@@ -4,11 +4,20 @@
   ClusterQueue whose nominal quotas of ``nvidia.com/gpu`` and ``cpu`` are the project's
   GPUs and CPUs. Every ClusterQueue is in one cohort, so idle quota is borrowed and
   reclaimed (``reclaimWithinCohort``): the walk-through's over-quota use and preemption.
-- The **idle CPUs** are one more ClusterQueue of the cohort, :data:`IDLE_QUEUE`, whose ``cpu``
-  quota is the nodes' CPUs that no project has as quota. No LocalQueue points to it and it
-  selects no namespace, so it admits nothing: it only lends, and so a project with CPU
-  quota 0 runs on idle CPUs only, borrowed, and a project within its CPU quota takes them
-  back by preemption (as on the local cluster, quota 0 may only borrow).
+- A project with **CPU quota 0** (the default: no CPU limit, as on Slurm) gets a ``cpu``
+  nominal quota that never binds, the nodes' allocatable CPUs, with a ``lendingLimit`` of 0
+  so that the cohort is lent none of it. Its jobs then never borrow CPUs, and so Kueue
+  reclaims GPUs for them: it reclaims within the cohort only for a workload within its
+  queue's nominal quota in every resource it asks (no ``borrowWithinCohort``). Not
+  counting ``cpu`` for it is no way out: Kueue admits no workload that asks a resource its
+  queue does not cover. The ``lendingLimit`` of 0 is also how a queue says its project's
+  CPU quota is 0 (:func:`.views.cpu_quota`).
+- The **idle CPUs and GPUs** are one more ClusterQueue of the cohort, :data:`IDLE_QUEUE`,
+  whose ``cpu`` and ``nvidia.com/gpu`` quotas are the nodes' CPUs and GPUs that no project
+  has as quota (Kueue lends only quota: without it a job over its project's quota would
+  wait on idle GPUs that no project holds). No LocalQueue points to it and it
+  selects no namespace, so it admits nothing: it only lends, to the projects over their
+  quota, and a project within its quota takes back what was lent by preemption.
 - A **job** is a batch/v1 Job: ``completionMode: Indexed``, ``parallelism``,
   ``completions``, ``restartPolicy: Never``, GPU limits, the image and command, the volumes,
   the ``PODSWEEP_*`` variables (from the pod's own metadata where Kubernetes knows them),
@@ -35,7 +44,9 @@ COHORT = "podsweep"
 FLAVOR = "default-flavor"
 GPU = "nvidia.com/gpu"
 CPU_QUOTA = 100_000
-"""The idle queue's CPUs where the nodes cannot be read: then CPUs are lent without bound."""
+"""The CPUs where the nodes cannot be read (the idle queue's, and a project's with CPU quota
+0): then they are without bound. Also the ``cpu`` quota of queues made before CPU quotas
+bound, which means quota 0."""
 IDLE_QUEUE = "podsweep-idle-cpus"
 ROLE_LABEL = "podsweep.io/role"
 NAMESPACE_PREFIX = "podsweep-"
@@ -54,25 +65,34 @@ def namespace(project: str) -> str:
     return name
 
 
-def _resource_groups(gpus: int, cpus: int) -> list[dict[str, Any]]:
+def _resource_groups(gpus: int, cpus: int,
+                     unbound: int | None = None) -> list[dict[str, Any]]:
+    """One group of GPUs and CPUs; with ``unbound``, CPU quota 0 as a ``cpu`` quota of
+    ``unbound`` that the queue lends no one."""
+    cpu: dict[str, Any] = {"name": "cpu", "nominalQuota": cpus}
+    if unbound is not None and not cpus:
+        cpu = {"name": "cpu", "nominalQuota": unbound, "lendingLimit": 0}
     # Kueue admits no workload that requests a resource its queue does not cover
     # ("resource cpu unavailable in ClusterQueue"), and every pod requests CPUs
     return [{"coveredResources": [GPU, "cpu"],
              "flavors": [{"name": FLAVOR,
-                          "resources": [{"name": GPU, "nominalQuota": gpus},
-                                        {"name": "cpu", "nominalQuota": cpus}]}]}]
+                          "resources": [{"name": GPU, "nominalQuota": gpus}, cpu]}]}]
 
 
-def idle_queue(cpus: int) -> dict[str, Any]:
-    """The ClusterQueue that lends the cohort the CPUs no project has as quota."""
+def idle_queue(cpus: int, gpus: int = 0) -> dict[str, Any]:
+    """The ClusterQueue that lends the cohort the CPUs and GPUs no project has as quota
+    (named for the CPUs, which it lent first)."""
     return {"apiVersion": KUEUE_API, "kind": "ClusterQueue",
             "metadata": {"name": IDLE_QUEUE, "labels": {ROLE_LABEL: "idle-cpus"}},
             # no namespaceSelector (Kueue: no namespace) and no LocalQueue: it admits nothing
-            "spec": {"cohort": COHORT, "resourceGroups": _resource_groups(0, cpus)}}
+            "spec": {"cohort": COHORT, "resourceGroups": _resource_groups(gpus, cpus)}}
 
 
-def project_objects(project: str, gpus: int, cpus: int = 0) -> list[dict[str, Any]]:
-    """Namespace, ResourceFlavor, ClusterQueue and LocalQueue of one project."""
+def project_objects(project: str, gpus: int, cpus: int = 0,
+                    node_cpus: int = CPU_QUOTA) -> list[dict[str, Any]]:
+    """Namespace, ResourceFlavor, ClusterQueue and LocalQueue of one project; with CPU
+    quota 0, its ``cpu`` quota is ``node_cpus`` (the nodes' allocatable CPUs), lent to no
+    one."""
     ns = namespace(project)
     return [
         {"apiVersion": "v1", "kind": "Namespace",
@@ -83,7 +103,7 @@ def project_objects(project: str, gpus: int, cpus: int = 0) -> list[dict[str, An
          "spec": {
              "cohort": COHORT,
              "namespaceSelector": {"matchLabels": {PROJECT_LABEL: project}},
-             "resourceGroups": _resource_groups(gpus, cpus),
+             "resourceGroups": _resource_groups(gpus, cpus, node_cpus),
              # borrow idle GPUs and CPUs of the cohort; take lent ones back by preemption
              "preemption": {"reclaimWithinCohort": "Any",
                             "withinClusterQueue": "LowerPriority"},

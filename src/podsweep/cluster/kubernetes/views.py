@@ -23,7 +23,7 @@ from typing import Any
 from ...errors import PodsweepError, UsageError
 from ...model import JobSpec, JobStatus, PodStatus, check_name
 from ..base import EventInfo, JobDetail, JobInfo, PodInfo, ProjectInfo
-from .objects import GPU, PROJECT_LABEL, SPEC_ANNOTATION, USER_LABEL
+from .objects import CPU_QUOTA, GPU, PROJECT_LABEL, SPEC_ANNOTATION, USER_LABEL
 
 CONTROLLER_UID = ("batch.kubernetes.io/controller-uid", "controller-uid")
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -116,6 +116,17 @@ def pod_status(pod: dict[str, Any]) -> tuple[str, str | None]:
                 return PENDING, str(waiting["reason"])
         return PENDING, None
     return UNKNOWN, (pod.get("status") or {}).get("reason")
+
+
+def started(pod: dict[str, Any]) -> float | None:
+    """When the pod's container started (running, or ended having run); None if never."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        for kind in ("running", "terminated"):
+            at = timestamp((state.get(kind) or {}).get("startedAt"))
+            if at is not None:
+                return at
+    return None
 
 
 def terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -226,7 +237,7 @@ def job_info(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobInfo:
     elif failure is not None:
         state = JobStatus.FAILED
         finished = timestamp(failure.get("lastTransitionTime"))
-        message = failure.get("message") or failure.get("reason")
+        message = failed_message(job, failure)
     else:
         state = JobStatus.RUNNING if running else JobStatus.PENDING
         if kspec.get("suspend"):
@@ -247,6 +258,15 @@ def job_info(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobInfo:
                    hpo_dirs)
 
 
+def failed_message(job: dict[str, Any], failure: dict[str, Any]) -> str | None:
+    """Why a Job failed; the backoff limit in the words the other clusters use."""
+    if failure.get("reason") == "BackoffLimitExceeded":
+        failed = int((job.get("status") or {}).get("failed") or 0)
+        limit = (job.get("spec") or {}).get("backoffLimit", 6)     # the API's default
+        return f"{failed} pods failed (backoff limit {limit})"
+    return failure.get("message") or failure.get("reason")
+
+
 def job_infos(jobs: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[JobInfo]:
     """Jobs, each with its own pods (of all ``pods``), the oldest first."""
     by_owner: dict[str, list[dict[str, Any]]] = {}
@@ -259,23 +279,31 @@ def job_infos(jobs: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[Jo
 def job_detail(job: dict[str, Any], pods: list[dict[str, Any]],
                conditions: list[dict[str, Any]]) -> JobDetail:
     """A Job with its own pods and the conditions of its Kueue Workload: its pods, and its
-    events from the Workload's conditions, its pods' starts and ends and its own conditions."""
+    events from the Workload's conditions (but Finished, which repeats the Job's own), its
+    pods' creations, starts and ends and its own conditions."""
     infos = pod_infos(pods)
     events = [EventInfo(timestamp(c.get("lastTransitionTime")) or 0.0,
                         f"Kueue {c.get('type')}" +
                         ("" if c.get("status") == "True" else " (no)"),
                         str(c.get("message") or c.get("reason") or ""))
-              for c in conditions]
+              for c in conditions if c.get("type") != "Finished"]
+    nodes = {p["metadata"]["name"]: (p.get("spec") or {}).get("nodeName") for p in pods}
+    starts = {p["metadata"]["name"]: started(p) for p in pods}
     for pod in infos:
         events.append(EventInfo(pod.created, "Created", f"pod {pod.name}"))
+        start = starts.get(pod.name)
+        if start is not None:
+            where = f" on {nodes[pod.name]}" if nodes.get(pod.name) else ""
+            events.append(EventInfo(start, "Started", f"pod {pod.name}{where}"))
         if pod.finished is not None and pod.status != PodStatus.RUNNING.value:
             why = f": {pod.reason}" if pod.reason else ""
             events.append(EventInfo(pod.finished, pod.status, f"pod {pod.name}{why}"))
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("status") == "True":
+            message = failed_message(job, cond) if cond.get("type") == "Failed" else \
+                cond.get("message") or cond.get("reason")
             events.append(EventInfo(timestamp(cond.get("lastTransitionTime")) or 0.0,
-                                    str(cond.get("type")),
-                                    str(cond.get("message") or cond.get("reason") or "")))
+                                    str(cond.get("type")), str(message or "")))
     spec = job_spec(job)
     info = job_info(job, pods)
     waiting = next((c for c in conditions if c.get("type") == "QuotaReserved" and
@@ -289,14 +317,30 @@ def job_detail(job: dict[str, Any], pods: list[dict[str, Any]],
 # ------------------------------------------------------------ projects
 
 
-def nominal(queue: dict[str, Any], name: str) -> int:
-    """A ClusterQueue's nominal quota of a resource (GPUs or whole CPUs)."""
+def resource_quota(queue: dict[str, Any], name: str) -> dict[str, Any]:
+    """A ClusterQueue's quota of one resource (``nominalQuota`` and the limits), or {}."""
     for group in (queue.get("spec") or {}).get("resourceGroups") or []:
         for flavor in group.get("flavors") or []:
             for resource in flavor.get("resources") or []:
                 if resource.get("name") == name:
-                    return quantity(resource.get("nominalQuota", 0))
-    return 0
+                    return dict(resource)
+    return {}
+
+
+def nominal(queue: dict[str, Any], name: str) -> int:
+    """A ClusterQueue's nominal quota of a resource (GPUs or whole CPUs)."""
+    return quantity(resource_quota(queue, name).get("nominalQuota", 0))
+
+
+def cpu_quota(queue: dict[str, Any]) -> int:
+    """A project's CPU quota, from its ClusterQueue: 0 where its ``cpu`` quota is lent to
+    no one (CPU quota 0, a quota that never binds) or is that of the queues made before
+    CPU quotas bound, :data:`~.objects.CPU_QUOTA`."""
+    cpu = resource_quota(queue, "cpu")
+    if "lendingLimit" in cpu:
+        return 0
+    cpus = quantity(cpu.get("nominalQuota", 0))
+    return 0 if cpus == CPU_QUOTA else cpus
 
 
 def project_infos(names: list[str], quotas: dict[str, tuple[int, int]],

@@ -14,9 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ...errors import DiskFull, NotFound, UsageError
+from ...errors import DiskFull, NotFound, SetupError, UsageError
 from ...model import JobSpec, JobStatus, format_gpus, gpus_number
 from ...runtime import discover_gpus, virtual_gpus, wrap_command
+from ...runtime.container import INSTALL, find_engine
 from ...runtime.sandbox import Isolation, control_plane_dirs, hidden_source, probe
 from ...runtime.supervisor import DEFAULT_LOG_LIMIT
 from ...store import Job, Pod, Project, Store
@@ -125,9 +126,9 @@ class LocalCluster(ReconcileLoop):
 
     def submit(self, spec: JobSpec, user: str) -> JobInfo:
         self._check_project_of(spec)
-        if spec.image:
-            raise UsageError(f"-i {spec.image}: this cluster runs pods as local processes and "
-                             f"has no container runtime configured; drop -i")
+        if spec.image and find_engine() is None:
+            raise SetupError(f"-i {spec.image}: running pods in containers needs podman "
+                             f"on this machine: {INSTALL} (or drop -i)")
         if spec.gpus > len(self.gpus):
             raise UsageError(f"-g {format_gpus(spec.gpus)}: this machine has {len(self.gpus)} "
                              f"GPU(s)")
@@ -140,9 +141,10 @@ class LocalCluster(ReconcileLoop):
             if hidden:
                 raise UsageError(f"-v {volume}: {volume.src} lies in {hidden}, the control "
                                  f"plane's, which pods may not see")
-        if spec.volumes:
+        if spec.volumes and not spec.image:
             wrap_command(spec.command, spec.volumes, spec.working_dir)   # a sandbox here?
-        self._check_name_free(spec, spec.working_dir)
+        # in an image, the working directory is the container's, not this machine's
+        self._check_name_free(spec, None if spec.image else spec.working_dir)
         job = self.store.insert_job(uuid.uuid4().hex[:8], spec, user)
         self._states[job.uid] = JobState(job)
         self.schedule_reconcile()

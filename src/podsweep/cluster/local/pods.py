@@ -19,7 +19,18 @@ from typing import NamedTuple
 
 from ...errors import DiskFull, is_disk_full
 from ...model import JobStatus, PodStatus, format_gpus, pod_name
-from ...runtime import PodLaunch, PodProcess, mps_pipe_directory, wrap_command
+from ...runtime import PodLaunch, PodProcess, RuntimeSetupError, mps_pipe_directory, wrap_command
+from ...runtime.container import (
+    INSTALL,
+    Container,
+    cdi_gpus,
+    container_env,
+    container_name,
+    find_engine,
+    pull_failure,
+    remove,
+    run_argv,
+)
 from ...store import Pod
 from ..podenv import pod_env
 from ..stored import DELETED, PREEMPTED, exit_reason, failed_message, succeeded_message
@@ -89,10 +100,15 @@ class PodLifecycle(LocalEngine):
                       # looked for at each start: MPS may be started or stopped meanwhile
                       mps=mps_pipe_directory(os.environ))
         try:
-            argv = wrap_command(spec.command, spec.volumes, spec.working_dir, self.isolation)
-            # in the sandbox, the sandbox changes into the working dir itself: it may lie
-            # inside a volume that exists only in the pod's view
-            cwd = None if spec.volumes or self.isolation else spec.working_dir
+            if spec.image:
+                argv, env = self._container(state, pod, env)
+                cwd = None
+            else:
+                argv = wrap_command(spec.command, spec.volumes, spec.working_dir,
+                                    self.isolation)
+                # in the sandbox, the sandbox changes into the working dir itself: it may
+                # lie inside a volume that exists only in the pod's view
+                cwd = None if spec.volumes or self.isolation else spec.working_dir
             proc = PodProcess.launch(PodLaunch(pod_dir, argv, env, cwd,
                                                pod_dir / "pod.log", spec.grace_period,
                                                self.log_limit),
@@ -114,6 +130,25 @@ class PodLifecycle(LocalEngine):
         key = self._key(pod)
         self._procs[key] = proc
         self._watch(key)
+
+    def _container(self, state: JobState, pod: Pod,
+                   env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The command line and the environment of a pod run in its job's image.
+
+        The container is the pod's sandbox (docs/local.md): podsweep's own is not used."""
+        spec = state.job.spec
+        assert spec.image is not None
+        engine = find_engine(self._base_env.get("PATH"))
+        if engine is None:
+            raise RuntimeSetupError(f"-i {spec.image}: no container engine on PATH any "
+                                    f"more ({INSTALL})")
+        uuids = {g.index: g.uuid for g in self.gpus}    # None for a virtual GPU
+        cdi = bool(pod.gpus) and all(uuids.get(g) for g in pod.gpus) and cdi_gpus()
+        client, names = container_env(env, self._base_env, spec.env, pod.gpus, cdi)
+        devices = [f"nvidia.com/gpu={uuids[g]}" for g in pod.gpus] if cdi else []
+        container = Container(engine, spec.image, container_name(pod.job_uid, pod.name),
+                              spec.command, spec.volumes, spec.working_dir, names, devices)
+        return run_argv(container, Path(pod.dir)), client
 
     def _watch(self, key: str) -> None:
         proc = self._procs[key]
@@ -153,7 +188,23 @@ class PodLifecycle(LocalEngine):
         if pod is None:
             return
         status, reason, counts = pod_end(pod.reason, code, proc.lost)
+        image = self._image_of(pod)
+        if image is not None:
+            pulled = pull_failure(Path(pod.dir))
+            if pulled is not None and status is PodStatus.FAILED:
+                # counted like any failure: retried up to the job's backoff limit, not for
+                # ever as Kubernetes would (docs/local.md)
+                reason = f"ImagePullBackOff: {pulled}"
+            engine = find_engine(self._base_env.get("PATH"))
+            if engine is not None and (code < 0 or proc.lost):
+                # the client was killed: its container may still run, or be stored
+                remove(engine, container_name(pod.job_uid, pod.name))
         self._finish(pod, status, code, reason, count=counts)
+
+    def _image_of(self, pod: Pod) -> str | None:
+        state = self._states.get(pod.job_uid)
+        job = state.job if state is not None else self.store.job(pod.job_uid)
+        return job.spec.image if job is not None else None
 
     def _stop(self, pod: Pod, reason: str) -> None:
         """SIGTERM a pod; its supervisor SIGKILLs it after the job's grace period."""

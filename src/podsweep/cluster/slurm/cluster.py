@@ -234,8 +234,11 @@ class SlurmCluster(SlurmSync, StoredJobs):
     def submit(self, spec: JobSpec, user: str) -> JobInfo:
         self._check_project_of(spec)
         if spec.image:
+            # pyxis (srun --container-image) or Apptainer on the nodes would run it; podsweep
+            # does not pass an image to either yet
             raise UsageError(f"-i {spec.image}: this Slurm cluster runs pods as plain "
-                             f"processes on its nodes; drop -i")
+                             f"processes on its nodes (an image needs pyxis or Apptainer, "
+                             f"which podsweep does not drive yet); drop -i")
         nodes = self._nodes
         shards_of(spec, shards_per_gpu(nodes))      # a share: a whole number of shards
         gpus = math.ceil(spec.gpus)
