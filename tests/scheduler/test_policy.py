@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +25,8 @@ from podsweep.scheduler import (
     decide,
     fair_shares,
 )
+
+from .cases import Case, decided, table
 
 # ---------------------------------------------------------------------------------------
 # Builders
@@ -128,15 +130,6 @@ PREEMPTED_POD_GONE = snap(
         pod("hpo2-0-0", "team-b", 3, seq=4),
     ],
 )
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    snapshot: Snapshot
-    starts: tuple[Start, ...] = ()
-    preempt: tuple[str, ...] = ()
-    shares: dict[str, float] | None = None
 
 
 CASES = [
@@ -443,14 +436,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@table(CASES)
 def test_decide(case: Case) -> None:
-    decision = decide(case.snapshot)
-    assert decision.starts == case.starts
-    assert decision.preempt == case.preempt
-    if case.shares is not None:
-        assert decision.shares == pytest.approx(case.shares)
-    check_invariants(case.snapshot, decision)
+    check_invariants(case.snapshot, decided(case))
 
 
 @pytest.mark.parametrize(

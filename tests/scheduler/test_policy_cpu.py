@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +23,8 @@ from podsweep.scheduler import (
     Start,
     decide,
 )
+
+from .cases import Case, decided, table
 
 # ---------------------------------------------------------------------------------------
 # Builders
@@ -59,15 +61,6 @@ def running(uid: str, project: str, n: int, *, cpus: int = 1, first_seq: int = 1
 
 # ---------------------------------------------------------------------------------------
 # Table
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    snapshot: Snapshot
-    starts: tuple[Start, ...] = ()
-    preempt: tuple[str, ...] = ()
-    cpu_shares: dict[str, float] | None = None
 
 
 CASES = [
@@ -174,13 +167,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@table(CASES)
 def test_decide_with_cpus(case: Case) -> None:
-    decision = decide(case.snapshot)
-    assert decision.starts == case.starts
-    assert decision.preempt == case.preempt
-    if case.cpu_shares is not None:
-        assert decision.cpu_shares == pytest.approx(case.cpu_shares)
+    decision = decided(case)
     if case.snapshot.cpus is not None:
         check_invariants(case.snapshot, decision)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -25,6 +25,8 @@ from podsweep.scheduler import (
     decide,
     fair_shares,
 )
+
+from .cases import Case, decided, table
 
 H, Q, T = Fraction(1, 2), Fraction(1, 4), Fraction(3, 10)
 
@@ -56,15 +58,6 @@ def start(uid: str, index: int, gpu: int, fraction: Fraction) -> Start:
 
 # ---------------------------------------------------------------------------------------
 # Table
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    snapshot: Snapshot
-    starts: tuple[Start, ...] = ()
-    preempt: tuple[str, ...] = ()
-    shares: dict[str, float] | None = None
 
 
 CASES = [
@@ -179,16 +172,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@table(CASES)
 def test_decide_with_fractions(case: Case) -> None:
     # the same where CPUs are scheduled, plenty of them, with no CPU quota (the default)
     assert decide(replace(case.snapshot, cpus=64)).starts == case.starts
-    decision = decide(case.snapshot)
-    assert decision.starts == case.starts
-    assert decision.preempt == case.preempt
-    if case.shares is not None:
-        assert decision.shares == pytest.approx(case.shares)
-    check_invariants(case.snapshot, decision)
+    check_invariants(case.snapshot, decided(case))
 
 
 @pytest.mark.parametrize(
