@@ -16,7 +16,9 @@ fail() { echo "gpu-check: $*" >&2; exit 1; }
 
 if [ "${VIRTUAL:-0}" != 1 ]; then
   command -v nvidia-smi >/dev/null || fail "no nvidia-smi: this machine has no NVIDIA driver"
-  "$BIN/pip" install -q 'nvidia-ml-py>=12'      # the [nvidia] extra: NVML's bindings
+  # the [nvidia] extra: NVML's bindings (a machine that reaches no registry must have them)
+  "$BIN/python" -c 'import pynvml' 2>/dev/null || "$BIN/pip" install -q 'nvidia-ml-py>=12' \
+    || fail "no NVML bindings: pip install nvidia-ml-py (into .venv) where a registry is reachable"
 fi
 PODSWEEP_HOME=$(mktemp -d)
 WORK=$(mktemp -d)
@@ -45,9 +47,14 @@ import sys, time, pathlib
 d = pathlib.Path(sys.argv[1])
 try:
     import torch
-    x = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")   # 256 MiB
-except Exception:
-    x = None
+except ImportError:
+    torch = None
+if torch is not None:       # with PyTorch, each pod holds 256 MiB on its GPU, or says why not
+    try:
+        x = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
+        (d / "held-{}".format(__import__("os").environ["PODSWEEP_POD_INDEX"])).touch()
+    except Exception as exc:
+        (d / "no-memory").write_text(str(exc))
 deadline = time.time() + 60
 while len(list(d.glob("at-*"))) < 2 and time.time() < deadline:
     time.sleep(0.1)
@@ -64,6 +71,15 @@ for _ in $(seq 60); do
 done
 [ -e "$WORK/met" ] || fail "the two -g 0.5 pods never ran at the same time"
 [ "${VIRTUAL:-0}" = 1 ] || nvidia-smi --query-compute-apps=pid,gpu_uuid,used_memory --format=csv
+[ "${VIRTUAL:-0}" = 1 ] || [ ! -e "$WORK/no-memory" ] || fail "a pod could not hold memory on its GPU: $(cat "$WORK/no-memory")"
+if [ "${VIRTUAL:-0}" = 1 ]; then
+  echo "gpu-check: a virtual GPU: memory on it not checked"
+elif ls "$WORK"/held-* >/dev/null 2>&1; then
+  [ -e "$WORK/held-0" ] && [ -e "$WORK/held-1" ] || fail "only one pod held memory on the GPU"
+  echo "gpu-check: both pods held 256 MiB on the GPU at once"
+else
+  echo "gpu-check: no PyTorch in the pods' Python: memory on the GPU not checked"
+fi
 seen0=$(cat "$WORK/seen-0") seen1=$(cat "$WORK/seen-1")
 [ "$seen0" = "$seen1" ] || fail "the pods saw different GPUs: '$seen0' and '$seen1'"
 [ "${seen0#* }" = "0.5" ] || fail "PODSWEEP_GPU_FRACTION was '${seen0#* }', not 0.5"

@@ -127,9 +127,11 @@ def test_a_pod_in_an_image_has_its_environment_working_dir_and_exit_code(
               'job $PODSWEEP_JOB_NAME project $PODSWEEP_PROJECT gpus $CUDA_VISIBLE_DEVICES '
               'threads $OMP_NUM_THREADS extra $EXTRA cwd $(pwd) path $PATH"; '
               'cat /data/in.txt; exit 3')
-    (tmp_path / "in.txt").write_text("from the host\n")
+    data = tmp_path / "data"         # not tmp_path itself, which holds the plane's home
+    data.mkdir()
+    (data / "in.txt").write_text("from the host\n")
     plane.run("submit", "env", "-p", "p", "-i", image, "-g", "1", "--cpu", "2",
-              "-e", "EXTRA=yes", "--working-dir", "/tmp", "-v", f"{tmp_path}:/data:ro",
+              "-e", "EXTRA=yes", "--working-dir", "/tmp", "-v", f"{data}:/data:ro",
               "--backoff-limit", "0", "--", "sh", "-c", script)
     job = finished(plane, "env", "p")
     assert job["job"]["status"] == "Failed"
@@ -141,6 +143,27 @@ def test_a_pod_in_an_image_has_its_environment_working_dir_and_exit_code(
                    f"extra yes cwd /tmp path /usr/local/bin:/usr/bin:/bin\n"
                    f"from the host\n"), log
     assert containers(job["job"]["uid"]) == []
+    # the variables went in through a file only the control plane's user reads (no value on
+    # a command line; tests/runtime/test_container.py: none in the host's processes either)
+    env_file = plane.home / "pods" / job["job"]["uid"] / "env-0-0.env"
+    assert env_file.stat().st_mode & 0o777 == 0o600 and "EXTRA=yes\n" in env_file.read_text()
+
+
+def test_an_image_pods_volume_may_not_hold_the_control_planes_home(
+        cplane: ControlPlane, image: str, tmp_path: Path) -> None:
+    """podman mounts an image pod's volumes as they are (no sandbox hides the home inside
+    them), so a volume that holds the control plane's home is refused in one line, a link
+    to it too, and nothing is stored."""
+    plane = cplane
+    plane.run("project", "create", "p", "--gpus", "1")
+    link = tmp_path / "link"
+    link.symlink_to(plane.home.parent)
+    for source in ("/", str(plane.home.parent), str(link)):
+        refused = plane.run("submit", "peek", "-p", "p", "-i", image, "-v", f"{source}:/host",
+                            "--", "ls", "/host", check=False)
+        assert refused.returncode == 2, refused
+        assert refused.stderr.count("\n") == 1 and "pods may not see" in refused.stderr
+    assert plane.json("list", "-p", "p") == []
 
 
 def test_a_failed_pull_says_so_on_the_pod(cplane: ControlPlane, image: str) -> None:

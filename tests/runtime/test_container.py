@@ -20,26 +20,36 @@ from podsweep.runtime import container as ct
 from ..containers import podman
 
 
-def test_the_pods_own_variables_go_in_by_name_and_the_control_planes_stay_out() -> None:
+def test_the_pods_own_variables_go_in_and_the_jobs_reach_nothing_on_the_host() -> None:
     base = {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
-    env = {**base, "HOME": "/home/job", "PODSWEEP_POD_NAME": "j-0-0",
-           "CUDA_VISIBLE_DEVICES": "2,3", "EXTRA": "yes"}
-    client, names = ct.container_env(env, base, {"HOME": "/home/job", "EXTRA": "yes"},
-                                     [2, 3], cdi=False,
-                                     engine_env={"XDG_RUNTIME_DIR": "/run/user/1001",
-                                                 "SECRET_KEY": "no"})
-    # podman itself needs PATH, and rootless podman its runtime directory; it reads the
-    # values of the container's variables from here
-    assert client == {**env, "XDG_RUNTIME_DIR": "/run/user/1001"}
-    assert sorted(names) == ["CUDA_VISIBLE_DEVICES", "EXTRA", "HOME", "PODSWEEP_POD_NAME"]
-    client, _ = ct.container_env(env, base, {}, [2, 3], cdi=True, engine_env={})
-    assert client["CUDA_VISIBLE_DEVICES"] == "0,1"      # the container sees its GPUs alone
+    job = {"HOME": "/home/job", "EXTRA": "yes", "LD_PRELOAD": "/nfs/evil.so",
+           "PATH": "/opt/conda/bin", "XDG_RUNTIME_DIR": "/tmp/other"}
+    env = {**base, **job, "PODSWEEP_POD_NAME": "j-0-0", "CUDA_VISIBLE_DEVICES": "2,3"}
+    client, inside = ct.container_env(env, base, job, [2, 3], cdi=False,
+                                      engine_env={"XDG_RUNTIME_DIR": "/run/user/1001",
+                                                  "SECRET_KEY": "no"})
+    # podman itself needs PATH, and rootless podman its runtime directory; nothing the job
+    # set runs on the host (its LD_PRELOAD would run its code outside the container)
+    assert client == {**base, "XDG_RUNTIME_DIR": "/run/user/1001"}
+    assert inside == {**job, "PODSWEEP_POD_NAME": "j-0-0", "CUDA_VISIBLE_DEVICES": "2,3"}
+    _, inside = ct.container_env(env, base, {}, [2, 3], cdi=True, engine_env={})
+    assert inside["CUDA_VISIBLE_DEVICES"] == "0,1"      # the container sees its GPUs alone
+    assert "PATH" not in inside                        # the image's own
 
 
-def test_the_create_command_line_holds_names_not_values(tmp_path: Path) -> None:
+def test_the_env_file_is_private_and_refuses_a_line_break(tmp_path: Path) -> None:
+    path = tmp_path / "container.env"
+    ct.write_env_file(path, {"A": "x=y z", "B": ""})
+    assert path.read_text() == "A=x=y z\nB=\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError, match="line break"):
+        ct.write_env_file(path, {"A": "one\nB=two"})
+
+
+def test_the_create_command_line_holds_no_value(tmp_path: Path) -> None:
     c = ct.Container("/usr/bin/podman", "localhost/x:1", "podsweep-u1-j-0-0",
                      ["python3", "-c", "print(1)"], [Volume.parse("/srv:/nfs/hpo:ro")],
-                     "/work", ["SECRET", "PODSWEEP_POD_NAME"], ["nvidia.com/gpu=GPU-1"])
+                     "/work", str(tmp_path / "container.env"), ["nvidia.com/gpu=GPU-1"])
     argv = ct.run_argv(c, tmp_path)
     assert argv[:3] == [sys.executable, "-I", ct.containerpod.__file__]
     mark, engine, image, name, sep = argv[3:8]
@@ -49,7 +59,7 @@ def test_the_create_command_line_holds_names_not_values(tmp_path: Path) -> None:
     assert create[:2] == [c.engine, "create"] and "--init" in create
     assert create[-4:] == ["localhost/x:1", "python3", "-c", "print(1)"]
     pairs = list(zip(create, create[1:]))
-    assert ("-e", "SECRET") in pairs and ("-e", "PODSWEEP_POD_NAME") in pairs
+    assert ("--env-file", str(tmp_path / "container.env")) in pairs and "-e" not in create
     assert ("-v", "/srv:/nfs/hpo:ro") in pairs and ("--workdir", "/work") in pairs
     assert ("--device", "nvidia.com/gpu=GPU-1") in pairs and ("--name", c.name) in pairs
     # no higher limit than the control plane's own, which podman could not set
@@ -131,3 +141,12 @@ def test_a_sigterm_once_the_container_exists_stops_it_whether_or_not_it_runs_yet
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), out
     assert _left(name) == []
+
+
+def test_a_helper_killed_by_sigkill_ends_as_killed_by_it() -> None:
+    """A podman client SIGKILLed (the OOM killer) ends the pod as SIGKILLed, not with a
+    traceback and exit 1: SIGKILL's disposition cannot be set."""
+    code = subprocess.run(
+        [sys.executable, "-c", "import signal; from podsweep.runtime import containerpod; "
+         "containerpod._die_by(signal.SIGKILL)"], capture_output=True, timeout=30).returncode
+    assert code == -signal.SIGKILL

@@ -18,10 +18,12 @@ restart stay as for any pod, and:
   the image could not be pulled: then a line in the pod directory's :data:`PULL_MARK`, which
   the control plane reports as ``ImagePullBackOff``), 126 and 127 as for ``docker run``.
 - **Environment.** The pod's own variables (``PODSWEEP_*``, ``JOB_COMPLETION_INDEX``,
-  ``CUDA_VISIBLE_DEVICES``, the job's ``-e``) go into the container by name (``-e NAME``:
-  the client reads each value from its own environment, so no value is on a command line
-  other users can read); the control plane's allowlisted ones (``PATH``, ``HOME``…) do not:
-  the image has its own.
+  ``CUDA_VISIBLE_DEVICES``, the job's ``-e``) go into the container through a file beside
+  its pod directory, mode 0600 (``--env-file``: no value is on a command line other users can
+  read), and into nothing that runs on the host: the helper and the engine's client run
+  with the control plane's allowlisted variables and the engine's own (a job's
+  ``LD_PRELOAD`` or ``PATH`` there would run its code, or another engine, outside the
+  container). The allowlisted ones (``PATH``, ``HOME``…) do not go in: the image has its own.
 - **GPUs.** ``CUDA_VISIBLE_DEVICES`` names the pod's GPUs as for any pod. Where NVIDIA's
   container toolkit has written a CDI specification (``nvidia-ctk cdi generate``), the GPUs'
   devices go into the container too (``--device nvidia.com/gpu=UUID``); the container then
@@ -122,7 +124,7 @@ class Container:
     command: Sequence[str]
     volumes: Sequence[Volume] = ()
     working_dir: str | None = None
-    names: Sequence[str] = ()      # the variables passed in, by name
+    env_file: str | None = None    # the variables passed in: write_env_file()
     devices: Sequence[str] = ()    # CDI devices: nvidia.com/gpu=UUID
 
 
@@ -137,21 +139,34 @@ does not."""
 def container_env(env: Mapping[str, str], base: Mapping[str, str],
                   job_env: Mapping[str, str], gpus: Sequence[int], cdi: bool,
                   engine_env: Mapping[str, str] | None = None,
-                  ) -> tuple[dict[str, str], list[str]]:
-    """The client's environment and the names of the variables that go into the container.
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """The client's environment, and the variables that go into the container.
 
     ``env`` is the pod's whole environment, ``base`` the control plane's allowlisted part of
-    it: those stay with the client (podman needs PATH) unless the job set them with ``-e``,
-    as do :data:`ENGINE_ENV` from ``engine_env`` (the process's environment by default).
-    With CDI the container sees its GPUs numbered from 0.
+    it: the client gets ``base`` (podman needs PATH) and :data:`ENGINE_ENV` from
+    ``engine_env`` (the process's environment by default), never what the job set; the
+    container gets the rest of ``env`` and what the job set with ``-e``. With CDI the
+    container sees its GPUs numbered from 0.
     """
     source = os.environ if engine_env is None else engine_env
-    engine = {k: source[k] for k in ENGINE_ENV if k in source and k not in env}
-    client = dict(env)
+    client = {**base, **{k: source[k] for k in ENGINE_ENV if k in source}}
+    inside = {k: v for k, v in env.items() if k not in base or k in job_env}
     if cdi and gpus:
-        client["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpus)))
-    names = [k for k in client if k not in base or k in job_env]
-    return {**client, **engine}, names
+        inside["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpus)))
+    return client, inside
+
+
+def write_env_file(path: Path, variables: Mapping[str, str]) -> None:
+    """``variables`` as the engine's ``--env-file`` reads them, one ``NAME=VALUE`` a line,
+    readable by the control plane's user only. A value with a line break cannot be written
+    so (the job's are refused at submit): ValueError."""
+    for name, value in variables.items():
+        if "\n" in value or "\r" in value or "=" in name or "\n" in name:
+            raise ValueError(f"-e {name}: a value with a line break cannot go into a container")
+    text = "".join(f"{name}={value}\n" for name, value in variables.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def run_argv(c: Container, pod_dir: Path) -> list[str]:
@@ -159,8 +174,8 @@ def run_argv(c: Container, pod_dir: Path) -> list[str]:
     failure written to ``pod_dir``'s :data:`PULL_MARK`)."""
     create = [c.engine, "create", "--init", "--name", c.name, "--network", "host",
               "--pull", "never", *_runtime(c.engine), *_limits()]
-    for name in c.names:
-        create += ["-e", name]
+    if c.env_file is not None:
+        create += ["--env-file", c.env_file]
     for volume in c.volumes:
         create += ["-v", f"{volume.src}:{volume.dst}" + (":ro" if volume.read_only else "")]
     if c.working_dir is not None:

@@ -48,6 +48,8 @@ def _stopped() -> bool:
 
 def _die_by(sig: int) -> None:
     """End as killed by ``sig``, as a pod without this step would have."""
+    if sig == signal.SIGKILL:       # its disposition cannot be set (EINVAL), nor blocked
+        os.kill(os.getpid(), sig)
     signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
     os.kill(os.getpid(), sig)
@@ -59,6 +61,8 @@ def pull(mark: str, engine: str, image: str) -> bool:
     ask = "exists" if "podman" in os.path.basename(engine) else "inspect"
     if _engine(engine, "image", ask, image).returncode == 0:
         return True
+    if _stopped():                  # stopped while asked: no pull to wait for
+        _die_by(signal.SIGTERM)
     print(f"podsweep: pulling image {image}", flush=True)
     # the pull may be stopped like the pod: SIGTERM reaches it with the pod's group
     pulling = subprocess.Popen([engine, "pull", image], stdin=subprocess.DEVNULL,

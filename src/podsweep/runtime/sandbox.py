@@ -94,6 +94,19 @@ def hidden_source(volume: Volume, isolation: Isolation) -> str | None:
     return None
 
 
+def hidden_near(volume: Volume, isolation: Isolation) -> str | None:
+    """The hidden directory ``volume``'s source is, lies in or holds; None if none.
+
+    For a pod in an image, whose volumes podman mounts as they are: the sandbox, which hides
+    these directories inside every volume of a process pod, is not there to do it."""
+    src = os.path.realpath(volume.src)
+    for path in isolation.hidden:
+        top = path.rstrip("/") + "/"
+        if src == path or src.startswith(top) or top.startswith(src.rstrip("/") + "/"):
+            return path
+    return None
+
+
 def probe(isolation: Isolation) -> str | None:
     """None if the sandbox can isolate a pod here; else why not, in one line.
 

@@ -18,7 +18,7 @@ from ...errors import DiskFull, NotFound, SetupError, UsageError
 from ...model import JobSpec, JobStatus, format_gpus, gpus_number
 from ...runtime import discover_gpus, virtual_gpus, wrap_command
 from ...runtime.container import INSTALL, find_engine
-from ...runtime.sandbox import Isolation, control_plane_dirs, hidden_source, probe
+from ...runtime.sandbox import Isolation, control_plane_dirs, hidden_near, hidden_source, probe
 from ...runtime.supervisor import DEFAULT_LOG_LIMIT
 from ...store import Job, Pod, Project, Store
 from ..base import ClusterInfo, JobInfo, ProjectInfo
@@ -137,10 +137,15 @@ class LocalCluster(ReconcileLoop):
                              f"(podsweep up --cpus N)")
         self._check_volumes(spec, "local")
         for volume in spec.volumes:
-            hidden = self.isolation and hidden_source(volume, self.isolation)
+            # a process pod's sandbox hides the control plane's directories inside its
+            # volumes; podman mounts an image pod's as they are, so none may hold one
+            hidden = self.isolation and (hidden_near if spec.image else hidden_source)(
+                volume, self.isolation)
             if hidden:
-                raise UsageError(f"-v {volume}: {volume.src} lies in {hidden}, the control "
+                raise UsageError(f"-v {volume}: {volume.src} reaches {hidden}, the control "
                                  f"plane's, which pods may not see")
+        if spec.image and any("\n" in v or "\r" in v for v in spec.env.values()):
+            raise UsageError("-e: a value with a line break cannot go into a container")
         if spec.volumes and not spec.image:
             wrap_command(spec.command, spec.volumes, spec.working_dir)   # a sandbox here?
         # in an image, the working directory is the container's, not this machine's

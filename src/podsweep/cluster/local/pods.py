@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ...errors import DiskFull, is_disk_full
-from ...model import JobStatus, PodStatus, format_gpus, pod_name
+from ...model import JobSpec, JobStatus, PodStatus, Volume, format_gpus, pod_name
 from ...runtime import PodLaunch, PodProcess, RuntimeSetupError, mps_pipe_directory, wrap_command
 from ...runtime.container import (
     INSTALL,
@@ -30,7 +30,9 @@ from ...runtime.container import (
     pull_failure,
     remove,
     run_argv,
+    write_env_file,
 )
+from ...runtime.sandbox import hidden_near
 from ...store import Pod
 from ..podenv import pod_env
 from ..stored import DELETED, PREEMPTED, exit_reason, failed_message, succeeded_message
@@ -144,11 +146,17 @@ class PodLifecycle(LocalEngine):
                                     f"more ({INSTALL})")
         uuids = {g.index: g.uuid for g in self.gpus}    # None for a virtual GPU
         cdi = bool(pod.gpus) and all(uuids.get(g) for g in pod.gpus) and cdi_gpus()
-        client, names = container_env(env, self._base_env, spec.env, pod.gpus, cdi)
+        client, inside = container_env(env, self._base_env, spec.env, pod.gpus, cdi)
+        pod_dir = Path(pod.dir)
+        # beside the pod's directory, which only its launch may make
+        pod_dir.parent.mkdir(parents=True, exist_ok=True)
+        env_file = pod_dir.parent / f"{pod.name}.env"
+        write_env_file(env_file, inside)
         devices = [f"nvidia.com/gpu={uuids[g]}" for g in pod.gpus] if cdi else []
         container = Container(engine, spec.image, container_name(pod.job_uid, pod.name),
-                              spec.command, spec.volumes, spec.working_dir, names, devices)
-        return run_argv(container, Path(pod.dir)), client
+                              spec.command, self._image_volumes(spec), spec.working_dir,
+                              str(env_file), devices)
+        return run_argv(container, pod_dir), client
 
     def _watch(self, key: str) -> None:
         proc = self._procs[key]
@@ -200,6 +208,19 @@ class PodLifecycle(LocalEngine):
                 # the client was killed: its container may still run, or be stored
                 remove(engine, container_name(pod.job_uid, pod.name))
         self._finish(pod, status, code, reason, count=counts)
+
+    def _image_volumes(self, spec: JobSpec) -> list[Volume]:
+        """The job's volumes for podman, their sources resolved now: a source that is, lies
+        in or holds a directory hidden from pods is refused (RuntimeSetupError), though
+        submit checked it, since a link on the way may have changed since."""
+        volumes = []
+        for volume in spec.volumes:
+            hidden = self.isolation and hidden_near(volume, self.isolation)
+            if hidden:
+                raise RuntimeSetupError(f"-v {volume}: its source now reaches {hidden}, "
+                                        f"the control plane's, which pods may not see")
+            volumes.append(dataclasses.replace(volume, src=os.path.realpath(volume.src)))
+        return volumes
 
     def _image_of(self, pod: Pod) -> str | None:
         state = self._states.get(pod.job_uid)
