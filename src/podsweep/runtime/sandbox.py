@@ -85,24 +85,19 @@ def control_plane_dirs(home: Path) -> tuple[str, ...]:
     return tuple(out)
 
 
-def hidden_source(volume: Volume, isolation: Isolation) -> str | None:
-    """The hidden directory ``volume``'s source lies in, None if it lies in none."""
-    src = os.path.realpath(volume.src)
-    for path in isolation.hidden:
-        if src == path or src.startswith(path.rstrip("/") + "/"):
-            return path
-    return None
+def hidden_source(volume: Volume, isolation: Isolation, *, holding: bool = False
+                  ) -> str | None:
+    """The hidden directory ``volume``'s source is or lies in (or, with ``holding``, also
+    holds); None if none.
 
-
-def hidden_near(volume: Volume, isolation: Isolation) -> str | None:
-    """The hidden directory ``volume``'s source is, lies in or holds; None if none.
-
-    For a pod in an image, whose volumes podman mounts as they are: the sandbox, which hides
-    these directories inside every volume of a process pod, is not there to do it."""
+    ``holding`` is for a pod in an image, whose volumes podman mounts as they are: the
+    sandbox, which hides these directories inside every volume of a process pod, is not
+    there to do it."""
     src = os.path.realpath(volume.src)
     for path in isolation.hidden:
         top = path.rstrip("/") + "/"
-        if src == path or src.startswith(top) or top.startswith(src.rstrip("/") + "/"):
+        if src == path or src.startswith(top) or (
+                holding and top.startswith(src.rstrip("/") + "/")):
             return path
     return None
 

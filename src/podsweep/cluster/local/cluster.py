@@ -18,7 +18,7 @@ from ...errors import DiskFull, NotFound, SetupError, UsageError
 from ...model import JobSpec, JobStatus, format_gpus, gpus_number
 from ...runtime import discover_gpus, virtual_gpus, wrap_command
 from ...runtime.container import INSTALL, find_engine
-from ...runtime.sandbox import Isolation, control_plane_dirs, hidden_near, hidden_source, probe
+from ...runtime.sandbox import Isolation, control_plane_dirs, hidden_source, probe
 from ...runtime.supervisor import DEFAULT_LOG_LIMIT
 from ...store import Job, Pod, Project, Store
 from ..base import ClusterInfo, JobInfo, ProjectInfo
@@ -139,8 +139,8 @@ class LocalCluster(ReconcileLoop):
         for volume in spec.volumes:
             # a process pod's sandbox hides the control plane's directories inside its
             # volumes; podman mounts an image pod's as they are, so none may hold one
-            hidden = self.isolation and (hidden_near if spec.image else hidden_source)(
-                volume, self.isolation)
+            hidden = self.isolation and hidden_source(volume, self.isolation,
+                                                      holding=bool(spec.image))
             if hidden:
                 raise UsageError(f"-v {volume}: {volume.src} reaches {hidden}, the control "
                                  f"plane's, which pods may not see")

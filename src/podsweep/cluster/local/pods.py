@@ -32,7 +32,7 @@ from ...runtime.container import (
     run_argv,
     write_env_file,
 )
-from ...runtime.sandbox import hidden_near
+from ...runtime.sandbox import hidden_source
 from ...store import Pod
 from ..podenv import pod_env
 from ..stored import DELETED, PREEMPTED, exit_reason, failed_message, succeeded_message
@@ -215,7 +215,7 @@ class PodLifecycle(LocalEngine):
         submit checked it, since a link on the way may have changed since."""
         volumes = []
         for volume in spec.volumes:
-            hidden = self.isolation and hidden_near(volume, self.isolation)
+            hidden = self.isolation and hidden_source(volume, self.isolation, holding=True)
             if hidden:
                 raise RuntimeSetupError(f"-v {volume}: its source now reaches {hidden}, "
                                         f"the control plane's, which pods may not see")
